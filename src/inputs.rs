@@ -17,6 +17,7 @@ pub struct TaskInputs {
         id = "ibSubscription",
         long = "ib-subscription",
         env = "INPUT_IBSUBSCRIPTION",
+        hide_env_values = true,
         value_name = "CONNECTION"
     )]
     pub ib_subscription: Option<String>,
@@ -26,6 +27,7 @@ pub struct TaskInputs {
         id = "ibAzureResourceGroup",
         long = "ib-azure-resource-group",
         env = "INPUT_IBAZURERESOURCEGROUP",
+        hide_env_values = true,
         value_name = "NAME"
     )]
     pub ib_azure_resource_group: Option<String>,
@@ -35,6 +37,7 @@ pub struct TaskInputs {
         id = "ibLocation",
         long = "ib-location",
         env = "INPUT_IBLOCATION",
+        hide_env_values = true,
         value_name = "REGION"
     )]
     pub ib_location: Option<String>,
@@ -44,6 +47,7 @@ pub struct TaskInputs {
         id = "managedIdentity",
         long = "managed-identity",
         env = "INPUT_MANAGEDIDENTITY",
+        hide_env_values = true,
         value_name = "RESOURCE_ID"
     )]
     pub managed_identity: Option<String>,
@@ -53,6 +57,7 @@ pub struct TaskInputs {
         id = "vnetSubnetId",
         long = "vnet-subnet-id",
         env = "INPUT_VNETSUBNETID",
+        hide_env_values = true,
         value_name = "RESOURCE_ID"
     )]
     pub vnet_subnet_id: Option<String>,
@@ -62,6 +67,7 @@ pub struct TaskInputs {
         id = "imageSource",
         long = "image-source",
         env = "INPUT_IMAGESOURCE",
+        hide_env_values = true,
         value_name = "KIND"
     )]
     pub image_source: Option<String>,
@@ -71,6 +77,7 @@ pub struct TaskInputs {
         id = "baseImage",
         long = "base-image",
         env = "INPUT_BASEIMAGE",
+        hide_env_values = true,
         value_name = "PUBLISHER:OFFER:SKU"
     )]
     pub base_image: Option<String>,
@@ -81,6 +88,7 @@ pub struct TaskInputs {
         id = "baseImagePubOfferSku",
         long = "base-image-pub-offer-sku",
         env = "INPUT_BASEIMAGEPUBOFFERSKU",
+        hide_env_values = true,
         value_name = "PUBLISHER:OFFER:SKU"
     )]
     pub base_image_pub_offer_sku: Option<String>,
@@ -90,6 +98,7 @@ pub struct TaskInputs {
         id = "baseImageVersion",
         long = "base-image-version",
         env = "INPUT_BASEIMAGEVERSION",
+        hide_env_values = true,
         value_name = "VERSION"
     )]
     pub base_image_version: Option<String>,
@@ -99,6 +108,7 @@ pub struct TaskInputs {
         id = "customImageResourceId",
         long = "custom-image-resource-id",
         env = "INPUT_CUSTOMIMAGERESOURCEID",
+        hide_env_values = true,
         value_name = "RESOURCE_ID"
     )]
     pub custom_image_resource_id: Option<String>,
@@ -108,6 +118,7 @@ pub struct TaskInputs {
         id = "imageVersionId",
         long = "image-version-id",
         env = "INPUT_IMAGEVERSIONID",
+        hide_env_values = true,
         value_name = "RESOURCE_ID"
     )]
     pub image_version_id: Option<String>,
@@ -117,6 +128,7 @@ pub struct TaskInputs {
         id = "provisioner",
         long = "provisioner",
         env = "INPUT_PROVISIONER",
+        hide_env_values = true,
         value_name = "KIND"
     )]
     pub provisioner: Option<String>,
@@ -126,6 +138,7 @@ pub struct TaskInputs {
         id = "windowsUpdateProvisioner",
         long = "windows-update-provisioner",
         env = "INPUT_WINDOWSUPDATEPROVISIONER",
+        hide_env_values = true,
         value_name = "BOOL"
     )]
     pub windows_update_provisioner: Option<String>,
@@ -136,6 +149,7 @@ pub struct TaskInputs {
         id = "packagePath",
         long = "package-path",
         env = "INPUT_PACKAGEPATH",
+        hide_env_values = true,
         value_name = "PATH"
     )]
     pub package_path: Option<String>,
@@ -145,6 +159,7 @@ pub struct TaskInputs {
         id = "inlineScript",
         long = "inline-script",
         env = "INPUT_INLINESCRIPT",
+        hide_env_values = true,
         value_name = "SCRIPT"
     )]
     pub inline_script: Option<String>,
@@ -154,6 +169,7 @@ pub struct TaskInputs {
         id = "storageAccountName",
         long = "storage-account-name",
         env = "INPUT_STORAGEACCOUNTNAME",
+        hide_env_values = true,
         value_name = "NAME"
     )]
     pub storage_account_name: Option<String>,
@@ -163,6 +179,7 @@ pub struct TaskInputs {
         id = "distributeType",
         long = "distribute-type",
         env = "INPUT_DISTRIBUTETYPE",
+        hide_env_values = true,
         value_name = "KIND"
     )]
     pub distribute_type: Option<String>,
@@ -172,6 +189,7 @@ pub struct TaskInputs {
         id = "imageIdForDistribute",
         long = "image-id-for-distribute",
         env = "INPUT_IMAGEIDFORDISTRIBUTE",
+        hide_env_values = true,
         value_name = "RESOURCE_ID"
     )]
     pub image_id_for_distribute: Option<String>,
@@ -181,6 +199,7 @@ pub struct TaskInputs {
         id = "managedImageLocation",
         long = "managed-image-location",
         env = "INPUT_MANAGEDIMAGELOCATION",
+        hide_env_values = true,
         value_name = "REGION"
     )]
     pub managed_image_location: Option<String>,
@@ -190,6 +209,7 @@ pub struct TaskInputs {
         id = "galleryImageId",
         long = "gallery-image-id",
         env = "INPUT_GALLERYIMAGEID",
+        hide_env_values = true,
         value_name = "RESOURCE_ID"
     )]
     pub gallery_image_id: Option<String>,
@@ -199,6 +219,7 @@ pub struct TaskInputs {
         id = "replicationRegions",
         long = "replication-regions",
         env = "INPUT_REPLICATIONREGIONS",
+        hide_env_values = true,
         value_name = "REGIONS"
     )]
     pub replication_regions: Option<String>,
@@ -208,6 +229,7 @@ pub struct TaskInputs {
         id = "vmSize",
         long = "vm-size",
         env = "INPUT_VMSIZE",
+        hide_env_values = true,
         value_name = "SIZE"
     )]
     pub vm_size: Option<String>,
@@ -217,6 +239,7 @@ pub struct TaskInputs {
         id = "buildTimeoutInMinutes",
         long = "build-timeout-in-minutes",
         env = "INPUT_BUILDTIMEOUTINMINUTES",
+        hide_env_values = true,
         value_name = "MINUTES"
     )]
     pub build_timeout_in_minutes: Option<String>,
@@ -226,6 +249,7 @@ pub struct TaskInputs {
         id = "osDiskSizeGB",
         long = "os-disk-size-gb",
         env = "INPUT_OSDISKSIZEGB",
+        hide_env_values = true,
         value_name = "GB"
     )]
     pub os_disk_size_gb: Option<String>,
@@ -235,6 +259,7 @@ pub struct TaskInputs {
         id = "templateName",
         long = "template-name",
         env = "INPUT_TEMPLATENAME",
+        hide_env_values = true,
         value_name = "NAME"
     )]
     pub template_name: Option<String>,
@@ -244,6 +269,7 @@ pub struct TaskInputs {
         id = "stagingResourceGroup",
         long = "staging-resource-group",
         env = "INPUT_STAGINGRESOURCEGROUP",
+        hide_env_values = true,
         value_name = "RESOURCE_ID"
     )]
     pub staging_resource_group: Option<String>,
@@ -253,6 +279,7 @@ pub struct TaskInputs {
         id = "runElevated",
         long = "run-elevated",
         env = "INPUT_RUNELEVATED",
+        hide_env_values = true,
         value_name = "BOOL"
     )]
     pub run_elevated: Option<String>,
@@ -262,6 +289,7 @@ pub struct TaskInputs {
         id = "runAsSystem",
         long = "run-as-system",
         env = "INPUT_RUNASSYSTEM",
+        hide_env_values = true,
         value_name = "BOOL"
     )]
     pub run_as_system: Option<String>,
@@ -271,6 +299,7 @@ pub struct TaskInputs {
         id = "windowsRestart",
         long = "windows-restart",
         env = "INPUT_WINDOWSRESTART",
+        hide_env_values = true,
         value_name = "BOOL"
     )]
     pub windows_restart: Option<String>,
@@ -280,6 +309,7 @@ pub struct TaskInputs {
         id = "excludeFromLatest",
         long = "exclude-from-latest",
         env = "INPUT_EXCLUDEFROMLATEST",
+        hide_env_values = true,
         value_name = "BOOL"
     )]
     pub exclude_from_latest: Option<String>,
@@ -289,6 +319,7 @@ pub struct TaskInputs {
         id = "storageAccountType",
         long = "storage-account-type",
         env = "INPUT_STORAGEACCOUNTTYPE",
+        hide_env_values = true,
         value_name = "TYPE"
     )]
     pub storage_account_type: Option<String>,
@@ -298,6 +329,7 @@ pub struct TaskInputs {
         id = "imageTags",
         long = "image-tags",
         env = "INPUT_IMAGETAGS",
+        hide_env_values = true,
         value_name = "KEY=VALUE"
     )]
     pub image_tags: Option<String>,
@@ -307,6 +339,7 @@ pub struct TaskInputs {
         id = "keepTemplateOnFailure",
         long = "keep-template-on-failure",
         env = "INPUT_KEEPTEMPLATEONFAILURE",
+        hide_env_values = true,
         value_name = "BOOL"
     )]
     pub keep_template_on_failure: Option<String>,
@@ -316,6 +349,7 @@ pub struct TaskInputs {
         id = "waitForTemplateDeletion",
         long = "wait-for-template-deletion",
         env = "INPUT_WAITFORTEMPLATEDELETION",
+        hide_env_values = true,
         value_name = "BOOL"
     )]
     pub wait_for_template_deletion: Option<String>,
@@ -325,6 +359,7 @@ pub struct TaskInputs {
         id = "cleanupArtifactsOnImage",
         long = "cleanup-artifacts-on-image",
         env = "INPUT_CLEANUPARTIFACTSONIMAGE",
+        hide_env_values = true,
         value_name = "BOOL"
     )]
     pub cleanup_artifacts_on_image: Option<String>,
