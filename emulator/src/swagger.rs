@@ -5,8 +5,8 @@
 //!
 //! 1. loads a swagger file and every file its `$ref`s reach (relative to the file that holds the
 //!    `$ref`; `x-ms-examples` links are not followed), see [`SwaggerSpec::load`];
-//! 2. compiles every schema into one arena of resolved [`Node`]s (refs become indices, `allOf`
-//!    parents are merged into an [`ObjectView`], discriminated subtypes are indexed by their
+//! 2. compiles every schema into one arena of resolved `Node`s (refs become indices, `allOf`
+//!    parents are merged into an `ObjectView`, discriminated subtypes are indexed by their
 //!    `x-ms-discriminator-value`, ECMAScript `pattern`s are translated and compiled, and any
 //!    pattern the `regex` crate cannot run fails the load instead of being skipped);
 //! 3. runs one small recursive validator that collects every problem, in a deterministic order,
@@ -32,6 +32,13 @@
 //!   only counts when it declares its own `x-ms-discriminator-value`).
 //! - `x-ms-client-flatten`, `x-ms-secret`, `x-ms-identifiers`, `default`, `title` and
 //!   `description` do not change what is valid and are ignored.
+//!
+//! Not checked: path, query and header parameters (only the body); `multipleOf`; formats other
+//! than `int32`, `int64`, `date-time`, `date`, `uuid`, `uri` and `arm-id` (all loosely); scalar
+//! keywords (`enum`, `pattern`, ranges) written in an `allOf` parent rather than on the schema
+//! itself; and the rules the specs only state in prose (e.g. "exactly one of `scriptUri` or
+//! `inline`", `runAsSystem` needing `runElevated`, `targetRegions` excluding
+//! `replicationRegions`). Those belong to the Image Builder emulator, not to schema validation.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -906,10 +913,9 @@ impl SwaggerSpec {
     }
 
     /// Validate a request body as the body parameter of operation (`method`, path template)
-    /// would be validated, e.g. ("PUT", "/subscriptions/{subscriptionId}/resourceGroups/
-    /// {resourceGroupName}/providers/Microsoft.VirtualMachineImages/imageTemplates/
-    /// {imageTemplateName}"). The path template is matched case-insensitively and regardless of
-    /// parameter names. PATCH bodies are checked against `x-ms-mutability` "update", every other
+    /// would be validated, e.g.
+    /// `("PUT", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.VirtualMachineImages/imageTemplates/{imageTemplateName}")`.
+    /// The path template is matched case-insensitively and regardless of parameter names. PATCH bodies are checked against `x-ms-mutability` "update", every other
     /// method against "create". An operation without a body parameter accepts any body (ARM
     /// ignores it); a missing required body is passed as `Value::Null`.
     pub fn validate_request_body(
@@ -1184,13 +1190,13 @@ fn build_subtypes(
             if views[ancestor].discriminator.is_none() {
                 continue;
             }
-            if let Some(other) = subtypes[ancestor].insert(value.clone(), id) {
-                if other != id {
-                    bail!(
-                        "discriminator value {value:?} is used by both {} and {name}",
-                        nodes[other].name.as_deref().unwrap_or("?")
-                    );
-                }
+            if let Some(other) = subtypes[ancestor].insert(value.clone(), id)
+                && other != id
+            {
+                bail!(
+                    "discriminator value {value:?} is used by both {} and {name}",
+                    nodes[other].name.as_deref().unwrap_or("?")
+                );
             }
         }
     }
@@ -1250,15 +1256,15 @@ impl Validator<'_> {
         let ty = view.ty.or_else(|| {
             (!view.properties.is_empty() || view.additional.is_some()).then_some(JsonType::Object)
         });
-        if let Some(ty) = ty {
-            if !ty.matches(value) {
-                self.report(
-                    path,
-                    ValidationCode::InvalidType,
-                    format!("expected {}, got {}", ty.name(), kind_of(value)),
-                );
-                return;
-            }
+        if let Some(ty) = ty
+            && !ty.matches(value)
+        {
+            self.report(
+                path,
+                ValidationCode::InvalidType,
+                format!("expected {}, got {}", ty.name(), kind_of(value)),
+            );
+            return;
         }
         self.check_enum(node, value, path);
         match value {
@@ -1455,23 +1461,23 @@ impl Validator<'_> {
                 format!("{length} characters, at most {max} allowed"),
             );
         }
-        if let Some(pattern) = &node.pattern {
-            if !pattern.regex.is_match(s) {
-                self.report(
-                    path,
-                    ValidationCode::PatternMismatch,
-                    format!("'{s}' does not match the pattern {}", pattern.source),
-                );
-            }
+        if let Some(pattern) = &node.pattern
+            && !pattern.regex.is_match(s)
+        {
+            self.report(
+                path,
+                ValidationCode::PatternMismatch,
+                format!("'{s}' does not match the pattern {}", pattern.source),
+            );
         }
-        if let Some(format) = node.format.as_deref() {
-            if !string_matches_format(format, s) {
-                self.report(
-                    path,
-                    ValidationCode::InvalidFormat,
-                    format!("'{s}' is not a valid {format}"),
-                );
-            }
+        if let Some(format) = node.format.as_deref()
+            && !string_matches_format(format, s)
+        {
+            self.report(
+                path,
+                ValidationCode::InvalidFormat,
+                format!("'{s}' is not a valid {format}"),
+            );
         }
     }
 
@@ -1497,39 +1503,39 @@ impl Validator<'_> {
         let Some(v) = n.as_f64() else {
             return;
         };
-        if let Some(min) = node.minimum {
-            if v < min.value || (min.exclusive && v == min.value) {
-                let relation = if min.exclusive {
-                    "greater than"
-                } else {
-                    "at least"
-                };
-                self.report(
-                    path,
-                    ValidationCode::OutOfRange,
-                    format!(
-                        "{n} is too small; must be {relation} {}",
-                        format_bound(min.value)
-                    ),
-                );
-            }
+        if let Some(min) = node.minimum
+            && (v < min.value || (min.exclusive && v == min.value))
+        {
+            let relation = if min.exclusive {
+                "greater than"
+            } else {
+                "at least"
+            };
+            self.report(
+                path,
+                ValidationCode::OutOfRange,
+                format!(
+                    "{n} is too small; must be {relation} {}",
+                    format_bound(min.value)
+                ),
+            );
         }
-        if let Some(max) = node.maximum {
-            if v > max.value || (max.exclusive && v == max.value) {
-                let relation = if max.exclusive {
-                    "less than"
-                } else {
-                    "at most"
-                };
-                self.report(
-                    path,
-                    ValidationCode::OutOfRange,
-                    format!(
-                        "{n} is too large; must be {relation} {}",
-                        format_bound(max.value)
-                    ),
-                );
-            }
+        if let Some(max) = node.maximum
+            && (v > max.value || (max.exclusive && v == max.value))
+        {
+            let relation = if max.exclusive {
+                "less than"
+            } else {
+                "at most"
+            };
+            self.report(
+                path,
+                ValidationCode::OutOfRange,
+                format!(
+                    "{n} is too large; must be {relation} {}",
+                    format_bound(max.value)
+                ),
+            );
         }
     }
 
@@ -1616,5 +1622,346 @@ fn child_path(parent: &str, name: &str) -> String {
             "{parent}['{}']",
             name.replace('\\', "\\\\").replace('\'', "\\'")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn translated(pattern: &str) -> String {
+        translate_ecma_pattern(pattern).unwrap()
+    }
+
+    fn ecma_match(pattern: &str, s: &str) -> bool {
+        Regex::new(&translated(pattern)).unwrap().is_match(s)
+    }
+
+    #[test]
+    fn patterns_from_the_specs_translate() {
+        // Image Builder names: `-` after a range is a literal in ECMAScript.
+        assert_eq!(
+            translated("^[A-Za-z0-9-_.]{1,64}$"),
+            r"^[A-Za-z0-9\-_\.]{1,64}$"
+        );
+        assert!(ecma_match("^[A-Za-z0-9-_.]{1,64}$", "a-b_c.d"));
+        assert!(!ecma_match("^[A-Za-z0-9-_.]{1,64}$", "a b"));
+        assert!(!ecma_match("^[A-Za-z0-9-_.]{1,64}$", "a,b"));
+        // Common types: resource group names, with \w and escaped punctuation in a class.
+        let rg = r"^[-\w\._\(\)]+$";
+        assert_eq!(translated(rg), r"^[\-[:word:]\._\(\)]+$");
+        assert!(ecma_match(rg, "my-rg_(1).x"));
+        // ECMAScript's \w is ASCII only.
+        assert!(!ecma_match(rg, "rg-é"));
+        assert!(!ecma_match(r"^\d+$", "٣"));
+    }
+
+    #[test]
+    fn pattern_translation_handles_ecmascript_corners() {
+        assert!(ecma_match(r"^a{2}$", "aa"));
+        assert!(ecma_match(r"^a{$", "a{"));
+        assert!(ecma_match(r"^}$", "}"));
+        assert!(ecma_match(r"^\u0041\x42$", "AB"));
+        assert!(ecma_match(r"^[\u0041-\u0043]+$", "ABC"));
+        assert!(ecma_match(r"^[a\-z]+$", "a-z"));
+        assert!(!ecma_match(r"^[a\-z]+$", "b"));
+        assert!(ecma_match(r"^[a-]+$", "a-"));
+        assert!(ecma_match(r"^[^\d\s]+$", "ab"));
+        assert!(!ecma_match(r"^[^\d\s]+$", "a1"));
+        assert!(ecma_match(r"^(?:ab)+\/\#&~$", "abab/#&~"));
+        assert!(ecma_match(r"^(?<word>[a-z]+)\b", "abc def"));
+    }
+
+    #[test]
+    fn untranslatable_patterns_are_errors() {
+        for pattern in [
+            r"^(?=a)", r"^(?!a)", r"(?<=a)b", r"(a)\1", r"[]", r"\q", "abc\\", "[a-z",
+        ] {
+            assert!(translate_ecma_pattern(pattern).is_err(), "{pattern}");
+        }
+    }
+
+    #[test]
+    fn child_paths_quote_odd_keys() {
+        assert_eq!(child_path("", "identity"), "identity");
+        assert_eq!(
+            child_path("properties", "vmProfile"),
+            "properties.vmProfile"
+        );
+        assert_eq!(child_path("tags", "a b"), "tags['a b']");
+        assert_eq!(child_path("m", "/x/it's"), r"m['/x/it\'s']");
+    }
+
+    /// Writes a two-file spec (main + a common file it refers to) under a fresh temp folder.
+    fn synthetic_spec(definitions: Value) -> anyhow::Result<SwaggerSpec> {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("aib-swagger-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(dir.join("api/v1"))?;
+        std::fs::create_dir_all(dir.join("common"))?;
+        let common = json!({
+            "swagger": "2.0",
+            "info": {"version": "common", "title": "common"},
+            "paths": {},
+            "definitions": {
+                "Resource": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "readOnly": true},
+                        "location": {"type": "string", "x-ms-mutability": ["read", "create"]},
+                        "etag": {"type": "string", "x-nullable": true}
+                    }
+                }
+            }
+        });
+        let main = json!({
+            "swagger": "2.0",
+            "info": {"version": "2030-01-01", "title": "test"},
+            "paths": {
+                "/things/{name}": {
+                    "put": {
+                        "parameters": [{"$ref": "#/parameters/Body"}],
+                        "responses": {},
+                        "x-ms-examples": {"missing": {"$ref": "./examples/none.json"}}
+                    },
+                    "patch": {
+                        "parameters": [{"name": "body", "in": "body", "required": true, "schema": {"$ref": "#/definitions/Thing"}}],
+                        "responses": {}
+                    }
+                }
+            },
+            "parameters": {
+                "Body": {"name": "thing", "in": "body", "required": true, "schema": {"$ref": "#/definitions/Thing"}}
+            },
+            "definitions": definitions
+        });
+        std::fs::write(dir.join("common/types.json"), common.to_string())?;
+        let path = dir.join("api/v1/spec.json");
+        std::fs::write(&path, main.to_string())?;
+        let spec = SwaggerSpec::load(&path);
+        std::fs::remove_dir_all(&dir)?;
+        spec
+    }
+
+    fn thing_spec() -> SwaggerSpec {
+        synthetic_spec(json!({
+            "Thing": {
+                "type": "object",
+                "allOf": [{"$ref": "../../common/types.json#/definitions/Resource"}],
+                "properties": {
+                    "count": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 10, "exclusiveMaximum": true},
+                    "ratio": {"type": "number", "minimum": 0, "exclusiveMinimum": true},
+                    "label": {"type": "string", "minLength": 2, "maxLength": 4},
+                    "when": {"type": "string", "format": "date-time"},
+                    "uid": {"type": "string", "format": "uuid"},
+                    "link": {"type": "string", "format": "uri"},
+                    "list": {"type": "array", "minItems": 1, "maxItems": 3, "uniqueItems": true, "items": {"type": "string"}},
+                    "closed": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": false},
+                    "open": {"type": "object", "additionalProperties": true, "properties": {"a": {"type": "string"}}},
+                    "anything": {"type": "object"},
+                    "maybe": {"type": "string", "x-nullable": true},
+                    "state": {"$ref": "#/definitions/State", "readOnly": true},
+                    "createOnly": {"type": "string", "x-ms-mutability": ["read", "create"]},
+                    "animal": {"$ref": "#/definitions/Animal"}
+                },
+                "required": ["animal"]
+            },
+            "State": {"type": "string", "enum": ["A", "B"]},
+            "Animal": {
+                "type": "object",
+                "discriminator": "kind",
+                "properties": {"kind": {"type": "string"}, "name": {"type": "string"}},
+                "required": ["kind"]
+            },
+            "Dog": {
+                "type": "object",
+                "allOf": [{"$ref": "#/definitions/Animal"}],
+                "properties": {"barks": {"type": "boolean"}}
+            },
+            "Puppy": {
+                "type": "object",
+                "x-ms-discriminator-value": "puppy",
+                "allOf": [{"$ref": "#/definitions/Dog"}],
+                "properties": {"ageWeeks": {"type": "integer", "format": "int32"}},
+                "required": ["ageWeeks"]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn codes(result: Result<(), Vec<ValidationIssue>>) -> Vec<(ValidationCode, String)> {
+        result
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|issue| (issue.code, issue.path))
+            .collect()
+    }
+
+    fn put(spec: &SwaggerSpec, body: Value) -> Vec<(ValidationCode, String)> {
+        codes(spec.validate_request_body("PUT", "/things/{thingName}", &body))
+    }
+
+    fn one(code: ValidationCode, path: &str) -> Vec<(ValidationCode, String)> {
+        vec![(code, path.to_owned())]
+    }
+
+    #[test]
+    fn synthetic_valid_body_passes_and_refs_cross_files() {
+        let spec = thing_spec();
+        assert_eq!(spec.api_version(), "2030-01-01");
+        let body = json!({
+            "location": "here",
+            "etag": null,
+            "count": 9,
+            "ratio": 0.5,
+            "label": "abc",
+            "when": "2026-11-27T05:00:00Z",
+            "uid": "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "link": "https://example.com/x?y=z",
+            "list": ["a", "b"],
+            "closed": {"a": "x"},
+            "open": {"a": "x", "b": [1]},
+            "anything": {"x": {"y": 1}},
+            "maybe": null,
+            "createOnly": "x",
+            "animal": {"kind": "Dog", "name": "Rex", "barks": true}
+        });
+        assert_eq!(put(&spec, body), vec![]);
+    }
+
+    #[test]
+    fn synthetic_scalar_constraints() {
+        let spec = thing_spec();
+        let animal = json!({"kind": "Dog"});
+        let cases = [
+            (json!({"count": 10}), ValidationCode::OutOfRange, "count"),
+            (json!({"count": -1}), ValidationCode::OutOfRange, "count"),
+            (json!({"count": 1.0}), ValidationCode::InvalidType, "count"),
+            (json!({"ratio": 0}), ValidationCode::OutOfRange, "ratio"),
+            (json!({"label": "a"}), ValidationCode::TooShort, "label"),
+            (json!({"label": "abcde"}), ValidationCode::TooLong, "label"),
+            (
+                json!({"when": "yesterday"}),
+                ValidationCode::InvalidFormat,
+                "when",
+            ),
+            (
+                json!({"uid": "not-a-uuid"}),
+                ValidationCode::InvalidFormat,
+                "uid",
+            ),
+            (
+                json!({"link": "no scheme"}),
+                ValidationCode::InvalidFormat,
+                "link",
+            ),
+            (json!({"list": []}), ValidationCode::TooFewItems, "list"),
+            (
+                json!({"list": ["a", "b", "c", "d"]}),
+                ValidationCode::TooManyItems,
+                "list",
+            ),
+            (
+                json!({"list": ["a", "b", "a"]}),
+                ValidationCode::DuplicateItems,
+                "list[2]",
+            ),
+            (json!({"list": "a"}), ValidationCode::InvalidType, "list"),
+            (
+                json!({"closed": {"b": "x"}}),
+                ValidationCode::UnknownProperty,
+                "closed.b",
+            ),
+            (json!({"label": null}), ValidationCode::InvalidType, "label"),
+            (
+                json!({"state": "A"}),
+                ValidationCode::ReadOnlyProperty,
+                "state",
+            ),
+            (json!({"id": "x"}), ValidationCode::ReadOnlyProperty, "id"),
+        ];
+        for (mut body, code, path) in cases {
+            body["animal"] = animal.clone();
+            assert_eq!(put(&spec, body.clone()), one(code, path), "{body}");
+        }
+    }
+
+    #[test]
+    fn synthetic_mutability_depends_on_the_method() {
+        let spec = thing_spec();
+        let body = json!({"createOnly": "x", "location": "here", "animal": {"kind": "Dog"}});
+        assert_eq!(put(&spec, body.clone()), vec![]);
+        let patched = codes(spec.validate_request_body("PATCH", "/things/{name}", &body));
+        assert_eq!(
+            patched,
+            vec![
+                (ValidationCode::ReadOnlyProperty, "createOnly".to_owned()),
+                (ValidationCode::ReadOnlyProperty, "location".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn synthetic_polymorphism_is_multi_level() {
+        let spec = thing_spec();
+        // Dog has no x-ms-discriminator-value: its definition name is its value.
+        assert_eq!(
+            put(&spec, json!({"animal": {"kind": "Dog", "barks": true}})),
+            vec![]
+        );
+        assert_eq!(
+            put(
+                &spec,
+                json!({"animal": {"kind": "puppy", "barks": true, "ageWeeks": 8}})
+            ),
+            vec![]
+        );
+        assert_eq!(
+            put(&spec, json!({"animal": {"kind": "puppy"}})),
+            one(ValidationCode::RequiredPropertyMissing, "animal.ageWeeks")
+        );
+        assert_eq!(
+            put(&spec, json!({"animal": {"kind": "Dog", "ageWeeks": 8}})),
+            one(ValidationCode::UnknownProperty, "animal.ageWeeks")
+        );
+        // The base is abstract.
+        assert_eq!(
+            put(&spec, json!({"animal": {"kind": "Animal"}})),
+            one(ValidationCode::InvalidDiscriminator, "animal.kind")
+        );
+        assert_eq!(
+            put(&spec, json!({"animal": {"kind": 3}})),
+            one(ValidationCode::InvalidType, "animal.kind")
+        );
+        assert_eq!(
+            put(&spec, json!({})),
+            one(ValidationCode::RequiredPropertyMissing, "animal")
+        );
+        // Reached directly, a subtype allows itself and its descendants only.
+        let issues = spec
+            .validate_definition("Dog", &json!({"kind": "puppy", "ageWeeks": 1}))
+            .map_err(|issues| issues.len());
+        assert_eq!(issues, Ok(()));
+        let issues = codes(spec.validate_definition("Puppy", &json!({"kind": "Dog"})));
+        assert_eq!(issues, one(ValidationCode::InvalidDiscriminator, "kind"));
+    }
+
+    #[test]
+    fn synthetic_bad_pattern_fails_the_load() {
+        let error = synthetic_spec(json!({
+            "Thing": {"type": "object", "properties": {"x": {"type": "string", "pattern": "^(?!bad)"}}}
+        }))
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("look-around"), "{error:#}");
+        let error = synthetic_spec(json!({
+            "Thing": {"type": "object", "properties": {"x": {"$ref": "../../common/types.json#/definitions/Nope"}}}
+        }))
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("points at nothing"),
+            "{error:#}"
+        );
     }
 }
