@@ -1683,6 +1683,12 @@ mod tests {
     }
 
     #[test]
+    fn spec_can_be_shared_between_request_handlers() {
+        fn shareable<T: Send + Sync + Clone>() {}
+        shareable::<SwaggerSpec>();
+    }
+
+    #[test]
     fn child_paths_quote_odd_keys() {
         assert_eq!(child_path("", "identity"), "identity");
         assert_eq!(
