@@ -1,0 +1,791 @@
+//! `Microsoft.VirtualMachineImages/imageTemplates`: the template store and its state machine.
+//! PUT (validated with the swagger, idempotent for the same body, Conflict for another), GET and
+//! lists, `run` (Queued → Building → Customizing → [Optimizing] → [Validating] → Distributing →
+//! Succeeded/Failed, driven by tokio timers, with artifact checks and a packer log), `cancel`,
+//! run outputs, DELETE, and the long-running operations (`Azure-AsyncOperation` status documents
+//! and `Location` results) that report them.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
+
+use axum::{
+    http::{HeaderValue, Method, StatusCode},
+    response::{IntoResponse, Response},
+};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::{
+    arm::{self, error, error_with_details, ok},
+    artifacts, compute,
+    config::defaults::FAIL_AT_TAG,
+    packer_log::{self, LogInput, Outcome},
+    server::Req,
+    shared_key,
+    state::{Shared, State, arm_time, now},
+};
+
+const TYPE: &str = "Microsoft.VirtualMachineImages/imageTemplates";
+/// Stable api-versions ARM routes to Image Builder.
+pub const API_VERSIONS: [&str; 7] = ["2020-02-14", "2021-10-01", "2022-02-14", "2022-07-01", "2023-07-01", "2024-02-01", "2025-10-01"];
+const SPEC_PATH: &str = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.VirtualMachineImages/imageTemplates/{imageTemplateName}";
+
+static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9-_.]{1,64}$").unwrap());
+static IDENTITY_ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^/subscriptions/[0-9a-f-]{36}/resourcegroups/[-\w._()]+/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[A-Za-z0-9][A-Za-z0-9_-]{2,127}$").unwrap()
+});
+
+/// `lastRunStatus.runSubState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunSubState {
+    Queued,
+    Building,
+    Customizing,
+    Optimizing,
+    Validating,
+    Distributing,
+}
+
+/// `lastRunStatus.runState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunState {
+    Running,
+    Canceling,
+    Succeeded,
+    PartiallySucceeded,
+    Failed,
+    Canceled,
+}
+
+/// Something that happened to a template, for tests to assert orders on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TemplateEvent {
+    pub time: String,
+    /// The template's resource id.
+    pub template: String,
+    /// e.g. `created`, `provisioningState=Succeeded`, `runSubState=Building`,
+    /// `runState=Succeeded`, `cancel`, `deleted`.
+    pub event: String,
+}
+
+#[derive(Debug, Clone)]
+struct LastRun {
+    start: OffsetDateTime,
+    end: Option<OffsetDateTime>,
+    state: RunState,
+    sub_state: Option<RunSubState>,
+    message: String,
+}
+
+#[derive(Debug)]
+struct Template {
+    id: String,
+    subscription: String,
+    resource_group: String,
+    name: String,
+    location: String,
+    request: Value,
+    provisioning_state: &'static str,
+    staging_group: String,
+    created: OffsetDateTime,
+    last_run: Option<LastRun>,
+    exact_version: Option<String>,
+    run_outputs: Vec<Value>,
+    run_op: Option<String>,
+    cancel_op: Option<String>,
+    cancel: Option<Arc<Notify>>,
+}
+
+#[derive(Debug, Clone)]
+struct Operation {
+    id: String,
+    subscription: String,
+    location: String,
+    status: &'static str,
+    start: OffsetDateTime,
+    end: Option<OffsetDateTime>,
+    error: Option<Value>,
+    polls: u32,
+    /// Status code of the `Location` result once done.
+    done_code: StatusCode,
+}
+
+/// Every template and operation of one emulator.
+#[derive(Default)]
+pub struct Store {
+    templates: BTreeMap<String, Template>,
+    operations: HashMap<String, Operation>,
+    pub events: Vec<TemplateEvent>,
+    pub deleted: Vec<String>,
+}
+
+fn key(sub: &str, rg: &str, name: &str) -> String {
+    format!("{sub}/{rg}/{name}").to_ascii_lowercase()
+}
+
+fn group_name(staging_group_id: &str) -> &str {
+    staging_group_id.rsplit('/').next().unwrap_or(staging_group_id)
+}
+
+impl Store {
+    fn event(&mut self, template: &str, event: impl Into<String>) {
+        self.events.push(TemplateEvent { time: arm_time(now()), template: template.to_string(), event: event.into() });
+    }
+
+    fn new_operation(&mut self, sub: &str, location: &str, done_code: StatusCode) -> String {
+        let id = uuid::Uuid::new_v4().to_string().to_ascii_uppercase();
+        self.operations.insert(
+            id.clone(),
+            Operation { id: id.clone(), subscription: sub.into(), location: location.into(), status: "InProgress", start: now(), end: None, error: None, polls: 0, done_code },
+        );
+        id
+    }
+
+    fn finish_operation(&mut self, id: Option<&str>, status: &'static str, error: Option<Value>) {
+        if let Some(op) = id.and_then(|id| self.operations.get_mut(id)) {
+            op.status = status;
+            op.end = Some(now());
+            op.error = error;
+        }
+    }
+
+    fn get_mut(&mut self, k: &str) -> Option<&mut Template> {
+        self.templates.get_mut(k)
+    }
+
+    /// `(subscription, staging group name, location)` of every live template.
+    pub fn staging_groups(&self) -> Vec<(String, String, String)> {
+        self.templates.values().map(|t| (t.subscription.clone(), group_name(&t.staging_group).to_string(), t.location.clone())).collect()
+    }
+
+    pub fn staging_group_location(&self, sub: &str, rg: &str) -> Option<String> {
+        self.staging_groups().into_iter().find(|(s, g, _)| s.eq_ignore_ascii_case(sub) && g.eq_ignore_ascii_case(rg)).map(|(_, _, l)| l)
+    }
+
+    /// The template that owns a staging group (`managedBy`).
+    pub fn staging_group_owner(&self, sub: &str, rg: &str) -> Option<String> {
+        self.templates
+            .values()
+            .find(|t| t.subscription.eq_ignore_ascii_case(sub) && group_name(&t.staging_group).eq_ignore_ascii_case(rg))
+            .map(|t| t.id.clone())
+    }
+
+    pub fn view(&self, s: &State, sub: &str, rg: &str, name: &str) -> Option<Value> {
+        self.templates.get(&key(sub, rg, name)).map(|t| view(s, t))
+    }
+
+    pub fn views(&self, s: &State) -> Vec<(String, Value)> {
+        self.templates.values().map(|t| (t.id.clone(), view(s, t))).collect()
+    }
+}
+
+/// The template as GET answers it: the request plus id, name, type and read-only fields.
+fn view(s: &State, t: &Template) -> Value {
+    let mut v = t.request.clone();
+    v["id"] = json!(t.id);
+    v["name"] = json!(t.name);
+    v["type"] = json!(TYPE);
+    if v.get("tags").is_none() {
+        v["tags"] = json!({});
+    }
+    if let Some(ids) = v.pointer_mut("/identity/userAssignedIdentities").and_then(Value::as_object_mut) {
+        let mi = &s.config.managed_identity;
+        for (id, entry) in ids.iter_mut() {
+            if id.eq_ignore_ascii_case(&mi.resource_id) {
+                *entry = json!({"principalId": mi.object_id, "clientId": mi.client_id});
+            }
+        }
+    }
+    let p = &mut v["properties"];
+    if !p.is_object() {
+        *p = json!({});
+    }
+    p["provisioningState"] = json!(t.provisioning_state);
+    p["exactStagingResourceGroup"] = json!(t.staging_group);
+    if p.get("buildTimeoutInMinutes").is_none() {
+        p["buildTimeoutInMinutes"] = json!(0);
+    }
+    if p.get("vmProfile").is_none() {
+        p["vmProfile"] = json!({"vmSize": "", "osDiskSizeGB": 0});
+    }
+    if let (Some(version), Some(source)) = (&t.exact_version, p.get_mut("source")) {
+        source["exactVersion"] = json!(version);
+    }
+    if let Some(run) = &t.last_run {
+        let mut status = json!({"startTime": arm_time(run.start), "runState": run.state, "message": run.message});
+        status["endTime"] = json!(run.end.map(arm_time).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()));
+        if let Some(sub) = run.sub_state {
+            status["runSubState"] = json!(sub);
+        }
+        p["lastRunStatus"] = status;
+    }
+    let created = arm_time(t.created);
+    v["systemData"] = json!({
+        "createdBy": s.config.service_principals.first().map(|sp| sp.client_id.clone()).unwrap_or_default(),
+        "createdByType": "Application", "createdAt": created,
+        "lastModifiedBy": s.config.service_principals.first().map(|sp| sp.client_id.clone()).unwrap_or_default(),
+        "lastModifiedByType": "Application", "lastModifiedAt": created,
+    });
+    v
+}
+
+fn operation_urls(s: &State, sub: &str, location: &str, op: &str, api_version: &str) -> (String, String) {
+    let base = format!("{}subscriptions/{sub}/providers/Microsoft.VirtualMachineImages/locations/{location}", s.base_url);
+    (format!("{base}/operations/{op}?api-version={api_version}"), format!("{base}/operationresults/{op}?api-version={api_version}"))
+}
+
+fn lro_headers(s: &State, r: &mut Response, async_url: Option<&str>, location_url: Option<&str>) {
+    let h = r.headers_mut();
+    if let Some(u) = async_url.and_then(|u| HeaderValue::from_str(u).ok()) {
+        h.insert("azure-asyncoperation", u);
+    }
+    if let Some(u) = location_url.and_then(|u| HeaderValue::from_str(u).ok()) {
+        h.insert("location", u);
+    }
+    h.insert("retry-after", HeaderValue::from(s.config.timing.retry_after_secs));
+}
+
+/// `GET …/imageTemplates` by subscription or group.
+pub fn list(s: &State, sub: &str, rg: Option<&str>) -> Response {
+    let store = s.templates.lock().unwrap();
+    let value: Vec<Value> = store
+        .templates
+        .values()
+        .filter(|t| t.subscription.eq_ignore_ascii_case(sub) && rg.is_none_or(|rg| t.resource_group.eq_ignore_ascii_case(rg)))
+        .map(|t| view(s, t))
+        .collect();
+    ok(json!({"value": value}))
+}
+
+/// `GET …/locations/{loc}/operations/{id}` (the `Azure-AsyncOperation` document).
+pub fn operation_status(s: &State, id: &str) -> Response {
+    let mut store = s.templates.lock().unwrap();
+    let Some(op) = store.operations.get_mut(&id.to_ascii_uppercase()) else {
+        return error(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{id}' could not be found."));
+    };
+    op.polls += 1;
+    let early = op.polls <= s.config.timing.lro_min_polls;
+    let status = if early { "InProgress" } else { op.status };
+    let mut body = json!({
+        "id": format!("/subscriptions/{}/providers/Microsoft.VirtualMachineImages/locations/{}/operations/{}", op.subscription, op.location, op.id),
+        "name": op.id,
+        "status": status,
+        "startTime": arm_time(op.start),
+    });
+    if !early {
+        if let Some(end) = op.end {
+            body["endTime"] = json!(arm_time(end));
+        }
+        if let Some(e) = &op.error {
+            body["error"] = e.clone();
+        }
+    }
+    ok(body)
+}
+
+/// `GET …/locations/{loc}/operationresults/{id}` (the `Location` poll).
+pub fn operation_result(s: &State, id: &str) -> Response {
+    let mut store = s.templates.lock().unwrap();
+    let Some(op) = store.operations.get_mut(&id.to_ascii_uppercase()) else {
+        return error(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{id}' could not be found."));
+    };
+    op.polls += 1;
+    if op.polls <= s.config.timing.lro_min_polls || op.status == "InProgress" {
+        let mut r = StatusCode::ACCEPTED.into_response();
+        let url = format!(
+            "{}subscriptions/{}/providers/Microsoft.VirtualMachineImages/locations/{}/operationresults/{}?api-version=2024-02-01",
+            s.base_url, op.subscription, op.location, op.id
+        );
+        lro_headers(s, &mut r, None, Some(&url));
+        return r;
+    }
+    match (&op.error, op.status) {
+        (Some(e), "Failed") => {
+            let code = e.get("code").and_then(Value::as_str).unwrap_or("InternalOperationError").to_string();
+            let message = e.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+            error(StatusCode::BAD_REQUEST, &code, message)
+        }
+        _ => op.done_code.into_response(),
+    }
+}
+
+/// Routes `…/imageTemplates/{name}[/action…]`.
+#[allow(clippy::too_many_arguments)]
+pub async fn dispatch(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, tail: &[&str], action: &[&str], api_version: &str) -> Response {
+    if !API_VERSIONS.contains(&api_version) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "NoRegisteredProviderFound",
+            format!("No registered resource provider found for location '{}' and API version '{api_version}' for type 'imageTemplates'. The supported api-versions are '{}'.", crate::config::defaults::LOCATION, API_VERSIONS.join(", ")),
+        );
+    }
+    let k = key(sub, rg, name);
+    match (req.method.clone(), action) {
+        (Method::PUT, []) => put(s, req, sub, rg, name, api_version),
+        (Method::GET, []) => match s.templates.lock().unwrap().templates.get(&k) {
+            Some(t) => ok(view(s, t)),
+            None => arm::not_found(TYPE, name, rg),
+        },
+        (Method::DELETE, []) => delete(s, &k, api_version),
+        (Method::POST, ["run"]) => run(s, &k, name, rg, api_version),
+        (Method::POST, ["cancel"]) => cancel(s, &k, name, rg, api_version),
+        (Method::GET, ["runoutputs"]) => match s.templates.lock().unwrap().templates.get(&k) {
+            Some(t) => ok(json!({"value": t.run_outputs})),
+            None => arm::not_found(TYPE, name, rg),
+        },
+        (Method::GET, ["runoutputs", _]) => {
+            let wanted = tail[1];
+            match s.templates.lock().unwrap().templates.get(&k) {
+                Some(t) => match t.run_outputs.iter().find(|o| o["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(wanted))) {
+                    Some(o) => ok(o.clone()),
+                    None => arm::not_found(&format!("{TYPE}/runOutputs"), &format!("{name}/{wanted}"), rg),
+                },
+                None => arm::not_found(TYPE, name, rg),
+            }
+        }
+        _ => error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("The requested resource does not support http method '{}'.", req.method)),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "InvalidParameter", message)
+}
+
+fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str) -> Response {
+    if !NAME.is_match(name) {
+        return invalid(format!("The image template name '{name}' is invalid. It must match the pattern '^[A-Za-z0-9-_.]{{1,64}}$'."));
+    }
+    let body = match req.json() {
+        Ok(Value::Object(o)) => Value::Object(o),
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "InvalidRequestContent", "The request content was invalid and could not be deserialized: the body must be a JSON object."),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidRequestContent", format!("The request content was invalid and could not be deserialized: '{e}'.")),
+    };
+    if let Some(spec) = s.swagger.get(api_version)
+        && let Err(issues) = spec.validate_request_body("PUT", SPEC_PATH, &body)
+    {
+        let first = issues.first().map(|i| format!("{}: {}", i.path, i.message)).unwrap_or_default();
+        return error_with_details(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            format!("The request content was invalid and could not be deserialized: {first} ({} problem(s) in total).", issues.len()),
+            issues.iter().map(|i| i.to_arm_detail()).collect(),
+        );
+    }
+    let Some(location) = body.get("location").and_then(Value::as_str).filter(|l| !l.is_empty()).map(|l| l.to_ascii_lowercase().replace(' ', "")) else {
+        return error(StatusCode::BAD_REQUEST, "LocationRequired", "The location property is required for this definition.");
+    };
+    let identity_type = body.pointer("/identity/type").and_then(Value::as_str).unwrap_or("");
+    if !identity_type.contains("UserAssigned") {
+        return invalid("A user assigned identity is required for image templates (identity.type 'UserAssigned'). For more information, see https://aka.ms/azvmimagebuilderts.");
+    }
+    let ids: Vec<&String> = body.pointer("/identity/userAssignedIdentities").and_then(Value::as_object).map(|m| m.keys().collect()).unwrap_or_default();
+    if ids.len() != 1 {
+        return invalid(format!("Exactly one user assigned identity must be specified for the image template; got {}.", ids.len()));
+    }
+    if !IDENTITY_ID.is_match(ids[0]) {
+        return invalid(format!("The user assigned identity resource ID '{}' is not valid. Expected '/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{{identityName}}'.", ids[0]));
+    }
+    if let Some(source) = body.pointer("/properties/source")
+        && source.get("type").and_then(Value::as_str) == Some("PlatformImage")
+    {
+        let field = |k: &str| source.get(k).and_then(Value::as_str).unwrap_or("");
+        let image = compute::find_image(s, field("publisher"), field("offer"), field("sku"));
+        let version = field("version");
+        let known = image.is_some_and(|i| version.eq_ignore_ascii_case("latest") || i.versions.iter().any(|v| v.eq_ignore_ascii_case(version)));
+        if !known {
+            return invalid(format!(
+                "The platform image '{}:{}:{}:{version}' could not be found in location '{location}'. Please check the publisher, offer, sku and version.",
+                field("publisher"),
+                field("offer"),
+                field("sku")
+            ));
+        }
+    }
+
+    let k = key(sub, rg, name);
+    let mut store = s.templates.lock().unwrap();
+    if let Some(existing) = store.templates.get(&k) {
+        if existing.request == body {
+            return ok(view(s, existing));
+        }
+        return error(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Update/Upgrade of image templates is currently not supported. Please change the name of the template you are submitting. For more information, please see https://aka.ms/azvmimagebuilderts. (template '{name}' already exists with a different definition)"),
+        );
+    }
+    let id = format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/{TYPE}/{name}");
+    let staging_group = match body.pointer("/properties/stagingResourceGroup").and_then(Value::as_str).filter(|v| !v.is_empty()) {
+        Some(g) => g.to_string(),
+        None => {
+            let mut group = format!("IT_{rg}_{name}_{}", uuid::Uuid::new_v4());
+            group.truncate(90);
+            format!("/subscriptions/{sub}/resourceGroups/{group}")
+        }
+    };
+    let op = store.new_operation(sub, &location, StatusCode::OK);
+    store.templates.insert(
+        k.clone(),
+        Template {
+            id: id.clone(),
+            subscription: sub.into(),
+            resource_group: rg.into(),
+            name: name.into(),
+            location: location.clone(),
+            request: body,
+            provisioning_state: "Creating",
+            staging_group,
+            created: now(),
+            last_run: None,
+            exact_version: None,
+            run_outputs: Vec::new(),
+            run_op: None,
+            cancel_op: None,
+            cancel: None,
+        },
+    );
+    store.event(&id, "created");
+    let mut r = (StatusCode::CREATED, axum::Json(view(s, &store.templates[&k]))).into_response();
+    drop(store);
+    let (async_url, _) = operation_urls(s, sub, &location, &op, api_version);
+    lro_headers(s, &mut r, Some(&async_url), None);
+
+    let s2 = s.clone();
+    s.spawn_background(async move {
+        tokio::time::sleep(s2.config.timing.lro).await;
+        let mut store = s2.templates.lock().unwrap();
+        if let Some(t) = store.get_mut(&k)
+            && t.provisioning_state == "Creating"
+        {
+            t.provisioning_state = "Succeeded";
+            let id = t.id.clone();
+            store.finish_operation(Some(&op), "Succeeded", None);
+            store.event(&id, "provisioningState=Succeeded");
+        }
+    });
+    r
+}
+
+fn run(s: &Shared, k: &str, name: &str, rg: &str, api_version: &str) -> Response {
+    let mut store = s.templates.lock().unwrap();
+    let Some(t) = store.templates.get(k) else {
+        return arm::not_found(TYPE, name, rg);
+    };
+    if t.provisioning_state != "Succeeded" {
+        return error(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Cannot run image template '{name}' while its provisioningState is '{}'. Wait until the template is provisioned (provisioningState 'Succeeded').", t.provisioning_state),
+        );
+    }
+    if let Some(run) = &t.last_run
+        && matches!(run.state, RunState::Running | RunState::Canceling)
+    {
+        return error(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Image template '{name}' already has a build in progress (runState '{:?}'). Wait for it to finish or cancel it before running it again.", run.state),
+        );
+    }
+    let (sub, location, id) = (t.subscription.clone(), t.location.clone(), t.id.clone());
+    let op = store.new_operation(&sub, &location, StatusCode::OK);
+    let cancel = Arc::new(Notify::new());
+    let t = store.get_mut(k).expect("template exists");
+    t.last_run = Some(LastRun { start: now(), end: None, state: RunState::Running, sub_state: Some(RunSubState::Queued), message: String::new() });
+    t.run_op = Some(op.clone());
+    t.cancel_op = None;
+    t.run_outputs.clear();
+    t.cancel = Some(cancel.clone());
+    store.event(&id, "run");
+    store.event(&id, "runSubState=Queued");
+    drop(store);
+    let (async_url, location_url) = operation_urls(s, &sub, &location, &op, api_version);
+    let mut r = StatusCode::ACCEPTED.into_response();
+    lro_headers(s, &mut r, Some(&async_url), Some(&location_url));
+    let (s2, k2) = (s.clone(), k.to_string());
+    s.spawn_background(async move { build(s2, k2, cancel).await });
+    r
+}
+
+fn cancel(s: &Shared, k: &str, name: &str, rg: &str, api_version: &str) -> Response {
+    let mut store = s.templates.lock().unwrap();
+    let Some(t) = store.templates.get(k) else {
+        return arm::not_found(TYPE, name, rg);
+    };
+    if !t.last_run.as_ref().is_some_and(|r| r.state == RunState::Running) {
+        return error(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Image template '{name}' has no build in progress to cancel (runState '{}').", t.last_run.as_ref().map(|r| format!("{:?}", r.state)).unwrap_or_else(|| "None".into())),
+        );
+    }
+    let (sub, location, id) = (t.subscription.clone(), t.location.clone(), t.id.clone());
+    let op = store.new_operation(&sub, &location, StatusCode::OK);
+    let t = store.get_mut(k).expect("template exists");
+    if let Some(run) = t.last_run.as_mut() {
+        run.state = RunState::Canceling;
+    }
+    t.cancel_op = Some(op.clone());
+    if let Some(n) = &t.cancel {
+        n.notify_one();
+    }
+    store.event(&id, "cancel");
+    store.event(&id, "runState=Canceling");
+    drop(store);
+    let (async_url, location_url) = operation_urls(s, &sub, &location, &op, api_version);
+    let mut r = StatusCode::ACCEPTED.into_response();
+    lro_headers(s, &mut r, Some(&async_url), Some(&location_url));
+    r
+}
+
+fn delete(s: &Shared, k: &str, api_version: &str) -> Response {
+    let mut store = s.templates.lock().unwrap();
+    let Some(t) = store.get_mut(k) else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    // A repeated DELETE answers like the first, with a fresh operation.
+    t.provisioning_state = "Deleting";
+    if let Some(n) = t.cancel.take() {
+        n.notify_one();
+    }
+    let (sub, location, id) = (t.subscription.clone(), t.location.clone(), t.id.clone());
+    let op = store.new_operation(&sub, &location, StatusCode::NO_CONTENT);
+    store.event(&id, "delete");
+    drop(store);
+    let (async_url, location_url) = operation_urls(s, &sub, &location, &op, api_version);
+    let mut r = StatusCode::ACCEPTED.into_response();
+    lro_headers(s, &mut r, Some(&async_url), Some(&location_url));
+    let (s2, k2) = (s.clone(), k.to_string());
+    s.spawn_background(async move {
+        tokio::time::sleep(s2.config.timing.lro).await;
+        let mut store = s2.templates.lock().unwrap();
+        if let Some(t) = store.templates.remove(&k2) {
+            let run_op = t.run_op.clone();
+            if t.last_run.as_ref().is_some_and(|r| matches!(r.state, RunState::Running | RunState::Canceling)) {
+                store.finish_operation(run_op.as_deref(), "Canceled", None);
+            }
+            store.deleted.push(t.id.clone());
+            store.event(&t.id, "deleted");
+        }
+        store.finish_operation(Some(&op), "Succeeded", None);
+    });
+    r
+}
+
+/// Sleeps `d`, or returns false early when a cancel arrives.
+async fn phase_wait(d: Duration, cancel: &Notify) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = cancel.notified() => false,
+    }
+}
+
+/// The sub-state at which this run must fail, if any.
+fn fail_point(s: &State, request: &Value) -> Option<RunSubState> {
+    let tag = request.pointer(&format!("/tags/{FAIL_AT_TAG}")).and_then(Value::as_str);
+    match tag {
+        Some(t) => serde_json::from_value(json!(t)).ok(),
+        None => s.config.fail_at,
+    }
+}
+
+/// One build: walks the sub-states, downloads artifacts, writes the log, sets the outcome.
+async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
+    let Some((request, id, name, staging_group)) = ({
+        let store = s.templates.lock().unwrap();
+        store.templates.get(&k).map(|t| (t.request.clone(), t.id.clone(), t.name.clone(), t.staging_group.clone()))
+    }) else {
+        return;
+    };
+    let timing = s.config.timing.clone();
+    let props = request.get("properties").cloned().unwrap_or(Value::Null);
+    let mut phases = vec![(RunSubState::Queued, timing.queued), (RunSubState::Building, timing.building), (RunSubState::Customizing, timing.customizing)];
+    if props.get("optimize").is_some_and(|v| !v.is_null()) {
+        phases.push((RunSubState::Optimizing, timing.optimizing));
+    }
+    if props.get("validate").is_some_and(|v| !v.is_null()) {
+        phases.push((RunSubState::Validating, timing.validating));
+    }
+    phases.push((RunSubState::Distributing, timing.distributing));
+    let fail_at = fail_point(&s, &request);
+    let exact_version = exact_version(&s, &props);
+    let mut downloads = Vec::new();
+    let log_guid = uuid::Uuid::new_v4().to_string();
+
+    let mut outcome = Outcome::Succeeded;
+    for (phase, duration) in phases {
+        if !set_sub_state(&s, &k, phase) {
+            return; // deleted
+        }
+        if phase == RunSubState::Customizing {
+            let customize = props.get("customize").and_then(Value::as_array).cloned().unwrap_or_default();
+            for f in artifacts::plan(&customize, &s.blob_endpoints()) {
+                let d = artifacts::fetch(&s.http, &f).await;
+                s.downloads.lock().unwrap().push(d.clone());
+                let failed = d.error.clone().map(|e| format!("Customizer '{}' failed: {e}", d.customizer));
+                downloads.push(d);
+                if let Some(detail) = failed {
+                    outcome = Outcome::Failed { phase, detail: Some(detail) };
+                    break;
+                }
+            }
+            if matches!(outcome, Outcome::Failed { .. }) {
+                break;
+            }
+        }
+        if !phase_wait(duration, &cancel).await {
+            outcome = Outcome::Canceled;
+            break;
+        }
+        if fail_at == Some(phase) {
+            outcome = Outcome::Failed { phase, detail: None };
+            break;
+        }
+    }
+
+    let log_url = format!("{}packerlogs/{log_guid}/customization.log", s.config.staging_storage.blob_endpoint);
+    let text = packer_log::render(&LogInput {
+        template_id: &id,
+        request: &request,
+        staging_group: &staging_group,
+        exact_version: exact_version.as_deref(),
+        downloads: &downloads,
+        outcome: match &outcome {
+            Outcome::Succeeded => Outcome::Succeeded,
+            Outcome::Canceled => Outcome::Canceled,
+            Outcome::Failed { phase, detail } => Outcome::Failed { phase: *phase, detail: detail.clone() },
+        },
+    });
+    if let Err(e) = packer_log::upload(&s.http, &s.config.staging_storage, &format!("{log_guid}/customization.log"), text).await {
+        tracing::warn!("aib-emulator: could not write the packer log to {log_url}: {e:#}");
+    }
+    if matches!(outcome, Outcome::Canceled) {
+        tokio::time::sleep(timing.canceling).await;
+    }
+
+    let mut store = s.templates.lock().unwrap();
+    let Some(t) = store.get_mut(&k) else { return };
+    if t.provisioning_state == "Deleting" {
+        return;
+    }
+    t.cancel = None;
+    let (run_op, cancel_op) = (t.run_op.clone(), t.cancel_op.clone());
+    let run = t.last_run.as_mut().expect("a build has a run");
+    run.end = Some(now());
+    let (state, op_status, error) = match outcome {
+        Outcome::Succeeded => {
+            run.state = RunState::Succeeded;
+            run.sub_state = None;
+            t.exact_version = exact_version;
+            t.run_outputs = run_outputs(&s, &t.id, &name, &props);
+            (RunState::Succeeded, "Succeeded", None)
+        }
+        Outcome::Canceled => {
+            run.state = RunState::Canceled;
+            run.message = "Build was canceled by the user.".into();
+            (RunState::Canceled, "Canceled", Some(json!({"code": "OperationCanceled", "message": "The image build was canceled."})))
+        }
+        Outcome::Failed { detail, .. } => {
+            run.state = RunState::Failed;
+            let operation_id = uuid::Uuid::new_v4();
+            let detail = detail.map(|d| format!("{d}. ")).unwrap_or_default();
+            run.message = format!(
+                "External build failed: Failed while waiting for packerizer: Microservice has failed: Failed while processing request: Error when executing packerizer: Packer build command has failed: exit status 1. {detail}During the image build, a failure has occurred, please review the build log to identify which build/customization step failed. For more troubleshooting steps go to https://aka.ms/azvmimagebuilderts. Image Build log location: {log_url}. OperationId: {operation_id}. Use this operationId to search packer logs."
+            );
+            let message = run.message.clone();
+            (RunState::Failed, "Failed", Some(json!({"code": "InternalOperationError", "message": message})))
+        }
+    };
+    let id = t.id.clone();
+    store.finish_operation(run_op.as_deref(), op_status, error);
+    store.finish_operation(cancel_op.as_deref(), "Succeeded", None);
+    store.event(&id, format!("runState={state:?}"));
+}
+
+/// Moves the run to `phase`; false when the template is gone or being deleted.
+fn set_sub_state(s: &State, k: &str, phase: RunSubState) -> bool {
+    let mut store = s.templates.lock().unwrap();
+    let Some(t) = store.get_mut(k) else { return false };
+    if t.provisioning_state == "Deleting" {
+        return false;
+    }
+    let changed = match t.last_run.as_mut() {
+        Some(run) if run.sub_state != Some(phase) => {
+            run.sub_state = Some(phase);
+            true
+        }
+        _ => false,
+    };
+    let id = t.id.clone();
+    if changed {
+        store.event(&id, format!("runSubState={phase:?}"));
+    }
+    true
+}
+
+fn exact_version(s: &State, props: &Value) -> Option<String> {
+    let source = props.get("source")?;
+    if source.get("type").and_then(Value::as_str) != Some("PlatformImage") {
+        return None;
+    }
+    let field = |k: &str| source.get(k).and_then(Value::as_str).unwrap_or("");
+    let version = field("version");
+    if !version.eq_ignore_ascii_case("latest") {
+        return Some(version.to_string());
+    }
+    compute::find_image(s, field("publisher"), field("offer"), field("sku")).and_then(compute::latest)
+}
+
+/// One run output per distributor, as Image Builder reports them.
+fn run_outputs(s: &State, template_id: &str, name: &str, props: &Value) -> Vec<Value> {
+    let now = now();
+    let generated = format!("0.{}{:03}.{}", now.year() % 100, now.ordinal(), now.unix_timestamp() % 65535);
+    props
+        .get("distribute")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let out_name = d.get("runOutputName").and_then(Value::as_str).unwrap_or("output");
+            let mut p = json!({"provisioningState": "Succeeded"});
+            match d.get("type").and_then(Value::as_str).unwrap_or("") {
+                "ManagedImage" => p["artifactId"] = d["imageId"].clone(),
+                "SharedImage" => {
+                    let version = match d.pointer("/versioning/major").and_then(Value::as_i64) {
+                        Some(major) => format!("{major}.{}{:03}.{}", now.year() % 100, now.ordinal(), now.unix_timestamp() % 65535),
+                        None => generated.clone(),
+                    };
+                    p["artifactId"] = json!(format!("{}/versions/{version}", d["galleryImageId"].as_str().unwrap_or("")));
+                }
+                "VHD" => {
+                    let uri = match d.get("uri").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+                        Some(u) => u.to_string(),
+                        None => {
+                            let st = &s.config.staging_storage;
+                            let blob = format!("{name}_{}.vhd", now.unix_timestamp());
+                            let fmt = time::format_description::well_known::Rfc3339;
+                            let start = now.replace_nanosecond(0).unwrap_or(now).format(&fmt).unwrap_or_default();
+                            let end = (now + time::Duration::days(7)).replace_nanosecond(0).unwrap_or(now).format(&fmt).unwrap_or_default();
+                            let sas = shared_key::blob_service_sas(&st.name, &st.key, "vhds", &blob, "r", &start, &end, true).unwrap_or_default();
+                            format!("{}vhds/{blob}?{sas}", st.blob_endpoint)
+                        }
+                    };
+                    p["artifactUri"] = json!(uri);
+                }
+                _ => {}
+            }
+            json!({
+                "name": out_name,
+                "id": format!("{template_id}/runOutputs/{out_name}"),
+                "type": format!("{TYPE}/runOutputs"),
+                "properties": p,
+            })
+        })
+        .collect()
+}
