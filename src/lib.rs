@@ -8,6 +8,7 @@ pub mod agent;
 pub mod auth;
 pub mod cli;
 pub mod inputs;
+pub mod sas;
 pub mod transport;
 
 use std::sync::Arc;
