@@ -153,8 +153,8 @@ pub fn token(s: &State, tenant: &str, req: &Req) -> Response {
     r
 }
 
-/// Checks a `client_assertion`: a certificate assertion when its header names a certificate
-/// (`x5t` / `x5t#S256`), otherwise a federated token.
+/// Checks a `client_assertion`: a certificate assertion when the app issued it (`iss` = client
+/// id, header `x5t` / `x5t#S256`), otherwise a federated token.
 fn check_assertion(s: &State, tenant: &str, sp: &ServicePrincipalConfig, assertion: &str) -> Result<(), Response> {
     let jwt = Jwt::decode(assertion)
         .map_err(|e| bad_request(s, "invalid_request", 50027, &format!("JWT token is invalid or malformed ({e}).")))?;
@@ -171,8 +171,11 @@ fn check_assertion(s: &State, tenant: &str, sp: &ServicePrincipalConfig, asserti
         }
         Ok(())
     };
+    // A certificate assertion is issued by the app itself; anything else is a federated token
+    // (whose header may carry an `x5t` of the external issuer's key too).
     let thumbprint = jwt.header.get("x5t#S256").or(jwt.header.get("x5t")).and_then(Value::as_str);
-    if let Some(thumbprint) = thumbprint {
+    let self_issued = jwt.claim_str("iss").is_some_and(|iss| iss.eq_ignore_ascii_case(&sp.client_id));
+    if let Some(thumbprint) = thumbprint.filter(|_| self_issued) {
         let cert = s
             .certificates
             .get(&sp.client_id.to_ascii_lowercase())
