@@ -189,11 +189,11 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
         ["providers", "microsoft.compute", "locations", _, "publishers", _, "artifacttypes", "vmimage", "offers", _, "skus", _, "versions", rest @ ..]
             if get && rest.len() <= 1 =>
         {
-            compute::versions(s, req, &sub_id, seg[4], seg[6], seg[10], seg[12], seg.get(14).copied())
+            compute::versions(s, req, &sub_id, seg[5], seg[7], seg[11], seg[13], seg.get(15).copied())
         }
         ["providers", "microsoft.virtualmachineimages", "imagetemplates"] if get => image_templates::list(s, &sub_id, None),
-        ["providers", "microsoft.virtualmachineimages", "locations", _, "operations", _] if get => image_templates::operation_status(s, seg[6]),
-        ["providers", "microsoft.virtualmachineimages", "locations", _, "operationresults", _] if get => image_templates::operation_result(s, seg[6]),
+        ["providers", "microsoft.virtualmachineimages", "locations", _, "operations", _] if get => image_templates::operation_status(s, seg[7]),
+        ["providers", "microsoft.virtualmachineimages", "locations", _, "operationresults", _] if get => image_templates::operation_result(s, seg[7]),
         ["providers", ..] => error(
             StatusCode::BAD_REQUEST,
             "InvalidResourceType",
