@@ -253,6 +253,9 @@ fn finish_failed(mut log: Log, detail: &str) -> String {
 /// creating the container when needed.
 pub async fn upload(http: &reqwest::Client, account: &StorageAccountConfig, blob: &str, content: String) -> Result<()> {
     let base = Url::parse(&account.blob_endpoint)?;
+    if base.host_str().is_some_and(|h| h.ends_with(".core.windows.net")) {
+        bail!("the staging account still has its public-cloud placeholder endpoint {base} (no Azurite wired in)");
+    }
     let date = now().format(format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"))?;
     let container = base.join("packerlogs?restype=container")?;
     let headers = [("x-ms-date", date.as_str()), ("x-ms-version", shared_key::STORAGE_VERSION), ("content-length", "0")];
