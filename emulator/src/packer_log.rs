@@ -91,6 +91,24 @@ pub fn render(input: &LogInput<'_>) -> String {
     log.plugin("Waiting for connection...");
     log.plugin("Serving a plugin connection...");
     log.info(&format!("Build template: {}", input.template_id));
+    for (k, v) in [
+        ("build_resource_group_name", ""), ("capture_container_name", ""), ("capture_name_prefix", ""),
+        ("client_id", "(managed identity)"), ("cloud_environment_name", "Public"), ("communicator", if windows { "winrm" } else { "ssh" }),
+        ("image_offer", str_of(&source, "offer")), ("image_publisher", str_of(&source, "publisher")), ("image_sku", str_of(&source, "sku")),
+        ("image_version", str_of(&source, "version")), ("location", location), ("os_type", if windows { "Windows" } else { "Linux" }),
+        ("polling_duration_timeout", "0s"), ("private_virtual_network_with_public_ip", "false"), ("shared_image_gallery_timeout", "0s"),
+        ("ssh_pty", "true"), ("temp_compute_name", "pkrvm0emulated"), ("temp_resource_group_name", &temp_rg),
+        ("user_assigned_managed_identities", "[1 identity]"), ("vm_size", vm_size), ("winrm_timeout", "30m0s"),
+    ] {
+        log.plugin(&format!("[DEBUG] template variable {k} = {v:?}"));
+    }
+    for step in [
+        "StepResolvePlatformImageVersion", "StepCreateResourceGroup", "StepValidateTemplate", "StepDeployTemplate",
+        "StepGetIPAddress", "StepConnect", "StepProvision", "StepCleanupTempKeys", "StepPowerOffCompute",
+        "StepSnapshotOSDisk", "StepGeneralizeOS", "StepCaptureImage", "StepPublishToSharedImageGallery", "StepDeleteAdditionalDisks",
+    ] {
+        log.plugin(&format!("[DEBUG] registered build step {step}"));
+    }
     log.ui("==> azure-arm: Running builder ...");
     log.ui("    azure-arm: Creating Azure Resource Manager (ARM) client ...");
     log.plugin("[DEBUG] getting tokens using Managed Identity for Azure");
@@ -116,8 +134,9 @@ pub fn render(input: &LogInput<'_>) -> String {
         log.ui(&format!("==> azure-arm:  -> {k:<20}: {v}"));
     }
     log.ui("==> azure-arm: Deploying deployment template ...");
-    for i in 0..12 {
-        log.plugin(&format!("[DEBUG] polling deployment pkrdp0emulated: provisioningState=Running ({i})"));
+    for i in 0..40 {
+        let state = if i < 39 { "Running" } else { "Succeeded" };
+        log.plugin(&format!("[DEBUG] polling deployment pkrdp0emulated: provisioningState={state} (poll {i})"));
     }
     log.ui("==> azure-arm: Getting the VM's IP address ...");
     log.ui("==> azure-arm:  -> IP Address        : '10.1.0.4'");
@@ -190,8 +209,16 @@ pub fn render(input: &LogInput<'_>) -> String {
                 }
             }
         }
-        for n in 0..25 {
-            log.ui(&format!("    azure-arm: [{name}] step output line {n}: ok"));
+        let output: &[&str] = if windows {
+            &["Directory: C:\\buildArtifacts", "Mode                 LastWriteTime         Length Name", "----                 -------------         ------ ----", "d-----        11/27/2026   5:00 AM                buildArtifacts"]
+        } else {
+            &["Reading package lists...", "Building dependency tree...", "Reading state information...", "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded."]
+        };
+        for n in 0..10 {
+            for line in output {
+                log.ui(&format!("    azure-arm: {line}"));
+            }
+            log.plugin(&format!("[DEBUG] {name}: remote command progress {n}/10"));
         }
         if failing_customizer && i + 1 == customizers.len() {
             let detail = match &input.outcome {
