@@ -24,7 +24,12 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
     error_with_details(status, code, message, Vec::new())
 }
 
-pub fn error_with_details(status: StatusCode, code: &str, message: impl Into<String>, details: Vec<Value>) -> Response {
+pub fn error_with_details(
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    details: Vec<Value>,
+) -> Response {
     let mut e = json!({"code": code, "message": message.into()});
     if !details.is_empty() {
         e["details"] = Value::Array(details);
@@ -41,7 +46,9 @@ pub fn not_found(kind: &str, name: &str, resource_group: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
         "ResourceNotFound",
-        format!("The Resource '{kind}/{name}' under resource group '{resource_group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+        format!(
+            "The Resource '{kind}/{name}' under resource group '{resource_group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+        ),
     )
 }
 
@@ -49,7 +56,10 @@ fn method_not_allowed(req: &Req) -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         "MethodNotAllowed",
-        format!("The requested resource does not support http method '{}'.", req.method),
+        format!(
+            "The requested resource does not support http method '{}'.",
+            req.method
+        ),
     )
 }
 
@@ -68,70 +78,104 @@ fn unauthorized(s: &State, tenant: Option<&str>, code: &str, message: String) ->
 }
 
 fn us_time(unix: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     t.format(format_description!("[month padding:none]/[day padding:none]/[year] [hour repr:12 padding:none]:[minute]:[second] [period]"))
         .unwrap_or_default()
 }
 
 /// Checks the bearer token ARM requires.
-pub fn authenticate(s: &State, req: &Req) -> Result<Jwt, Response> {
+pub fn authenticate(s: &State, req: &Req) -> Result<Jwt, Box<Response>> {
     let Some(header) = req.header("authorization") else {
-        return Err(unauthorized(s, None, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.".into()));
-    };
-    let Some(token) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) else {
-        return Err(unauthorized(
+        return Err(Box::new(unauthorized(
             s,
             None,
             "AuthenticationFailed",
-            "Authentication failed. The 'Authorization' header is provided in an invalid format.".into(),
-        ));
+            "Authentication failed. The 'Authorization' header is missing.".into(),
+        )));
+    };
+    let Some(token) = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+    else {
+        return Err(Box::new(unauthorized(
+            s,
+            None,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is provided in an invalid format."
+                .into(),
+        )));
     };
     let Ok(jwt) = Jwt::decode(token.trim()) else {
-        return Err(unauthorized(s, None, "InvalidAuthenticationToken", "The access token is invalid.".into()));
+        return Err(Box::new(unauthorized(
+            s,
+            None,
+            "InvalidAuthenticationToken",
+            "The access token is invalid.".into(),
+        )));
     };
     let tid = jwt.claim_str("tid").map(str::to_owned);
     if !s.token_key.verify(&jwt) {
-        return Err(unauthorized(
+        return Err(Box::new(unauthorized(
             s,
             tid.as_deref(),
             "InvalidAuthenticationToken",
             "The received access token is not valid: at least one of the claims 'puid' or 'altsecid' or 'oid' should be present. If you are accessing as application please make sure service principal is properly created in the tenant. (signature validation failed)".into(),
-        ));
+        )));
     }
     let now = now().unix_timestamp();
     let exp = jwt.claim_i64("exp").unwrap_or(0);
     if exp <= now {
-        return Err(unauthorized(
+        return Err(Box::new(unauthorized(
             s,
             tid.as_deref(),
             "ExpiredAuthenticationToken",
-            format!("The access token expiry UTC time '{}' is earlier than current UTC time '{}'.", us_time(exp), us_time(now)),
-        ));
+            format!(
+                "The access token expiry UTC time '{}' is earlier than current UTC time '{}'.",
+                us_time(exp),
+                us_time(now)
+            ),
+        )));
     }
     if jwt.claim_i64("nbf").unwrap_or(0) > now + 300 {
-        return Err(unauthorized(s, tid.as_deref(), "InvalidAuthenticationToken", "The access token is not yet valid.".into()));
-    }
-    let aud = jwt.audiences().into_iter().next().unwrap_or_default();
-    if !s.arm_audiences.iter().any(|a| a.eq_ignore_ascii_case(aud.trim_end_matches('/'))) {
-        let allowed: Vec<String> =
-            s.arm_audiences.iter().flat_map(|a| [format!("{a}/"), a.clone()]).map(|a| format!("'{a}'")).collect();
-        return Err(unauthorized(
+        return Err(Box::new(unauthorized(
             s,
             tid.as_deref(),
             "InvalidAuthenticationToken",
-            format!("The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences {}.", allowed.join(",")),
-        ));
+            "The access token is not yet valid.".into(),
+        )));
+    }
+    let aud = jwt.audiences().into_iter().next().unwrap_or_default();
+    if !s
+        .arm_audiences
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(aud.trim_end_matches('/')))
+    {
+        let allowed: Vec<String> = s
+            .arm_audiences
+            .iter()
+            .flat_map(|a| [format!("{a}/"), a.clone()])
+            .map(|a| format!("'{a}'"))
+            .collect();
+        return Err(Box::new(unauthorized(
+            s,
+            tid.as_deref(),
+            "InvalidAuthenticationToken",
+            format!(
+                "The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences {}.",
+                allowed.join(",")
+            ),
+        )));
     }
     Ok(jwt)
 }
 
 /// Whether a resource group exists: configured, or a live template's staging group.
 pub fn resource_group_location(s: &State, sub: &str, rg: &str) -> Option<String> {
-    if let Some(g) = s
-        .config
-        .resource_groups
-        .iter()
-        .find(|g| g.subscription_id.eq_ignore_ascii_case(sub) && g.name.eq_ignore_ascii_case(rg))
+    if let Some(g) =
+        s.config.resource_groups.iter().find(|g| {
+            g.subscription_id.eq_ignore_ascii_case(sub) && g.name.eq_ignore_ascii_case(rg)
+        })
     {
         return Some(g.location.clone());
     }
@@ -155,24 +199,45 @@ fn resource_group_body(sub: &str, rg: &str, location: &str, managed_by: Option<S
 /// `/subscriptions/…`
 pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
     let Some(api_version) = req.param("api-version").map(str::to_owned) else {
-        return error(StatusCode::BAD_REQUEST, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        );
     };
     let jwt = match authenticate(s, req) {
         Ok(j) => j,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(sub_id) = seg.get(1).copied() else {
-        return ok(json!({"value": s.config.subscriptions.iter().map(subscription_body).collect::<Vec<_>>()}));
+        return ok(
+            json!({"value": s.config.subscriptions.iter().map(subscription_body).collect::<Vec<_>>()}),
+        );
     };
-    let Some(sub) = s.config.subscriptions.iter().find(|x| x.subscription_id.eq_ignore_ascii_case(sub_id)) else {
-        return error(StatusCode::NOT_FOUND, "SubscriptionNotFound", format!("The subscription '{sub_id}' could not be found."));
+    let Some(sub) = s
+        .config
+        .subscriptions
+        .iter()
+        .find(|x| x.subscription_id.eq_ignore_ascii_case(sub_id))
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "SubscriptionNotFound",
+            format!("The subscription '{sub_id}' could not be found."),
+        );
     };
-    if let Some(tid) = jwt.claim_str("tid").filter(|t| !t.eq_ignore_ascii_case(&sub.tenant_id)) {
+    if let Some(tid) = jwt
+        .claim_str("tid")
+        .filter(|t| !t.eq_ignore_ascii_case(&sub.tenant_id))
+    {
         return unauthorized(
             s,
             Some(tid),
             "InvalidAuthenticationTokenTenant",
-            format!("The access token is from the wrong issuer 'https://sts.windows.net/{tid}/'. It must match the tenant 'https://sts.windows.net/{}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{}' to get the token. Note, if the subscription is transferred to another tenant there is no impact to the services, but information about new tenant could take time to propagate (up to an hour). If you just transferred your subscription and see this error message, please try back later.", sub.tenant_id, sub.tenant_id),
+            format!(
+                "The access token is from the wrong issuer 'https://sts.windows.net/{tid}/'. It must match the tenant 'https://sts.windows.net/{}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{}' to get the token. Note, if the subscription is transferred to another tenant there is no impact to the services, but information about new tenant could take time to propagate (up to an hour). If you just transferred your subscription and see this error message, please try back later.",
+                sub.tenant_id, sub.tenant_id
+            ),
         );
     }
     let sub_id = sub.subscription_id.clone();
@@ -185,41 +250,135 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
         ["resourcegroups"] if get => ok(json!({"value": s.config.resource_groups.iter()
             .filter(|g| g.subscription_id.eq_ignore_ascii_case(&sub_id))
             .map(|g| resource_group_body(&sub_id, &g.name, &g.location, None)).collect::<Vec<_>>()})),
-        ["providers", "microsoft.storage", "storageaccounts"] if get => storage_accounts::list(s, req, &sub_id, None, &api_version),
-        ["providers", "microsoft.compute", "locations", _, "publishers", _, "artifacttypes", "vmimage", "offers", _, "skus", _, "versions", rest @ ..]
-            if get && rest.len() <= 1 =>
-        {
-            compute::versions(s, req, &sub_id, seg[5], seg[7], seg[11], seg[13], seg.get(15).copied())
+        ["providers", "microsoft.storage", "storageaccounts"] if get => {
+            storage_accounts::list(s, req, &sub_id, None, &api_version)
         }
-        ["providers", "microsoft.virtualmachineimages", "imagetemplates"] if get => image_templates::list(s, &sub_id, None),
-        ["providers", "microsoft.virtualmachineimages", "locations", _, "operations", _] if get => image_templates::operation_status(s, seg[7]),
-        ["providers", "microsoft.virtualmachineimages", "locations", _, "operationresults", _] if get => image_templates::operation_result(s, seg[7]),
+        [
+            "providers",
+            "microsoft.compute",
+            "locations",
+            _,
+            "publishers",
+            _,
+            "artifacttypes",
+            "vmimage",
+            "offers",
+            _,
+            "skus",
+            _,
+            "versions",
+            rest @ ..,
+        ] if get && rest.len() <= 1 => compute::versions(
+            s,
+            req,
+            &sub_id,
+            seg[5],
+            seg[7],
+            seg[11],
+            seg[13],
+            seg.get(15).copied(),
+        ),
+        [
+            "providers",
+            "microsoft.virtualmachineimages",
+            "imagetemplates",
+        ] if get => image_templates::list(s, &sub_id, None),
+        [
+            "providers",
+            "microsoft.virtualmachineimages",
+            "locations",
+            _,
+            "operations",
+            _,
+        ] if get => image_templates::operation_status(s, seg[7]),
+        [
+            "providers",
+            "microsoft.virtualmachineimages",
+            "locations",
+            _,
+            "operationresults",
+            _,
+        ] if get => image_templates::operation_result(s, seg[7]),
         ["providers", ..] => error(
             StatusCode::BAD_REQUEST,
             "InvalidResourceType",
-            format!("The resource type could not be found in the namespace '{}' for api version '{api_version}'.", seg.get(3).unwrap_or(&"")),
+            format!(
+                "The resource type could not be found in the namespace '{}' for api version '{api_version}'.",
+                seg.get(3).unwrap_or(&"")
+            ),
         ),
         ["resourcegroups", _, rest @ ..] => {
             let rg_name = seg[3];
             let Some(location) = resource_group_location(s, &sub_id, rg_name) else {
-                return error(StatusCode::NOT_FOUND, "ResourceGroupNotFound", format!("Resource group '{rg_name}' could not be found."));
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "ResourceGroupNotFound",
+                    format!("Resource group '{rg_name}' could not be found."),
+                );
             };
             let tail = &seg[4..];
             match rest {
-                [] if get => ok(resource_group_body(&sub_id, rg_name, &location, s.templates.lock().unwrap().staging_group_owner(&sub_id, rg_name))),
+                [] if get => ok(resource_group_body(
+                    &sub_id,
+                    rg_name,
+                    &location,
+                    s.templates
+                        .lock()
+                        .unwrap()
+                        .staging_group_owner(&sub_id, rg_name),
+                )),
                 [] => method_not_allowed(req),
-                ["providers", "microsoft.storage", "storageaccounts"] if get => storage_accounts::list(s, req, &sub_id, Some(rg_name), &api_version),
-                ["providers", "microsoft.storage", "storageaccounts", _] if get => storage_accounts::get(s, &sub_id, rg_name, tail[3]),
-                ["providers", "microsoft.storage", "storageaccounts", _, "listkeys"] if req.method == Method::POST => {
+                ["providers", "microsoft.storage", "storageaccounts"] if get => {
+                    storage_accounts::list(s, req, &sub_id, Some(rg_name), &api_version)
+                }
+                ["providers", "microsoft.storage", "storageaccounts", _] if get => {
+                    storage_accounts::get(s, &sub_id, rg_name, tail[3])
+                }
+                [
+                    "providers",
+                    "microsoft.storage",
+                    "storageaccounts",
+                    _,
+                    "listkeys",
+                ] if req.method == Method::POST => {
                     storage_accounts::list_keys(s, &sub_id, rg_name, tail[3], &caller_oid)
                 }
-                ["providers", "microsoft.managedidentity", "userassignedidentities", _] if get => managed_identity(s, &sub_id, rg_name, tail[3]),
-                ["providers", "microsoft.virtualmachineimages", "imagetemplates"] if get => image_templates::list(s, &sub_id, Some(rg_name)),
-                ["providers", "microsoft.virtualmachineimages", "imagetemplates", _, action @ ..] => {
-                    image_templates::dispatch(s, req, &sub_id, rg_name, tail[3], &tail[4..], action, &api_version).await
+                [
+                    "providers",
+                    "microsoft.managedidentity",
+                    "userassignedidentities",
+                    _,
+                ] if get => managed_identity(s, &sub_id, rg_name, tail[3]),
+                [
+                    "providers",
+                    "microsoft.virtualmachineimages",
+                    "imagetemplates",
+                ] if get => image_templates::list(s, &sub_id, Some(rg_name)),
+                [
+                    "providers",
+                    "microsoft.virtualmachineimages",
+                    "imagetemplates",
+                    _,
+                    action @ ..,
+                ] => {
+                    image_templates::dispatch(
+                        s,
+                        req,
+                        &sub_id,
+                        rg_name,
+                        tail[3],
+                        &tail[4..],
+                        action,
+                        &api_version,
+                    )
+                    .await
                 }
                 _ if rest.first() == Some(&"providers") && rest.len() >= 3 => not_found(
-                    &format!("{}/{}", tail.get(1).unwrap_or(&""), tail.get(2).unwrap_or(&"")),
+                    &format!(
+                        "{}/{}",
+                        tail.get(1).unwrap_or(&""),
+                        tail.get(2).unwrap_or(&"")
+                    ),
                     tail.get(3).unwrap_or(&""),
                     rg_name,
                 ),
@@ -245,7 +404,9 @@ fn subscription_body(sub: &crate::config::SubscriptionConfig) -> Value {
 
 fn managed_identity(s: &State, sub: &str, rg: &str, name: &str) -> Response {
     let mi = &s.config.managed_identity;
-    let id = format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}");
+    let id = format!(
+        "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+    );
     if !id.eq_ignore_ascii_case(&mi.resource_id) {
         return not_found("Microsoft.ManagedIdentity/userAssignedIdentities", name, rg);
     }

@@ -41,8 +41,10 @@ pub struct Fetch {
     pub expected_sha256: Vec<String>,
 }
 
-static URL_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"https?://[^\s'"<>`|]+"#).unwrap());
-static SHA256_LITERAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[0-9a-fA-F]{64}\b").unwrap());
+static URL_IN_TEXT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"https?://[^\s'"<>`|]+"#).unwrap());
+static SHA256_LITERAL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b[0-9a-fA-F]{64}\b").unwrap());
 
 fn strip_query(url: &str) -> String {
     match Url::parse(url) {
@@ -57,7 +59,9 @@ fn strip_query(url: &str) -> String {
 
 fn on_endpoint(url: &str, endpoints: &[String]) -> bool {
     let url = url.to_ascii_lowercase();
-    endpoints.iter().any(|e| !e.is_empty() && url.starts_with(&e.to_ascii_lowercase()))
+    endpoints
+        .iter()
+        .any(|e| !e.is_empty() && url.starts_with(&e.to_ascii_lowercase()))
 }
 
 /// The fetches a template's `customize` list implies. Inline URLs count only when they point
@@ -66,7 +70,11 @@ pub fn plan(customize: &[Value], endpoints: &[String]) -> Vec<Fetch> {
     let mut out = Vec::new();
     for (i, c) in customize.iter().enumerate() {
         let kind = c.get("type").and_then(Value::as_str).unwrap_or("");
-        let name = c.get("name").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("{kind}#{i}"));
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{kind}#{i}"));
         let checksum = c
             .get("sha256Checksum")
             .and_then(Value::as_str)
@@ -74,20 +82,45 @@ pub fn plan(customize: &[Value], endpoints: &[String]) -> Vec<Fetch> {
             .map(|v| vec![v.to_ascii_lowercase()])
             .unwrap_or_default();
         if let Some(uri) = c.get("sourceUri").and_then(Value::as_str) {
-            out.push(Fetch { customizer: name.clone(), url: uri.to_string(), expected_sha256: checksum.clone() });
+            out.push(Fetch {
+                customizer: name.clone(),
+                url: uri.to_string(),
+                expected_sha256: checksum.clone(),
+            });
         }
-        if let Some(uri) = c.get("scriptUri").and_then(Value::as_str).filter(|u| on_endpoint(u, endpoints)) {
-            out.push(Fetch { customizer: name.clone(), url: uri.to_string(), expected_sha256: checksum.clone() });
+        if let Some(uri) = c
+            .get("scriptUri")
+            .and_then(Value::as_str)
+            .filter(|u| on_endpoint(u, endpoints))
+        {
+            out.push(Fetch {
+                customizer: name.clone(),
+                url: uri.to_string(),
+                expected_sha256: checksum.clone(),
+            });
         }
         if let Some(lines) = c.get("inline").and_then(Value::as_array) {
-            let script: String = lines.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n");
-            let literals: Vec<String> = SHA256_LITERAL.find_iter(&script).map(|m| m.as_str().to_ascii_lowercase()).collect();
+            let script: String = lines
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n");
+            let literals: Vec<String> = SHA256_LITERAL
+                .find_iter(&script)
+                .map(|m| m.as_str().to_ascii_lowercase())
+                .collect();
             let mut seen = Vec::new();
             for m in URL_IN_TEXT.find_iter(&script) {
-                let url = m.as_str().trim_end_matches([')', ',', ';', '\\', '.', ']', '}']);
+                let url = m
+                    .as_str()
+                    .trim_end_matches([')', ',', ';', '\\', '.', ']', '}']);
                 if on_endpoint(url, endpoints) && !seen.contains(&url) {
                     seen.push(url);
-                    out.push(Fetch { customizer: name.clone(), url: url.to_string(), expected_sha256: literals.clone() });
+                    out.push(Fetch {
+                        customizer: name.clone(),
+                        url: url.to_string(),
+                        expected_sha256: literals.clone(),
+                    });
                 }
             }
         }
@@ -97,15 +130,31 @@ pub fn plan(customize: &[Value], endpoints: &[String]) -> Vec<Fetch> {
 
 /// Downloads and checks one artifact.
 pub async fn fetch(http: &reqwest::Client, f: &Fetch) -> Download {
-    let mut d = Download { customizer: f.customizer.clone(), url: strip_query(&f.url), size: 0, sha256: String::new(), entries: Vec::new(), error: None };
+    let mut d = Download {
+        customizer: f.customizer.clone(),
+        url: strip_query(&f.url),
+        size: 0,
+        sha256: String::new(),
+        entries: Vec::new(),
+        error: None,
+    };
     let bytes = match http.get(&f.url).send().await {
         Err(e) => {
             d.error = Some(format!("failed to download {}: {e}", d.url));
             return d;
         }
         Ok(r) if !r.status().is_success() => {
-            let code = r.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()).map(|c| format!(" ({c})")).unwrap_or_default();
-            d.error = Some(format!("failed to download {}: {}{code}", d.url, r.status()));
+            let code = r
+                .headers()
+                .get("x-ms-error-code")
+                .and_then(|v| v.to_str().ok())
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
+            d.error = Some(format!(
+                "failed to download {}: {}{code}",
+                d.url,
+                r.status()
+            ));
             return d;
         }
         Ok(r) => match r.bytes().await {
@@ -117,7 +166,10 @@ pub async fn fetch(http: &reqwest::Client, f: &Fetch) -> Download {
         },
     };
     d.size = bytes.len() as u64;
-    d.sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    d.sha256 = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if !f.expected_sha256.is_empty() && !f.expected_sha256.contains(&d.sha256) {
         d.error = Some(format!(
             "sha256 checksum mismatch for {}: expected {}, computed {}",
@@ -127,7 +179,9 @@ pub async fn fetch(http: &reqwest::Client, f: &Fetch) -> Download {
         ));
         return d;
     }
-    let is_zip = bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") || d.url.to_ascii_lowercase().ends_with(".zip");
+    let is_zip = bytes.starts_with(b"PK\x03\x04")
+        || bytes.starts_with(b"PK\x05\x06")
+        || d.url.to_ascii_lowercase().ends_with(".zip");
     if is_zip {
         match check_zip(&bytes) {
             Ok(entries) => d.entries = entries,
@@ -146,7 +200,9 @@ pub fn check_zip(bytes: &[u8]) -> Result<Vec<String>, String> {
         let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
         let name = entry.name().map_err(|e| e.to_string())?.into_owned();
         sink.clear();
-        entry.read_to_end(&mut sink).map_err(|e| format!("entry {name}: {e}"))?;
+        entry
+            .read_to_end(&mut sink)
+            .map_err(|e| format!("entry {name}: {e}"))?;
         names.push(name);
     }
     Ok(names)
@@ -172,7 +228,10 @@ mod tests {
         let fetches = plan(&customize, &["https://127.0.0.1:1/acct/".into()]);
         assert_eq!(fetches.len(), 2);
         assert_eq!(fetches[0].expected_sha256, vec!["abc".to_string()]);
-        assert_eq!(fetches[1].url, "https://127.0.0.1:1/acct/c/b.zip?sv=1&sig=y");
+        assert_eq!(
+            fetches[1].url,
+            "https://127.0.0.1:1/acct/c/b.zip?sv=1&sig=y"
+        );
         assert_eq!(fetches[1].expected_sha256, vec![hash]);
     }
 
@@ -181,7 +240,12 @@ mod tests {
         let mut buf = Cursor::new(Vec::new());
         {
             let mut w = zip::ZipWriter::new(&mut buf);
-            w.start_file("a.txt", zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
+            w.start_file(
+                "a.txt",
+                zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Stored),
+            )
+            .unwrap();
             std::io::Write::write_all(&mut w, b"hello world hello world").unwrap();
             w.finish().unwrap();
         }

@@ -18,7 +18,8 @@ use anyhow::{Context, Result, bail};
 use url::Url;
 
 pub const DEV_ACCOUNT: &str = "devstoreaccount1";
-pub const DEV_ACCOUNT_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub const DEV_ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// TLS material for Azurite.
 #[derive(Debug, Clone)]
@@ -57,7 +58,10 @@ impl Azurite {
         if p.exists() {
             Ok(p)
         } else {
-            bail!("Azurite is not installed: {} is missing; run `npm ci` at the repo root (or set AZURITE_BLOB_BIN)", p.display())
+            bail!(
+                "Azurite is not installed: {} is missing; run `npm ci` at the repo root (or set AZURITE_BLOB_BIN)",
+                p.display()
+            )
         }
     }
 
@@ -87,9 +91,20 @@ impl Azurite {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
         let mut cmd = Command::new(bin);
-        cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
-            .arg(&data)
-            .args(["--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"]);
+        cmd.args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--location",
+        ])
+        .arg(&data)
+        .args([
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+            "--silent",
+        ]);
         if let Some(tls) = &options.tls {
             let (cert, key) = match tls {
                 AzuriteTls::Pem { cert, key } => {
@@ -107,14 +122,27 @@ impl Azurite {
         }
         if !options.accounts.is_empty() {
             let mut list = vec![format!("{DEV_ACCOUNT}:{DEV_ACCOUNT_KEY}")];
-            list.extend(options.accounts.iter().filter(|(n, _)| n != DEV_ACCOUNT).map(|(n, k)| format!("{n}:{k}")));
+            list.extend(
+                options
+                    .accounts
+                    .iter()
+                    .filter(|(n, _)| n != DEV_ACCOUNT)
+                    .map(|(n, k)| format!("{n}:{k}")),
+            );
             cmd.env("AZURITE_ACCOUNTS", list.join(";"));
         }
         let out = std::fs::File::create(dir.path().join("azurite.out"))?;
         let err = std::fs::File::create(dir.path().join("azurite.err"))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
-        let mut azurite = Azurite { child, port, https: options.tls.is_some(), dir };
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut azurite = Azurite {
+            child,
+            port,
+            https: options.tls.is_some(),
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         loop {
@@ -122,10 +150,16 @@ impl Azurite {
                 return Ok(azurite);
             }
             if let Some(status) = azurite.child.try_wait()? {
-                bail!("Azurite exited ({status}) before accepting connections: {}", azurite.output());
+                bail!(
+                    "Azurite exited ({status}) before accepting connections: {}",
+                    azurite.output()
+                );
             }
             if Instant::now() > deadline {
-                bail!("Azurite did not accept connections on 127.0.0.1:{port} within 15 s: {}", azurite.output());
+                bail!(
+                    "Azurite did not accept connections on 127.0.0.1:{port} within 15 s: {}",
+                    azurite.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -134,7 +168,9 @@ impl Azurite {
     /// What Azurite printed so far (stdout then stderr).
     pub fn output(&self) -> String {
         let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!("{}{}", read("azurite.out"), read("azurite.err")).trim().to_string()
+        format!("{}{}", read("azurite.out"), read("azurite.err"))
+            .trim()
+            .to_string()
     }
 
     pub fn port(&self) -> u16 {

@@ -9,7 +9,9 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{azurite::Azurite, ca::CertificateAuthority, faults::Fault, image_templates::RunSubState};
+use crate::{
+    azurite::Azurite, ca::CertificateAuthority, faults::Fault, image_templates::RunSubState,
+};
 
 /// The fixed identities of the default scenario. They are test values, not secrets.
 pub mod defaults {
@@ -92,7 +94,10 @@ impl Default for FederatedCredential {
     fn default() -> Self {
         Self {
             name: "aib-test-federation".into(),
-            issuer: format!("https://vstoken.dev.azure.com/{}", defaults::DEVOPS_ORGANIZATION_ID),
+            issuer: format!(
+                "https://vstoken.dev.azure.com/{}",
+                defaults::DEVOPS_ORGANIZATION_ID
+            ),
             subject: format!(
                 "sc://{}/{}/{}",
                 defaults::DEVOPS_ORGANIZATION,
@@ -215,7 +220,13 @@ pub struct PlatformImageConfig {
 
 impl Default for PlatformImageConfig {
     fn default() -> Self {
-        Self::new("Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts-gen2", &["22.04.202409250"], "Linux")
+        Self::new(
+            "Canonical",
+            "0001-com-ubuntu-server-jammy",
+            "22_04-lts-gen2",
+            &["22.04.202409250"],
+            "Linux",
+        )
     }
 }
 
@@ -277,7 +288,10 @@ pub struct ServiceConnectionConfig {
 
 impl Default for ServiceConnectionConfig {
     fn default() -> Self {
-        Self { id: defaults::SERVICE_CONNECTION_ID.into(), name: defaults::SERVICE_CONNECTION_NAME.into() }
+        Self {
+            id: defaults::SERVICE_CONNECTION_ID.into(),
+            name: defaults::SERVICE_CONNECTION_NAME.into(),
+        }
     }
 }
 
@@ -390,10 +404,16 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let mut no_keys = StorageAccountConfig::new(defaults::NO_KEY_STORAGE_ACCOUNT, defaults::NO_KEY_STORAGE_ACCOUNT_KEY);
+        let mut no_keys = StorageAccountConfig::new(
+            defaults::NO_KEY_STORAGE_ACCOUNT,
+            defaults::NO_KEY_STORAGE_ACCOUNT_KEY,
+        );
         no_keys.allow_shared_key_access = false;
         no_keys.list_keys_forbidden = true;
-        let mut staging = StorageAccountConfig::new(defaults::STAGING_STORAGE_ACCOUNT, defaults::STAGING_STORAGE_ACCOUNT_KEY);
+        let mut staging = StorageAccountConfig::new(
+            defaults::STAGING_STORAGE_ACCOUNT,
+            defaults::STAGING_STORAGE_ACCOUNT_KEY,
+        );
         staging.resource_group = String::new();
         Self {
             port: 0,
@@ -416,7 +436,13 @@ impl Default for Config {
                     &["22.04.202409250", "22.04.202410020", "22.04.202411010"],
                     "Linux",
                 ),
-                PlatformImageConfig::new("Canonical", "ubuntu-24_04-lts", "server", &["24.04.202410090", "24.04.202411030"], "Linux"),
+                PlatformImageConfig::new(
+                    "Canonical",
+                    "ubuntu-24_04-lts",
+                    "server",
+                    &["24.04.202410090", "24.04.202411030"],
+                    "Linux",
+                ),
                 PlatformImageConfig::new(
                     "MicrosoftWindowsServer",
                     "WindowsServer",
@@ -453,7 +479,11 @@ impl Config {
 
     /// Points every storage account's blob endpoint at the same-named account in `azurite`.
     pub fn use_azurite(&mut self, azurite: &Azurite) {
-        for account in self.storage_accounts.iter_mut().chain(std::iter::once(&mut self.staging_storage)) {
+        for account in self
+            .storage_accounts
+            .iter_mut()
+            .chain(std::iter::once(&mut self.staging_storage))
+        {
             account.blob_endpoint = azurite.blob_endpoint(&account.name).to_string();
         }
     }
@@ -500,11 +530,17 @@ mod tests {
 
     #[test]
     fn partial_json_fills_defaults() {
-        let c: Config = serde_json::from_str(r#"{"token_lifetime":5,"timing":{"building":50},"fail_at":"Customizing"}"#).unwrap();
+        let c: Config = serde_json::from_str(
+            r#"{"token_lifetime":5,"timing":{"building":50},"fail_at":"Customizing"}"#,
+        )
+        .unwrap();
         assert_eq!(c.token_lifetime, Duration::from_secs(5));
         assert_eq!(c.timing.building, Duration::from_millis(50));
         assert_eq!(c.timing.queued, Timing::default().queued);
         assert_eq!(c.fail_at, Some(RunSubState::Customizing));
-        assert_eq!(c.service_principals[0].client_secrets[0], defaults::CLIENT_SECRET);
+        assert_eq!(
+            c.service_principals[0].client_secrets[0],
+            defaults::CLIENT_SECRET
+        );
     }
 }

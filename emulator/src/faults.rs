@@ -36,7 +36,13 @@ fn one() -> usize {
 pub enum FaultAction {
     /// Answer with this status, an optional `Retry-After` (seconds) and an ARM error body (a
     /// fitting one is made up when `body` is unset).
-    Status { code: u16, #[serde(default)] retry_after: Option<u64>, #[serde(default)] body: Option<Value> },
+    Status {
+        code: u16,
+        #[serde(default)]
+        retry_after: Option<u64>,
+        #[serde(default)]
+        body: Option<Value>,
+    },
     /// Close the connection without answering.
     DropConnection,
     /// Wait, then handle the request normally.
@@ -45,17 +51,39 @@ pub enum FaultAction {
 
 impl Fault {
     fn new(method: &str, path: &str, action: FaultAction) -> Self {
-        Self { method: Some(method.into()), path: path.into(), query_contains: None, action, times: 1 }
+        Self {
+            method: Some(method.into()),
+            path: path.into(),
+            query_contains: None,
+            action,
+            times: 1,
+        }
     }
 
     /// Answer `code` (with an ARM error body made up for it).
     pub fn status(method: &str, path: &str, code: u16) -> Self {
-        Self::new(method, path, FaultAction::Status { code, retry_after: None, body: None })
+        Self::new(
+            method,
+            path,
+            FaultAction::Status {
+                code,
+                retry_after: None,
+                body: None,
+            },
+        )
     }
 
     /// Answer 429 with `Retry-After: secs`.
     pub fn throttle(method: &str, path: &str, retry_after_secs: u64) -> Self {
-        Self::new(method, path, FaultAction::Status { code: 429, retry_after: Some(retry_after_secs), body: None })
+        Self::new(
+            method,
+            path,
+            FaultAction::Status {
+                code: 429,
+                retry_after: Some(retry_after_secs),
+                body: None,
+            },
+        )
     }
 
     pub fn drop_connection(method: &str, path: &str) -> Self {
@@ -80,11 +108,26 @@ impl Fault {
 /// The ARM error body used for an injected status without a body of its own.
 pub fn default_error_body(code: u16) -> Value {
     let (code_name, message) = match code {
-        429 => ("TooManyRequests", "The request is being throttled as the limit has been reached for operation type. Please retry after the time given in the Retry-After header."),
-        500 => ("InternalServerError", "Encountered internal server error. Diagnostic information: timestamp '', subscription id '', tracking id '', request correlation id ''."),
-        502 => ("BadGateway", "The gateway did not receive a response from 'Microsoft.VirtualMachineImages' within the specified time period."),
-        503 => ("ServiceUnavailable", "The service is currently unavailable. Please try again later."),
-        504 => ("GatewayTimeout", "The gateway did not receive a response from 'Microsoft.VirtualMachineImages' within the specified time period."),
+        429 => (
+            "TooManyRequests",
+            "The request is being throttled as the limit has been reached for operation type. Please retry after the time given in the Retry-After header.",
+        ),
+        500 => (
+            "InternalServerError",
+            "Encountered internal server error. Diagnostic information: timestamp '', subscription id '', tracking id '', request correlation id ''.",
+        ),
+        502 => (
+            "BadGateway",
+            "The gateway did not receive a response from 'Microsoft.VirtualMachineImages' within the specified time period.",
+        ),
+        503 => (
+            "ServiceUnavailable",
+            "The service is currently unavailable. Please try again later.",
+        ),
+        504 => (
+            "GatewayTimeout",
+            "The gateway did not receive a response from 'Microsoft.VirtualMachineImages' within the specified time period.",
+        ),
         _ => ("InjectedFault", "A fault injected by aib-emulator."),
     };
     json!({"error": {"code": code_name, "message": message}})
@@ -106,7 +149,11 @@ impl Faults {
     pub fn add(&self, fault: Fault) -> Result<(), regex::Error> {
         let path = Regex::new(&fault.path)?;
         let remaining = fault.times;
-        self.active.lock().unwrap().push(Active { fault, path, remaining });
+        self.active.lock().unwrap().push(Active {
+            fault,
+            path,
+            remaining,
+        });
         Ok(())
     }
 
@@ -119,9 +166,15 @@ impl Faults {
         let mut active = self.active.lock().unwrap();
         let hit = active.iter_mut().find(|a| {
             a.remaining > 0
-                && a.fault.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && a.fault
+                    .method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method))
                 && a.path.is_match(path)
-                && a.fault.query_contains.as_deref().is_none_or(|q| query.contains(q))
+                && a.fault
+                    .query_contains
+                    .as_deref()
+                    .is_none_or(|q| query.contains(q))
         })?;
         hit.remaining -= 1;
         let action = hit.fault.action.clone();
@@ -137,7 +190,9 @@ mod tests {
     #[test]
     fn applies_n_times_then_stops() {
         let faults = Faults::default();
-        faults.add(Fault::status("GET", "/subscriptions/", 503).times(2)).unwrap();
+        faults
+            .add(Fault::status("GET", "/subscriptions/", 503).times(2))
+            .unwrap();
         assert!(faults.take("POST", "/subscriptions/x", "").is_none());
         assert!(faults.take("get", "/subscriptions/x", "").is_some());
         assert!(faults.take("GET", "/subscriptions/x", "").is_some());
@@ -149,9 +204,20 @@ mod tests {
         let f: Fault = serde_json::from_str(r#"{"path":"x","action":{"delay":20}}"#).unwrap();
         assert_eq!(f.action, FaultAction::Delay(Duration::from_millis(20)));
         assert_eq!(f.times, 1);
-        let f: Fault = serde_json::from_str(r#"{"path":"x","action":"drop_connection","times":3}"#).unwrap();
+        let f: Fault =
+            serde_json::from_str(r#"{"path":"x","action":"drop_connection","times":3}"#).unwrap();
         assert_eq!(f.action, FaultAction::DropConnection);
-        let f: Fault = serde_json::from_str(r#"{"path":"x","action":{"status":{"code":429,"retry_after":2}}}"#).unwrap();
-        assert_eq!(f.action, FaultAction::Status { code: 429, retry_after: Some(2), body: None });
+        let f: Fault = serde_json::from_str(
+            r#"{"path":"x","action":{"status":{"code":429,"retry_after":2}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.action,
+            FaultAction::Status {
+                code: 429,
+                retry_after: Some(2),
+                body: None
+            }
+        );
     }
 }

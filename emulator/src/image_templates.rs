@@ -33,7 +33,15 @@ use crate::{
 
 const TYPE: &str = "Microsoft.VirtualMachineImages/imageTemplates";
 /// Stable api-versions ARM routes to Image Builder.
-pub const API_VERSIONS: [&str; 7] = ["2020-02-14", "2021-10-01", "2022-02-14", "2022-07-01", "2023-07-01", "2024-02-01", "2025-10-01"];
+pub const API_VERSIONS: [&str; 7] = [
+    "2020-02-14",
+    "2021-10-01",
+    "2022-02-14",
+    "2022-07-01",
+    "2023-07-01",
+    "2024-02-01",
+    "2025-10-01",
+];
 const SPEC_PATH: &str = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.VirtualMachineImages/imageTemplates/{imageTemplateName}";
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9-_.]{1,64}$").unwrap());
@@ -130,19 +138,36 @@ fn key(sub: &str, rg: &str, name: &str) -> String {
 }
 
 fn group_name(staging_group_id: &str) -> &str {
-    staging_group_id.rsplit('/').next().unwrap_or(staging_group_id)
+    staging_group_id
+        .rsplit('/')
+        .next()
+        .unwrap_or(staging_group_id)
 }
 
 impl Store {
     fn event(&mut self, template: &str, event: impl Into<String>) {
-        self.events.push(TemplateEvent { time: arm_time(now()), template: template.to_string(), event: event.into() });
+        self.events.push(TemplateEvent {
+            time: arm_time(now()),
+            template: template.to_string(),
+            event: event.into(),
+        });
     }
 
     fn new_operation(&mut self, sub: &str, location: &str, done_code: StatusCode) -> String {
         let id = uuid::Uuid::new_v4().to_string().to_ascii_uppercase();
         self.operations.insert(
             id.clone(),
-            Operation { id: id.clone(), subscription: sub.into(), location: location.into(), status: "InProgress", start: now(), end: None, error: None, polls: 0, done_code },
+            Operation {
+                id: id.clone(),
+                subscription: sub.into(),
+                location: location.into(),
+                status: "InProgress",
+                start: now(),
+                end: None,
+                error: None,
+                polls: 0,
+                done_code,
+            },
         );
         id
     }
@@ -161,18 +186,33 @@ impl Store {
 
     /// `(subscription, staging group name, location)` of every live template.
     pub fn staging_groups(&self) -> Vec<(String, String, String)> {
-        self.templates.values().map(|t| (t.subscription.clone(), group_name(&t.staging_group).to_string(), t.location.clone())).collect()
+        self.templates
+            .values()
+            .map(|t| {
+                (
+                    t.subscription.clone(),
+                    group_name(&t.staging_group).to_string(),
+                    t.location.clone(),
+                )
+            })
+            .collect()
     }
 
     pub fn staging_group_location(&self, sub: &str, rg: &str) -> Option<String> {
-        self.staging_groups().into_iter().find(|(s, g, _)| s.eq_ignore_ascii_case(sub) && g.eq_ignore_ascii_case(rg)).map(|(_, _, l)| l)
+        self.staging_groups()
+            .into_iter()
+            .find(|(s, g, _)| s.eq_ignore_ascii_case(sub) && g.eq_ignore_ascii_case(rg))
+            .map(|(_, _, l)| l)
     }
 
     /// The template that owns a staging group (`managedBy`).
     pub fn staging_group_owner(&self, sub: &str, rg: &str) -> Option<String> {
         self.templates
             .values()
-            .find(|t| t.subscription.eq_ignore_ascii_case(sub) && group_name(&t.staging_group).eq_ignore_ascii_case(rg))
+            .find(|t| {
+                t.subscription.eq_ignore_ascii_case(sub)
+                    && group_name(&t.staging_group).eq_ignore_ascii_case(rg)
+            })
             .map(|t| t.id.clone())
     }
 
@@ -181,7 +221,10 @@ impl Store {
     }
 
     pub fn views(&self, s: &State) -> Vec<(String, Value)> {
-        self.templates.values().map(|t| (t.id.clone(), view(s, t))).collect()
+        self.templates
+            .values()
+            .map(|t| (t.id.clone(), view(s, t)))
+            .collect()
     }
 }
 
@@ -194,7 +237,10 @@ fn view(s: &State, t: &Template) -> Value {
     if v.get("tags").is_none() {
         v["tags"] = json!({});
     }
-    if let Some(ids) = v.pointer_mut("/identity/userAssignedIdentities").and_then(Value::as_object_mut) {
+    if let Some(ids) = v
+        .pointer_mut("/identity/userAssignedIdentities")
+        .and_then(Value::as_object_mut)
+    {
         let mi = &s.config.managed_identity;
         for (id, entry) in ids.iter_mut() {
             if id.eq_ignore_ascii_case(&mi.resource_id) {
@@ -219,7 +265,11 @@ fn view(s: &State, t: &Template) -> Value {
     }
     if let Some(run) = &t.last_run {
         let mut status = json!({"startTime": arm_time(run.start), "runState": run.state, "message": run.message});
-        status["endTime"] = json!(run.end.map(arm_time).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()));
+        status["endTime"] = json!(
+            run.end
+                .map(arm_time)
+                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+        );
         if let Some(sub) = run.sub_state {
             status["runSubState"] = json!(sub);
         }
@@ -235,9 +285,21 @@ fn view(s: &State, t: &Template) -> Value {
     v
 }
 
-fn operation_urls(s: &State, sub: &str, location: &str, op: &str, api_version: &str) -> (String, String) {
-    let base = format!("{}subscriptions/{sub}/providers/Microsoft.VirtualMachineImages/locations/{location}", s.base_url);
-    (format!("{base}/operations/{op}?api-version={api_version}"), format!("{base}/operationresults/{op}?api-version={api_version}"))
+fn operation_urls(
+    s: &State,
+    sub: &str,
+    location: &str,
+    op: &str,
+    api_version: &str,
+) -> (String, String) {
+    let base = format!(
+        "{}subscriptions/{sub}/providers/Microsoft.VirtualMachineImages/locations/{location}",
+        s.base_url
+    );
+    (
+        format!("{base}/operations/{op}?api-version={api_version}"),
+        format!("{base}/operationresults/{op}?api-version={api_version}"),
+    )
 }
 
 fn lro_headers(s: &State, r: &mut Response, async_url: Option<&str>, location_url: Option<&str>) {
@@ -248,7 +310,10 @@ fn lro_headers(s: &State, r: &mut Response, async_url: Option<&str>, location_ur
     if let Some(u) = location_url.and_then(|u| HeaderValue::from_str(u).ok()) {
         h.insert("location", u);
     }
-    h.insert("retry-after", HeaderValue::from(s.config.timing.retry_after_secs));
+    h.insert(
+        "retry-after",
+        HeaderValue::from(s.config.timing.retry_after_secs),
+    );
 }
 
 /// `GET …/imageTemplates` by subscription or group.
@@ -257,7 +322,10 @@ pub fn list(s: &State, sub: &str, rg: Option<&str>) -> Response {
     let value: Vec<Value> = store
         .templates
         .values()
-        .filter(|t| t.subscription.eq_ignore_ascii_case(sub) && rg.is_none_or(|rg| t.resource_group.eq_ignore_ascii_case(rg)))
+        .filter(|t| {
+            t.subscription.eq_ignore_ascii_case(sub)
+                && rg.is_none_or(|rg| t.resource_group.eq_ignore_ascii_case(rg))
+        })
         .map(|t| view(s, t))
         .collect();
     ok(json!({"value": value}))
@@ -267,7 +335,11 @@ pub fn list(s: &State, sub: &str, rg: Option<&str>) -> Response {
 pub fn operation_status(s: &State, id: &str) -> Response {
     let mut store = s.templates.lock().unwrap();
     let Some(op) = store.operations.get_mut(&id.to_ascii_uppercase()) else {
-        return error(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{id}' could not be found."));
+        return error(
+            StatusCode::NOT_FOUND,
+            "OperationNotFound",
+            format!("The operation '{id}' could not be found."),
+        );
     };
     op.polls += 1;
     let early = op.polls <= s.config.timing.lro_min_polls;
@@ -293,7 +365,11 @@ pub fn operation_status(s: &State, id: &str) -> Response {
 pub fn operation_result(s: &State, id: &str) -> Response {
     let mut store = s.templates.lock().unwrap();
     let Some(op) = store.operations.get_mut(&id.to_ascii_uppercase()) else {
-        return error(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{id}' could not be found."));
+        return error(
+            StatusCode::NOT_FOUND,
+            "OperationNotFound",
+            format!("The operation '{id}' could not be found."),
+        );
     };
     op.polls += 1;
     if op.polls <= s.config.timing.lro_min_polls || op.status == "InProgress" {
@@ -307,8 +383,16 @@ pub fn operation_result(s: &State, id: &str) -> Response {
     }
     match (&op.error, op.status) {
         (Some(e), "Failed") => {
-            let code = e.get("code").and_then(Value::as_str).unwrap_or("InternalOperationError").to_string();
-            let message = e.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+            let code = e
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or("InternalOperationError")
+                .to_string();
+            let message = e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             error(StatusCode::BAD_REQUEST, &code, message)
         }
         _ => op.done_code.into_response(),
@@ -317,12 +401,25 @@ pub fn operation_result(s: &State, id: &str) -> Response {
 
 /// Routes `…/imageTemplates/{name}[/action…]`.
 #[allow(clippy::too_many_arguments)]
-pub async fn dispatch(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, tail: &[&str], action: &[&str], api_version: &str) -> Response {
+pub async fn dispatch(
+    s: &Shared,
+    req: &Req,
+    sub: &str,
+    rg: &str,
+    name: &str,
+    tail: &[&str],
+    action: &[&str],
+    api_version: &str,
+) -> Response {
     if !API_VERSIONS.contains(&api_version) {
         return error(
             StatusCode::BAD_REQUEST,
             "NoRegisteredProviderFound",
-            format!("No registered resource provider found for location '{}' and API version '{api_version}' for type 'imageTemplates'. The supported api-versions are '{}'.", crate::config::defaults::LOCATION, API_VERSIONS.join(", ")),
+            format!(
+                "No registered resource provider found for location '{}' and API version '{api_version}' for type 'imageTemplates'. The supported api-versions are '{}'.",
+                crate::config::defaults::LOCATION,
+                API_VERSIONS.join(", ")
+            ),
         );
     }
     let k = key(sub, rg, name);
@@ -342,14 +439,29 @@ pub async fn dispatch(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, ta
         (Method::GET, ["runoutputs", _]) => {
             let wanted = tail[1];
             match s.templates.lock().unwrap().templates.get(&k) {
-                Some(t) => match t.run_outputs.iter().find(|o| o["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(wanted))) {
+                Some(t) => match t.run_outputs.iter().find(|o| {
+                    o["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
+                }) {
                     Some(o) => ok(o.clone()),
-                    None => arm::not_found(&format!("{TYPE}/runOutputs"), &format!("{name}/{wanted}"), rg),
+                    None => arm::not_found(
+                        &format!("{TYPE}/runOutputs"),
+                        &format!("{name}/{wanted}"),
+                        rg,
+                    ),
                 },
                 None => arm::not_found(TYPE, name, rg),
             }
         }
-        _ => error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("The requested resource does not support http method '{}'.", req.method)),
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "The requested resource does not support http method '{}'.",
+                req.method
+            ),
+        ),
     }
 }
 
@@ -359,37 +471,81 @@ fn invalid(message: impl Into<String>) -> Response {
 
 fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str) -> Response {
     if !NAME.is_match(name) {
-        return invalid(format!("The image template name '{name}' is invalid. It must match the pattern '^[A-Za-z0-9-_.]{{1,64}}$'."));
+        return invalid(format!(
+            "The image template name '{name}' is invalid. It must match the pattern '^[A-Za-z0-9-_.]{{1,64}}$'."
+        ));
     }
     let body = match req.json() {
         Ok(Value::Object(o)) => Value::Object(o),
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "InvalidRequestContent", "The request content was invalid and could not be deserialized: the body must be a JSON object."),
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidRequestContent", format!("The request content was invalid and could not be deserialized: '{e}'.")),
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContent",
+                "The request content was invalid and could not be deserialized: the body must be a JSON object.",
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContent",
+                format!("The request content was invalid and could not be deserialized: '{e}'."),
+            );
+        }
     };
     if let Some(spec) = s.swagger.get(api_version)
         && let Err(issues) = spec.validate_request_body("PUT", SPEC_PATH, &body)
     {
-        let first = issues.first().map(|i| format!("{}: {}", i.path, i.message)).unwrap_or_default();
+        let first = issues
+            .first()
+            .map(|i| format!("{}: {}", i.path, i.message))
+            .unwrap_or_default();
         return error_with_details(
             StatusCode::BAD_REQUEST,
             "InvalidRequestContent",
-            format!("The request content was invalid and could not be deserialized: {first} ({} problem(s) in total).", issues.len()),
+            format!(
+                "The request content was invalid and could not be deserialized: {first} ({} problem(s) in total).",
+                issues.len()
+            ),
             issues.iter().map(|i| i.to_arm_detail()).collect(),
         );
     }
-    let Some(location) = body.get("location").and_then(Value::as_str).filter(|l| !l.is_empty()).map(|l| l.to_ascii_lowercase().replace(' ', "")) else {
-        return error(StatusCode::BAD_REQUEST, "LocationRequired", "The location property is required for this definition.");
+    let Some(location) = body
+        .get("location")
+        .and_then(Value::as_str)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.to_ascii_lowercase().replace(' ', ""))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "LocationRequired",
+            "The location property is required for this definition.",
+        );
     };
-    let identity_type = body.pointer("/identity/type").and_then(Value::as_str).unwrap_or("");
+    let identity_type = body
+        .pointer("/identity/type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !identity_type.contains("UserAssigned") {
-        return invalid("A user assigned identity is required for image templates (identity.type 'UserAssigned'). For more information, see https://aka.ms/azvmimagebuilderts.");
+        return invalid(
+            "A user assigned identity is required for image templates (identity.type 'UserAssigned'). For more information, see https://aka.ms/azvmimagebuilderts.",
+        );
     }
-    let ids: Vec<&String> = body.pointer("/identity/userAssignedIdentities").and_then(Value::as_object).map(|m| m.keys().collect()).unwrap_or_default();
+    let ids: Vec<&String> = body
+        .pointer("/identity/userAssignedIdentities")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
     if ids.len() != 1 {
-        return invalid(format!("Exactly one user assigned identity must be specified for the image template; got {}.", ids.len()));
+        return invalid(format!(
+            "Exactly one user assigned identity must be specified for the image template; got {}.",
+            ids.len()
+        ));
     }
     if !IDENTITY_ID.is_match(ids[0]) {
-        return invalid(format!("The user assigned identity resource ID '{}' is not valid. Expected '/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{{identityName}}'.", ids[0]));
+        return invalid(format!(
+            "The user assigned identity resource ID '{}' is not valid. Expected '/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{{identityName}}'.",
+            ids[0]
+        ));
     }
     if let Some(source) = body.pointer("/properties/source")
         && source.get("type").and_then(Value::as_str) == Some("PlatformImage")
@@ -397,7 +553,10 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
         let field = |k: &str| source.get(k).and_then(Value::as_str).unwrap_or("");
         let image = compute::find_image(s, field("publisher"), field("offer"), field("sku"));
         let version = field("version");
-        let known = image.is_some_and(|i| version.eq_ignore_ascii_case("latest") || i.versions.iter().any(|v| v.eq_ignore_ascii_case(version)));
+        let known = image.is_some_and(|i| {
+            version.eq_ignore_ascii_case("latest")
+                || i.versions.iter().any(|v| v.eq_ignore_ascii_case(version))
+        });
         if !known {
             return invalid(format!(
                 "The platform image '{}:{}:{}:{version}' could not be found in location '{location}'. Please check the publisher, offer, sku and version.",
@@ -417,11 +576,17 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
         return error(
             StatusCode::CONFLICT,
             "Conflict",
-            format!("Update/Upgrade of image templates is currently not supported. Please change the name of the template you are submitting. For more information, please see https://aka.ms/azvmimagebuilderts. (template '{name}' already exists with a different definition)"),
+            format!(
+                "Update/Upgrade of image templates is currently not supported. Please change the name of the template you are submitting. For more information, please see https://aka.ms/azvmimagebuilderts. (template '{name}' already exists with a different definition)"
+            ),
         );
     }
     let id = format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/{TYPE}/{name}");
-    let staging_group = match body.pointer("/properties/stagingResourceGroup").and_then(Value::as_str).filter(|v| !v.is_empty()) {
+    let staging_group = match body
+        .pointer("/properties/stagingResourceGroup")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+    {
         Some(g) => g.to_string(),
         None => {
             let mut group = format!("IT_{rg}_{name}_{}", uuid::Uuid::new_v4());
@@ -451,7 +616,11 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
         },
     );
     store.event(&id, "created");
-    let mut r = (StatusCode::CREATED, axum::Json(view(s, &store.templates[&k]))).into_response();
+    let mut r = (
+        StatusCode::CREATED,
+        axum::Json(view(s, &store.templates[&k])),
+    )
+        .into_response();
     drop(store);
     let (async_url, _) = operation_urls(s, sub, &location, &op, api_version);
     lro_headers(s, &mut r, Some(&async_url), None);
@@ -481,7 +650,10 @@ fn run(s: &Shared, k: &str, name: &str, rg: &str, api_version: &str) -> Response
         return error(
             StatusCode::CONFLICT,
             "Conflict",
-            format!("Cannot run image template '{name}' while its provisioningState is '{}'. Wait until the template is provisioned (provisioningState 'Succeeded').", t.provisioning_state),
+            format!(
+                "Cannot run image template '{name}' while its provisioningState is '{}'. Wait until the template is provisioned (provisioningState 'Succeeded').",
+                t.provisioning_state
+            ),
         );
     }
     if let Some(run) = &t.last_run
@@ -490,14 +662,23 @@ fn run(s: &Shared, k: &str, name: &str, rg: &str, api_version: &str) -> Response
         return error(
             StatusCode::CONFLICT,
             "Conflict",
-            format!("Image template '{name}' already has a build in progress (runState '{:?}'). Wait for it to finish or cancel it before running it again.", run.state),
+            format!(
+                "Image template '{name}' already has a build in progress (runState '{:?}'). Wait for it to finish or cancel it before running it again.",
+                run.state
+            ),
         );
     }
     let (sub, location, id) = (t.subscription.clone(), t.location.clone(), t.id.clone());
     let op = store.new_operation(&sub, &location, StatusCode::OK);
     let cancel = Arc::new(Notify::new());
     let t = store.get_mut(k).expect("template exists");
-    t.last_run = Some(LastRun { start: now(), end: None, state: RunState::Running, sub_state: Some(RunSubState::Queued), message: String::new() });
+    t.last_run = Some(LastRun {
+        start: now(),
+        end: None,
+        state: RunState::Running,
+        sub_state: Some(RunSubState::Queued),
+        message: String::new(),
+    });
     t.run_op = Some(op.clone());
     t.cancel_op = None;
     t.run_outputs.clear();
@@ -518,11 +699,21 @@ fn cancel(s: &Shared, k: &str, name: &str, rg: &str, api_version: &str) -> Respo
     let Some(t) = store.templates.get(k) else {
         return arm::not_found(TYPE, name, rg);
     };
-    if !t.last_run.as_ref().is_some_and(|r| r.state == RunState::Running) {
+    if !t
+        .last_run
+        .as_ref()
+        .is_some_and(|r| r.state == RunState::Running)
+    {
         return error(
             StatusCode::CONFLICT,
             "Conflict",
-            format!("Image template '{name}' has no build in progress to cancel (runState '{}').", t.last_run.as_ref().map(|r| format!("{:?}", r.state)).unwrap_or_else(|| "None".into())),
+            format!(
+                "Image template '{name}' has no build in progress to cancel (runState '{}').",
+                t.last_run
+                    .as_ref()
+                    .map(|r| format!("{:?}", r.state))
+                    .unwrap_or_else(|| "None".into())
+            ),
         );
     }
     let (sub, location, id) = (t.subscription.clone(), t.location.clone(), t.id.clone());
@@ -567,7 +758,10 @@ fn delete(s: &Shared, k: &str, api_version: &str) -> Response {
         let mut store = s2.templates.lock().unwrap();
         if let Some(t) = store.templates.remove(&k2) {
             let run_op = t.run_op.clone();
-            if t.last_run.as_ref().is_some_and(|r| matches!(r.state, RunState::Running | RunState::Canceling)) {
+            if t.last_run
+                .as_ref()
+                .is_some_and(|r| matches!(r.state, RunState::Running | RunState::Canceling))
+            {
                 store.finish_operation(run_op.as_deref(), "Canceled", None);
             }
             store.deleted.push(t.id.clone());
@@ -588,7 +782,9 @@ async fn phase_wait(d: Duration, cancel: &Notify) -> bool {
 
 /// The sub-state at which this run must fail, if any.
 fn fail_point(s: &State, request: &Value) -> Option<RunSubState> {
-    let tag = request.pointer(&format!("/tags/{FAIL_AT_TAG}")).and_then(Value::as_str);
+    let tag = request
+        .pointer(&format!("/tags/{FAIL_AT_TAG}"))
+        .and_then(Value::as_str);
     match tag {
         Some(t) => serde_json::from_value(json!(t)).ok(),
         None => s.config.fail_at,
@@ -599,13 +795,24 @@ fn fail_point(s: &State, request: &Value) -> Option<RunSubState> {
 async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
     let Some((request, id, name, staging_group)) = ({
         let store = s.templates.lock().unwrap();
-        store.templates.get(&k).map(|t| (t.request.clone(), t.id.clone(), t.name.clone(), t.staging_group.clone()))
+        store.templates.get(&k).map(|t| {
+            (
+                t.request.clone(),
+                t.id.clone(),
+                t.name.clone(),
+                t.staging_group.clone(),
+            )
+        })
     }) else {
         return;
     };
     let timing = s.config.timing.clone();
     let props = request.get("properties").cloned().unwrap_or(Value::Null);
-    let mut phases = vec![(RunSubState::Queued, timing.queued), (RunSubState::Building, timing.building), (RunSubState::Customizing, timing.customizing)];
+    let mut phases = vec![
+        (RunSubState::Queued, timing.queued),
+        (RunSubState::Building, timing.building),
+        (RunSubState::Customizing, timing.customizing),
+    ];
     if props.get("optimize").is_some_and(|v| !v.is_null()) {
         phases.push((RunSubState::Optimizing, timing.optimizing));
     }
@@ -624,14 +831,24 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
             return; // deleted
         }
         if phase == RunSubState::Customizing {
-            let customize = props.get("customize").and_then(Value::as_array).cloned().unwrap_or_default();
+            let customize = props
+                .get("customize")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for f in artifacts::plan(&customize, &s.blob_endpoints()) {
                 let d = artifacts::fetch(&s.http, &f).await;
                 s.downloads.lock().unwrap().push(d.clone());
-                let failed = d.error.clone().map(|e| format!("Customizer '{}' failed: {e}", d.customizer));
+                let failed = d
+                    .error
+                    .clone()
+                    .map(|e| format!("Customizer '{}' failed: {e}", d.customizer));
                 downloads.push(d);
                 if let Some(detail) = failed {
-                    outcome = Outcome::Failed { phase, detail: Some(detail) };
+                    outcome = Outcome::Failed {
+                        phase,
+                        detail: Some(detail),
+                    };
                     break;
                 }
             }
@@ -644,12 +861,18 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
             break;
         }
         if fail_at == Some(phase) {
-            outcome = Outcome::Failed { phase, detail: None };
+            outcome = Outcome::Failed {
+                phase,
+                detail: None,
+            };
             break;
         }
     }
 
-    let log_url = format!("{}packerlogs/{log_guid}/customization.log", s.config.staging_storage.blob_endpoint);
+    let log_url = format!(
+        "{}packerlogs/{log_guid}/customization.log",
+        s.config.staging_storage.blob_endpoint
+    );
     let text = packer_log::render(&LogInput {
         template_id: &id,
         request: &request,
@@ -659,10 +882,20 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
         outcome: match &outcome {
             Outcome::Succeeded => Outcome::Succeeded,
             Outcome::Canceled => Outcome::Canceled,
-            Outcome::Failed { phase, detail } => Outcome::Failed { phase: *phase, detail: detail.clone() },
+            Outcome::Failed { phase, detail } => Outcome::Failed {
+                phase: *phase,
+                detail: detail.clone(),
+            },
         },
     });
-    if let Err(e) = packer_log::upload(&s.http, &s.config.staging_storage, &format!("{log_guid}/customization.log"), text).await {
+    if let Err(e) = packer_log::upload(
+        &s.http,
+        &s.config.staging_storage,
+        &format!("{log_guid}/customization.log"),
+        text,
+    )
+    .await
+    {
         tracing::warn!("aib-emulator: could not write the packer log to {log_url}: {e:#}");
     }
     if matches!(outcome, Outcome::Canceled) {
@@ -689,7 +922,13 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
         Outcome::Canceled => {
             run.state = RunState::Canceled;
             run.message = "Build was canceled by the user.".into();
-            (RunState::Canceled, "Canceled", Some(json!({"code": "OperationCanceled", "message": "The image build was canceled."})))
+            (
+                RunState::Canceled,
+                "Canceled",
+                Some(
+                    json!({"code": "OperationCanceled", "message": "The image build was canceled."}),
+                ),
+            )
         }
         Outcome::Failed { detail, .. } => {
             run.state = RunState::Failed;
@@ -699,7 +938,11 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
                 "External build failed: Failed while waiting for packerizer: Microservice has failed: Failed while processing request: Error when executing packerizer: Packer build command has failed: exit status 1. {detail}During the image build, a failure has occurred, please review the build log to identify which build/customization step failed. For more troubleshooting steps go to https://aka.ms/azvmimagebuilderts. Image Build log location: {log_url}. OperationId: {operation_id}. Use this operationId to search packer logs."
             );
             let message = run.message.clone();
-            (RunState::Failed, "Failed", Some(json!({"code": "InternalOperationError", "message": message})))
+            (
+                RunState::Failed,
+                "Failed",
+                Some(json!({"code": "InternalOperationError", "message": message})),
+            )
         }
     };
     let id = t.id.clone();
@@ -711,7 +954,9 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
 /// Moves the run to `phase`; false when the template is gone or being deleted.
 fn set_sub_state(s: &State, k: &str, phase: RunSubState) -> bool {
     let mut store = s.templates.lock().unwrap();
-    let Some(t) = store.get_mut(k) else { return false };
+    let Some(t) = store.get_mut(k) else {
+        return false;
+    };
     if t.provisioning_state == "Deleting" {
         return false;
     }
@@ -739,40 +984,80 @@ fn exact_version(s: &State, props: &Value) -> Option<String> {
     if !version.eq_ignore_ascii_case("latest") {
         return Some(version.to_string());
     }
-    compute::find_image(s, field("publisher"), field("offer"), field("sku")).and_then(compute::latest)
+    compute::find_image(s, field("publisher"), field("offer"), field("sku"))
+        .and_then(compute::latest)
 }
 
 /// One run output per distributor, as Image Builder reports them.
 fn run_outputs(s: &State, template_id: &str, name: &str, props: &Value) -> Vec<Value> {
     let now = now();
-    let generated = format!("0.{}{:03}.{}", now.year() % 100, now.ordinal(), now.unix_timestamp() % 65535);
+    let generated = format!(
+        "0.{}{:03}.{}",
+        now.year() % 100,
+        now.ordinal(),
+        now.unix_timestamp() % 65535
+    );
     props
         .get("distribute")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .map(|d| {
-            let out_name = d.get("runOutputName").and_then(Value::as_str).unwrap_or("output");
+            let out_name = d
+                .get("runOutputName")
+                .and_then(Value::as_str)
+                .unwrap_or("output");
             let mut p = json!({"provisioningState": "Succeeded"});
             match d.get("type").and_then(Value::as_str).unwrap_or("") {
                 "ManagedImage" => p["artifactId"] = d["imageId"].clone(),
                 "SharedImage" => {
                     let version = match d.pointer("/versioning/major").and_then(Value::as_i64) {
-                        Some(major) => format!("{major}.{}{:03}.{}", now.year() % 100, now.ordinal(), now.unix_timestamp() % 65535),
+                        Some(major) => format!(
+                            "{major}.{}{:03}.{}",
+                            now.year() % 100,
+                            now.ordinal(),
+                            now.unix_timestamp() % 65535
+                        ),
                         None => generated.clone(),
                     };
-                    p["artifactId"] = json!(format!("{}/versions/{version}", d["galleryImageId"].as_str().unwrap_or("")));
+                    p["artifactId"] = json!(format!(
+                        "{}/versions/{version}",
+                        d["galleryImageId"].as_str().unwrap_or("")
+                    ));
                 }
                 "VHD" => {
-                    let uri = match d.get("uri").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+                    let uri = match d
+                        .get("uri")
+                        .and_then(Value::as_str)
+                        .filter(|u| !u.is_empty())
+                    {
                         Some(u) => u.to_string(),
                         None => {
                             let st = &s.config.staging_storage;
                             let blob = format!("{name}_{}.vhd", now.unix_timestamp());
                             let fmt = time::format_description::well_known::Rfc3339;
-                            let start = now.replace_nanosecond(0).unwrap_or(now).format(&fmt).unwrap_or_default();
-                            let end = (now + time::Duration::days(7)).replace_nanosecond(0).unwrap_or(now).format(&fmt).unwrap_or_default();
-                            let sas = shared_key::blob_service_sas(&st.name, &st.key, "vhds", &blob, "r", &start, &end, true).unwrap_or_default();
+                            let start = now
+                                .replace_nanosecond(0)
+                                .unwrap_or(now)
+                                .format(&fmt)
+                                .unwrap_or_default();
+                            let end = (now + time::Duration::days(7))
+                                .replace_nanosecond(0)
+                                .unwrap_or(now)
+                                .format(&fmt)
+                                .unwrap_or_default();
+                            let sas = shared_key::BlobSas {
+                                account: &st.name,
+                                key_b64: &st.key,
+                                container: "vhds",
+                                blob: &blob,
+                                permissions: "r",
+                                start: &start,
+                                expiry: &end,
+                                https_only: true,
+                            }
+                            .sign()
+                            .unwrap_or_default();
                             format!("{}vhds/{blob}?{sas}", st.blob_endpoint)
                         }
                     };

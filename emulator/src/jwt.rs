@@ -27,7 +27,8 @@ pub struct SigningKey {
 impl SigningKey {
     /// Generates an RSA-2048 key with a random key id.
     pub fn generate() -> Result<Self> {
-        let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow!("RSA key generation failed"))?;
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048)
+            .map_err(|_| anyhow!("RSA key generation failed"))?;
         let kid = URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(pair.public_key().as_ref())[..20]);
         Ok(Self { kid, pair })
     }
@@ -46,7 +47,12 @@ impl SigningKey {
         );
         let mut sig = vec![0; self.pair.public_modulus_len()];
         self.pair
-            .sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig)
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                input.as_bytes(),
+                &mut sig,
+            )
             .expect("RSA signing cannot fail with a valid key");
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
@@ -84,11 +90,15 @@ impl Jwt {
     /// JSON objects.
     pub fn decode(token: &str) -> Result<Self> {
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             bail!("a JWT has three parts separated by dots");
         };
         let object = |part: &str| -> Result<Map<String, Value>> {
-            let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).context("not base64url")?;
+            let bytes = URL_SAFE_NO_PAD
+                .decode(part.trim_end_matches('='))
+                .context("not base64url")?;
             match serde_json::from_slice(&bytes).context("not JSON")? {
                 Value::Object(map) => Ok(map),
                 _ => bail!("not a JSON object"),
@@ -98,7 +108,9 @@ impl Jwt {
             header: object(h)?,
             claims: object(c)?,
             signing_input: format!("{h}.{c}"),
-            signature: URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).context("signature not base64url")?,
+            signature: URL_SAFE_NO_PAD
+                .decode(s.trim_end_matches('='))
+                .context("signature not base64url")?,
         })
     }
 
@@ -118,7 +130,10 @@ impl Jwt {
     pub fn audiences(&self) -> Vec<String> {
         match self.claims.get("aud") {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -157,7 +172,8 @@ impl Certificate {
     }
 
     pub fn from_der(der: Vec<u8>) -> Result<Self> {
-        let public_key = subject_public_key(&der).context("reading the certificate's public key")?;
+        let public_key =
+            subject_public_key(&der).context("reading the certificate's public key")?;
         Ok(Self {
             x5t: URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der)),
             x5t_s256: URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der)),
@@ -173,7 +189,10 @@ pub fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = pem.find(&begin)? + begin.len();
     let stop = start + pem[start..].find(&end)?;
-    let body: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    let body: String = pem[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     STANDARD.decode(body).ok()
 }
 
@@ -188,7 +207,9 @@ fn der_next(input: &[u8]) -> Result<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             bail!("bad DER length");
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
         rest = &rest[n..];
         len
     };

@@ -72,7 +72,10 @@ impl Emulator {
                 (path.clone(), None)
             }
             None => {
-                let file = tempfile::Builder::new().prefix("aib-emulator-ca-").suffix(".pem").tempfile()?;
+                let file = tempfile::Builder::new()
+                    .prefix("aib-emulator-ca-")
+                    .suffix(".pem")
+                    .tempfile()?;
                 ca.write_pem(file.path())?;
                 let temp = file.into_temp_path();
                 (temp.to_path_buf(), Some(temp))
@@ -101,9 +104,22 @@ impl Emulator {
             stop_rx.clone(),
         ))];
         if let Some(l) = imds_listener {
-            servers.push(tokio::spawn(server::serve(l, None, server::imds_router(state.clone()), stop_rx)));
+            servers.push(tokio::spawn(server::serve(
+                l,
+                None,
+                server::imds_router(state.clone()),
+                stop_rx,
+            )));
         }
-        Ok(Emulator { state, addr, imds_addr, ca_path, _ca_temp: ca_temp, stop, servers })
+        Ok(Emulator {
+            state,
+            addr,
+            imds_addr,
+            ca_path,
+            _ca_temp: ca_temp,
+            stop,
+            servers,
+        })
     }
 
     /// `https://127.0.0.1:PORT/`: the authority host (Entra), the ARM endpoint, the OIDC host and
@@ -118,7 +134,8 @@ impl Emulator {
 
     /// `http://127.0.0.1:PORT/` serving only IMDS paths, when `config.imds_http` was set.
     pub fn imds_http_url(&self) -> Option<Url> {
-        self.imds_addr.map(|a| Url::parse(&format!("http://127.0.0.1:{}/", a.port())).expect("valid URL"))
+        self.imds_addr
+            .map(|a| Url::parse(&format!("http://127.0.0.1:{}/", a.port())).expect("valid URL"))
     }
 
     pub fn ca(&self) -> &ca::CertificateAuthority {
@@ -182,7 +199,11 @@ impl Emulator {
 
     /// A template as GET answers it, if it exists.
     pub fn template(&self, subscription: &str, resource_group: &str, name: &str) -> Option<Value> {
-        self.state.templates.lock().unwrap().view(&self.state, subscription, resource_group, name)
+        self.state
+            .templates
+            .lock()
+            .unwrap()
+            .view(&self.state, subscription, resource_group, name)
     }
 
     /// Every existing template as `(resource id, GET body)`.

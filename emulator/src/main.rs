@@ -14,7 +14,10 @@ use clap::Parser;
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(version, about = "Local Azure emulator (Entra ID, OIDC, IMDS, ARM, Image Builder) for aib-task's tests")]
+#[command(
+    version,
+    about = "Local Azure emulator (Entra ID, OIDC, IMDS, ARM, Image Builder) for aib-task's tests"
+)]
 struct Args {
     /// HTTPS port on 127.0.0.1 (0 = any free port).
     #[arg(long, default_value_t = 0)]
@@ -46,8 +49,10 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let mut config: Config = match &args.config {
-        Some(p) => serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-            .with_context(|| format!("parsing {}", p.display()))?,
+        Some(p) => serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
         None => Config::default(),
     };
     config.port = args.port;
@@ -68,7 +73,11 @@ async fn main() -> Result<()> {
         } else {
             None
         };
-        let a = Azurite::start(AzuriteOptions { tls, oauth_basic: args.azurite_oauth, accounts: config.azurite_accounts() })?;
+        let a = Azurite::start(AzuriteOptions {
+            tls,
+            oauth_basic: args.azurite_oauth,
+            accounts: config.azurite_accounts(),
+        })?;
         config.use_azurite(&a);
         Some(a)
     } else {
@@ -77,7 +86,11 @@ async fn main() -> Result<()> {
     let emulator = Emulator::start(config).await?;
     let c = emulator.config();
     let sp = c.service_principals.first().cloned().unwrap_or_default();
-    println!("aib-emulator listening on {} (CA certificate: {})", emulator.base_url(), emulator.ca_pem_path().display());
+    println!(
+        "aib-emulator listening on {} (CA certificate: {})",
+        emulator.base_url(),
+        emulator.ca_pem_path().display()
+    );
     let info = json!({
         "base_url": emulator.base_url().as_str(),
         "ca_pem": emulator.ca_pem_path(),

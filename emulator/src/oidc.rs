@@ -36,9 +36,16 @@ fn ado_error(status: StatusCode, type_key: &str, message: &str) -> Response {
 pub fn token(s: &State, req: &Req, seg: &[&str]) -> Response {
     let d = &s.config.devops;
     if req.method != axum::http::Method::POST {
-        return ado_error(StatusCode::METHOD_NOT_ALLOWED, "HttpMethodNotAllowedException", "The requested resource does not support http method.");
+        return ado_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "HttpMethodNotAllowedException",
+            "The requested resource does not support http method.",
+        );
     }
-    let bearer = req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+    let bearer = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
     if !bearer.is_some_and(|t| d.job_access_tokens.iter().any(|a| a == t)) {
         return ado_error(
             StatusCode::UNAUTHORIZED,
@@ -46,11 +53,15 @@ pub fn token(s: &State, req: &Req, seg: &[&str]) -> Response {
             "TF400813: The user 'Anonymous' is not authorized to access this resource.",
         );
     }
-    let api_version = req
-        .param("api-version")
-        .map(str::to_owned)
-        .or_else(|| req.header("accept").and_then(|a| a.split("api-version=").nth(1)).map(|v| v.trim().to_string()));
-    if !api_version.as_deref().is_some_and(|v| v.starts_with("7.") || v.starts_with("6.")) {
+    let api_version = req.param("api-version").map(str::to_owned).or_else(|| {
+        req.header("accept")
+            .and_then(|a| a.split("api-version=").nth(1))
+            .map(|v| v.trim().to_string())
+    });
+    if !api_version
+        .as_deref()
+        .is_some_and(|v| v.starts_with("7.") || v.starts_with("6."))
+    {
         return ado_error(
             StatusCode::BAD_REQUEST,
             "VssVersionNotSpecifiedException",
@@ -58,18 +69,36 @@ pub fn token(s: &State, req: &Req, seg: &[&str]) -> Response {
         );
     }
     if !seg[0].eq_ignore_ascii_case(&d.organization)
-        || !(seg[1].eq_ignore_ascii_case(&d.project_id) || seg[1].eq_ignore_ascii_case(&d.project_name))
+        || !(seg[1].eq_ignore_ascii_case(&d.project_id)
+            || seg[1].eq_ignore_ascii_case(&d.project_name))
     {
-        return ado_error(StatusCode::NOT_FOUND, "ProjectDoesNotExistWithNameException", &format!("TF200016: The following project does not exist: {}.", seg[1]));
+        return ado_error(
+            StatusCode::NOT_FOUND,
+            "ProjectDoesNotExistWithNameException",
+            &format!(
+                "TF200016: The following project does not exist: {}.",
+                seg[1]
+            ),
+        );
     }
     let Some(connection_id) = req.param("serviceConnectionId") else {
-        return ado_error(StatusCode::BAD_REQUEST, "ArgumentNullException", "Value cannot be null.\r\nParameter name: serviceConnectionId");
+        return ado_error(
+            StatusCode::BAD_REQUEST,
+            "ArgumentNullException",
+            "Value cannot be null.\r\nParameter name: serviceConnectionId",
+        );
     };
-    let Some(connection) = d.service_connections.iter().find(|c| c.id.eq_ignore_ascii_case(connection_id)) else {
+    let Some(connection) = d
+        .service_connections
+        .iter()
+        .find(|c| c.id.eq_ignore_ascii_case(connection_id))
+    else {
         return ado_error(
             StatusCode::NOT_FOUND,
             "ServiceEndpointNotFoundException",
-            &format!("Service connection {connection_id} was not found or the job is not authorized to use it."),
+            &format!(
+                "Service connection {connection_id} was not found or the job is not authorized to use it."
+            ),
         );
     };
     let now = now().unix_timestamp();

@@ -11,17 +11,17 @@ use time::macros::format_description;
 use url::Url;
 
 use crate::{
-    artifacts::Download,
-    config::StorageAccountConfig,
-    image_templates::RunSubState,
-    shared_key,
+    artifacts::Download, config::StorageAccountConfig, image_templates::RunSubState, shared_key,
     state::now,
 };
 
 /// How the build ended.
 pub enum Outcome {
     Succeeded,
-    Failed { phase: RunSubState, detail: Option<String> },
+    Failed {
+        phase: RunSubState,
+        detail: Option<String>,
+    },
     Canceled,
 }
 
@@ -43,7 +43,11 @@ struct Log {
 impl Log {
     fn stamp(&mut self) -> String {
         self.clock += time::Duration::milliseconds(733);
-        self.clock.format(format_description!("[year]/[month]/[day] [hour]:[minute]:[second]")).unwrap_or_default()
+        self.clock
+            .format(format_description!(
+                "[year]/[month]/[day] [hour]:[minute]:[second]"
+            ))
+            .unwrap_or_default()
     }
     fn info(&mut self, text: &str) {
         let t = self.stamp();
@@ -51,7 +55,10 @@ impl Log {
     }
     fn plugin(&mut self, text: &str) {
         let t = self.stamp();
-        let _ = writeln!(self.text, "{t} packer-plugin-azure_v2.1.7_x5.0_linux_amd64 plugin: {t} {text}");
+        let _ = writeln!(
+            self.text,
+            "{t} packer-plugin-azure_v2.1.7_x5.0_linux_amd64 plugin: {t} {text}"
+        );
     }
     fn ui(&mut self, text: &str) {
         let _ = writeln!(self.text, "PACKER OUT {text}");
@@ -67,23 +74,56 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// Renders the log (a few hundred lines).
 pub fn render(input: &LogInput<'_>) -> String {
-    let mut log = Log { text: String::new(), clock: now() - time::Duration::minutes(6) };
-    let props = input.request.get("properties").cloned().unwrap_or(Value::Null);
+    let mut log = Log {
+        text: String::new(),
+        clock: now() - time::Duration::minutes(6),
+    };
+    let props = input
+        .request
+        .get("properties")
+        .cloned()
+        .unwrap_or(Value::Null);
     let source = props.get("source").cloned().unwrap_or(Value::Null);
-    let vm_size = props.pointer("/vmProfile/vmSize").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or("Standard_D1_v2");
+    let vm_size = props
+        .pointer("/vmProfile/vmSize")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("Standard_D1_v2");
     let location = str_of(input.request, "location");
     let windows = props
         .get("customize")
         .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|x| matches!(str_of(x, "type"), "PowerShell" | "WindowsRestart" | "WindowsUpdate")));
-    let temp_rg = format!("pkr-Resource-Group-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        .is_some_and(|c| {
+            c.iter().any(|x| {
+                matches!(
+                    str_of(x, "type"),
+                    "PowerShell" | "WindowsRestart" | "WindowsUpdate"
+                )
+            })
+        });
+    let temp_rg = format!(
+        "pkr-Resource-Group-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
 
     log.info("Packer version: 1.10.0 [go1.21.5 linux amd64]");
     log.info("PACKER_CONFIG env var not set; checking the default config file path");
     log.info("PACKER_CONFIG env var set; attempting to open config file: /root/.packerconfig");
     log.info("Setting cache directory: /root/.cache/packer");
-    for plugin in ["azure-arm", "azure-chroot", "azure-dtlartifact", "azure-dtl", "file", "shell", "powershell", "windows-restart", "windows-update"] {
-        log.info(&format!("found external [-packer-default-plugin-name- {plugin}] plugins"));
+    for plugin in [
+        "azure-arm",
+        "azure-chroot",
+        "azure-dtlartifact",
+        "azure-dtl",
+        "file",
+        "shell",
+        "powershell",
+        "windows-restart",
+        "windows-update",
+    ] {
+        log.info(&format!(
+            "found external [-packer-default-plugin-name- {plugin}] plugins"
+        ));
     }
     log.info("Starting external plugin /root/.config/packer/plugins/github.com/hashicorp/azure/packer-plugin-azure_v2.1.7_x5.0_linux_amd64 start builder arm");
     log.info("Waiting for RPC address for: /root/.config/packer/plugins/github.com/hashicorp/azure/packer-plugin-azure_v2.1.7_x5.0_linux_amd64");
@@ -92,20 +132,45 @@ pub fn render(input: &LogInput<'_>) -> String {
     log.plugin("Serving a plugin connection...");
     log.info(&format!("Build template: {}", input.template_id));
     for (k, v) in [
-        ("build_resource_group_name", ""), ("capture_container_name", ""), ("capture_name_prefix", ""),
-        ("client_id", "(managed identity)"), ("cloud_environment_name", "Public"), ("communicator", if windows { "winrm" } else { "ssh" }),
-        ("image_offer", str_of(&source, "offer")), ("image_publisher", str_of(&source, "publisher")), ("image_sku", str_of(&source, "sku")),
-        ("image_version", str_of(&source, "version")), ("location", location), ("os_type", if windows { "Windows" } else { "Linux" }),
-        ("polling_duration_timeout", "0s"), ("private_virtual_network_with_public_ip", "false"), ("shared_image_gallery_timeout", "0s"),
-        ("ssh_pty", "true"), ("temp_compute_name", "pkrvm0emulated"), ("temp_resource_group_name", &temp_rg),
-        ("user_assigned_managed_identities", "[1 identity]"), ("vm_size", vm_size), ("winrm_timeout", "30m0s"),
+        ("build_resource_group_name", ""),
+        ("capture_container_name", ""),
+        ("capture_name_prefix", ""),
+        ("client_id", "(managed identity)"),
+        ("cloud_environment_name", "Public"),
+        ("communicator", if windows { "winrm" } else { "ssh" }),
+        ("image_offer", str_of(&source, "offer")),
+        ("image_publisher", str_of(&source, "publisher")),
+        ("image_sku", str_of(&source, "sku")),
+        ("image_version", str_of(&source, "version")),
+        ("location", location),
+        ("os_type", if windows { "Windows" } else { "Linux" }),
+        ("polling_duration_timeout", "0s"),
+        ("private_virtual_network_with_public_ip", "false"),
+        ("shared_image_gallery_timeout", "0s"),
+        ("ssh_pty", "true"),
+        ("temp_compute_name", "pkrvm0emulated"),
+        ("temp_resource_group_name", &temp_rg),
+        ("user_assigned_managed_identities", "[1 identity]"),
+        ("vm_size", vm_size),
+        ("winrm_timeout", "30m0s"),
     ] {
         log.plugin(&format!("[DEBUG] template variable {k} = {v:?}"));
     }
     for step in [
-        "StepResolvePlatformImageVersion", "StepCreateResourceGroup", "StepValidateTemplate", "StepDeployTemplate",
-        "StepGetIPAddress", "StepConnect", "StepProvision", "StepCleanupTempKeys", "StepPowerOffCompute",
-        "StepSnapshotOSDisk", "StepGeneralizeOS", "StepCaptureImage", "StepPublishToSharedImageGallery", "StepDeleteAdditionalDisks",
+        "StepResolvePlatformImageVersion",
+        "StepCreateResourceGroup",
+        "StepValidateTemplate",
+        "StepDeployTemplate",
+        "StepGetIPAddress",
+        "StepConnect",
+        "StepProvision",
+        "StepCleanupTempKeys",
+        "StepPowerOffCompute",
+        "StepSnapshotOSDisk",
+        "StepGeneralizeOS",
+        "StepCaptureImage",
+        "StepPublishToSharedImageGallery",
+        "StepDeleteAdditionalDisks",
     ] {
         log.plugin(&format!("[DEBUG] registered build step {step}"));
     }
@@ -123,20 +188,39 @@ pub fn render(input: &LogInput<'_>) -> String {
                 str_of(&source, "sku")
             ));
         }
-        "ManagedImage" => log.ui(&format!("==> azure-arm: Using managed image {}", str_of(&source, "imageId"))),
-        other => log.ui(&format!("==> azure-arm: Using {other} {}", str_of(&source, "imageVersionId"))),
+        "ManagedImage" => log.ui(&format!(
+            "==> azure-arm: Using managed image {}",
+            str_of(&source, "imageId")
+        )),
+        other => log.ui(&format!(
+            "==> azure-arm: Using {other} {}",
+            str_of(&source, "imageVersionId")
+        )),
     }
-    log.ui(&format!("==> azure-arm: Creating resource group in '{}' ...", input.staging_group));
-    log.ui(&format!("==> azure-arm:  -> ResourceGroupName : '{temp_rg}'"));
-    log.ui(&format!("==> azure-arm:  -> Location          : '{location}'"));
+    log.ui(&format!(
+        "==> azure-arm: Creating resource group in '{}' ...",
+        input.staging_group
+    ));
+    log.ui(&format!(
+        "==> azure-arm:  -> ResourceGroupName : '{temp_rg}'"
+    ));
+    log.ui(&format!(
+        "==> azure-arm:  -> Location          : '{location}'"
+    ));
     log.ui("==> azure-arm: Validating deployment template ...");
-    for (k, v) in [("StorageAccountName", "''"), ("DeploymentName", "'pkrdp0emulated'"), ("VMSize", vm_size)] {
+    for (k, v) in [
+        ("StorageAccountName", "''"),
+        ("DeploymentName", "'pkrdp0emulated'"),
+        ("VMSize", vm_size),
+    ] {
         log.ui(&format!("==> azure-arm:  -> {k:<20}: {v}"));
     }
     log.ui("==> azure-arm: Deploying deployment template ...");
     for i in 0..40 {
         let state = if i < 39 { "Running" } else { "Succeeded" };
-        log.plugin(&format!("[DEBUG] polling deployment pkrdp0emulated: provisioningState={state} (poll {i})"));
+        log.plugin(&format!(
+            "[DEBUG] polling deployment pkrdp0emulated: provisioningState={state} (poll {i})"
+        ));
     }
     log.ui("==> azure-arm: Getting the VM's IP address ...");
     log.ui("==> azure-arm:  -> IP Address        : '10.1.0.4'");
@@ -148,35 +232,86 @@ pub fn render(input: &LogInput<'_>) -> String {
         log.ui("==> azure-arm: Waiting for SSH to become available...");
         log.ui("==> azure-arm: Connected to SSH!");
     }
-    let building_failed = matches!(input.outcome, Outcome::Failed { phase: RunSubState::Queued | RunSubState::Building, .. });
+    let building_failed = matches!(
+        input.outcome,
+        Outcome::Failed {
+            phase: RunSubState::Queued | RunSubState::Building,
+            ..
+        }
+    );
     if building_failed {
-        return finish_failed(log, "Deployment failed: the build VM could not be provisioned (emulated failure)");
+        return finish_failed(
+            log,
+            "Deployment failed: the build VM could not be provisioned (emulated failure)",
+        );
     }
 
-    let failing_customizer = match &input.outcome {
-        Outcome::Failed { phase: RunSubState::Customizing, .. } => true,
-        _ => false,
-    };
-    let customizers = props.get("customize").and_then(Value::as_array).cloned().unwrap_or_default();
+    let failing_customizer = matches!(
+        &input.outcome,
+        Outcome::Failed {
+            phase: RunSubState::Customizing,
+            ..
+        }
+    );
+    let customizers = props
+        .get("customize")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for (i, c) in customizers.iter().enumerate() {
-        let name = c.get("name").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("{}#{i}", str_of(c, "type")));
-        let downloads: Vec<&Download> = input.downloads.iter().filter(|d| d.customizer == name).collect();
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}#{i}", str_of(c, "type")));
+        let downloads: Vec<&Download> = input
+            .downloads
+            .iter()
+            .filter(|d| d.customizer == name)
+            .collect();
         match str_of(c, "type") {
             "File" => {
-                log.ui(&format!("==> azure-arm: Uploading {} => {}", downloads.first().map(|d| d.url.as_str()).unwrap_or("(source)"), str_of(c, "destination")));
+                log.ui(&format!(
+                    "==> azure-arm: Uploading {} => {}",
+                    downloads
+                        .first()
+                        .map(|d| d.url.as_str())
+                        .unwrap_or("(source)"),
+                    str_of(c, "destination")
+                ));
                 for d in &downloads {
-                    log.ui(&format!("    azure-arm: {} {} bytes / {} bytes [100.00%]", d.url.rsplit('/').next().unwrap_or(""), d.size, d.size));
+                    log.ui(&format!(
+                        "    azure-arm: {} {} bytes / {} bytes [100.00%]",
+                        d.url.rsplit('/').next().unwrap_or(""),
+                        d.size,
+                        d.size
+                    ));
                 }
             }
             "Shell" => {
-                log.ui(&format!("==> azure-arm: Provisioning with shell script: /tmp/packer-shell{}", 3_100_000_000u64 + i as u64 * 7919));
-                for line in c.get("inline").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                log.ui(&format!(
+                    "==> azure-arm: Provisioning with shell script: /tmp/packer-shell{}",
+                    3_100_000_000u64 + i as u64 * 7919
+                ));
+                for line in c
+                    .get("inline")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
                     log.ui(&format!("    azure-arm: + {line}"));
                 }
             }
             "PowerShell" => {
                 log.ui(&format!("==> azure-arm: Provisioning with powershell script: C:/Windows/Temp/script-{:08x}.ps1", 0x6f3a_0000u32 + i as u32));
-                for line in c.get("inline").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                for line in c
+                    .get("inline")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
                     log.ui(&format!("    azure-arm: PS> {line}"));
                 }
             }
@@ -202,7 +337,10 @@ pub fn render(input: &LogInput<'_>) -> String {
                     return finish_failed(log, &format!("Customizer '{name}' failed: {e}"));
                 }
                 None => {
-                    log.ui(&format!("    azure-arm: downloaded {} ({} bytes, sha256 {})", d.url, d.size, d.sha256));
+                    log.ui(&format!(
+                        "    azure-arm: downloaded {} ({} bytes, sha256 {})",
+                        d.url, d.size, d.sha256
+                    ));
                     for entry in &d.entries {
                         log.ui(&format!("    azure-arm:   inflating: {entry}"));
                     }
@@ -210,9 +348,19 @@ pub fn render(input: &LogInput<'_>) -> String {
             }
         }
         let output: &[&str] = if windows {
-            &["Directory: C:\\buildArtifacts", "Mode                 LastWriteTime         Length Name", "----                 -------------         ------ ----", "d-----        11/27/2026   5:00 AM                buildArtifacts"]
+            &[
+                "Directory: C:\\buildArtifacts",
+                "Mode                 LastWriteTime         Length Name",
+                "----                 -------------         ------ ----",
+                "d-----        11/27/2026   5:00 AM                buildArtifacts",
+            ]
         } else {
-            &["Reading package lists...", "Building dependency tree...", "Reading state information...", "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded."]
+            &[
+                "Reading package lists...",
+                "Building dependency tree...",
+                "Reading state information...",
+                "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.",
+            ]
         };
         for n in 0..10 {
             for line in output {
@@ -222,15 +370,22 @@ pub fn render(input: &LogInput<'_>) -> String {
         }
         if failing_customizer && i + 1 == customizers.len() {
             let detail = match &input.outcome {
-                Outcome::Failed { detail: Some(d), .. } => d.clone(),
-                _ => "Script exited with non-zero exit status: 1. Allowed exit codes are: [0]".into(),
+                Outcome::Failed {
+                    detail: Some(d), ..
+                } => d.clone(),
+                _ => {
+                    "Script exited with non-zero exit status: 1. Allowed exit codes are: [0]".into()
+                }
             };
             log.err(&format!("==> azure-arm: {detail}"));
             return finish_failed(log, &detail);
         }
     }
     if failing_customizer {
-        return finish_failed(log, "Script exited with non-zero exit status: 1. Allowed exit codes are: [0]");
+        return finish_failed(
+            log,
+            "Script exited with non-zero exit status: 1. Allowed exit codes are: [0]",
+        );
     }
     if matches!(input.outcome, Outcome::Canceled) {
         log.ui("==> azure-arm: Build was cancelled.");
@@ -241,10 +396,17 @@ pub fn render(input: &LogInput<'_>) -> String {
     log.ui("==> azure-arm: Generalizing machine ...");
     log.ui("==> azure-arm: Capturing image ...");
     if let Outcome::Failed { phase, .. } = &input.outcome {
-        return finish_failed(log, &format!("Future#WaitForCompletion: the image capture failed during {phase:?} (emulated failure)"));
+        return finish_failed(
+            log,
+            &format!(
+                "Future#WaitForCompletion: the image capture failed during {phase:?} (emulated failure)"
+            ),
+        );
     }
     log.ui("==> azure-arm: Removing the created Deployment object: 'pkrdp0emulated'");
-    log.ui(&format!("==> azure-arm: Deleting individual resources in '{temp_rg}' ..."));
+    log.ui(&format!(
+        "==> azure-arm: Deleting individual resources in '{temp_rg}' ..."
+    ));
     for n in 0..20 {
         log.plugin(&format!("[DEBUG] cleanup: resource {n} deleted"));
     }
@@ -259,12 +421,16 @@ pub fn render(input: &LogInput<'_>) -> String {
 }
 
 fn finish_failed(mut log: Log, detail: &str) -> String {
-    log.ui(&format!("==> azure-arm: Step \"StepProvision\" failed: {detail}"));
+    log.ui(&format!(
+        "==> azure-arm: Step \"StepProvision\" failed: {detail}"
+    ));
     log.ui("==> azure-arm: Deleting individual resources ...");
     for n in 0..20 {
         log.plugin(&format!("[DEBUG] cleanup: resource {n} deleted"));
     }
-    log.err(&format!("Build 'azure-arm' errored after 4 minutes 18 seconds: {detail}"));
+    log.err(&format!(
+        "Build 'azure-arm' errored after 4 minutes 18 seconds: {detail}"
+    ));
     log.ui("");
     log.ui("==> Wait completed after 4 minutes 18 seconds");
     log.ui("");
@@ -278,14 +444,30 @@ fn finish_failed(mut log: Log, detail: &str) -> String {
 
 /// Writes `content` to `{account blob endpoint}packerlogs/{blob}` with shared-key auth,
 /// creating the container when needed.
-pub async fn upload(http: &reqwest::Client, account: &StorageAccountConfig, blob: &str, content: String) -> Result<()> {
+pub async fn upload(
+    http: &reqwest::Client,
+    account: &StorageAccountConfig,
+    blob: &str,
+    content: String,
+) -> Result<()> {
     let base = Url::parse(&account.blob_endpoint)?;
-    if base.host_str().is_some_and(|h| h.ends_with(".core.windows.net")) {
-        bail!("the staging account still has its public-cloud placeholder endpoint {base} (no Azurite wired in)");
+    if base
+        .host_str()
+        .is_some_and(|h| h.ends_with(".core.windows.net"))
+    {
+        bail!(
+            "the staging account still has its public-cloud placeholder endpoint {base} (no Azurite wired in)"
+        );
     }
-    let date = now().format(format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"))?;
+    let date = now().format(format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    ))?;
     let container = base.join("packerlogs?restype=container")?;
-    let headers = [("x-ms-date", date.as_str()), ("x-ms-version", shared_key::STORAGE_VERSION), ("content-length", "0")];
+    let headers = [
+        ("x-ms-date", date.as_str()),
+        ("x-ms-version", shared_key::STORAGE_VERSION),
+        ("content-length", "0"),
+    ];
     let auth = shared_key::authorization(&account.name, &account.key, "PUT", &container, &headers)?;
     let r = http
         .put(container)
@@ -296,7 +478,11 @@ pub async fn upload(http: &reqwest::Client, account: &StorageAccountConfig, blob
         .send()
         .await?;
     if !(r.status().is_success() || r.status().as_u16() == 409) {
-        bail!("creating container packerlogs: {} {}", r.status(), r.text().await.unwrap_or_default());
+        bail!(
+            "creating container packerlogs: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
     }
     let url = base.join(&format!("packerlogs/{blob}"))?;
     let len = content.len().to_string();
@@ -314,7 +500,11 @@ pub async fn upload(http: &reqwest::Client, account: &StorageAccountConfig, blob
     }
     let r = put.send().await?;
     if !r.status().is_success() {
-        bail!("writing packerlogs/{blob}: {} {}", r.status(), r.text().await.unwrap_or_default());
+        bail!(
+            "writing packerlogs/{blob}: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
     }
     Ok(())
 }

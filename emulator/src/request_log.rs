@@ -39,18 +39,27 @@ pub struct RecordedRequest {
 /// Names whose values are secret wherever they appear (query, form, JSON keys).
 const SECRET_NAMES: &str = "sig|client_secret|client_assertion|assertion|code|access_token|refresh_token|id_token|token|password|oidcToken|key|value|secret|sharedkey";
 
-static SECRET_PARAM: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(&format!(r"(?i)(^|[?&;\s])({SECRET_NAMES})=([^&\s'\x22;]*)")).unwrap());
-static SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"(?i)^({SECRET_NAMES})$")).unwrap());
-static BEARER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(Bearer|SharedKey|Basic)\s+[^\s'\x22]+").unwrap());
+static SECRET_PARAM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"(?i)(^|[?&;\s])({SECRET_NAMES})=([^&\s'\x22;]*)")).unwrap()
+});
+static SECRET_KEY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"(?i)^({SECRET_NAMES})$")).unwrap());
+static BEARER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(Bearer|SharedKey|Basic)\s+[^\s'\x22]+").unwrap());
 
 /// Replaces the values of secret parameters (`sig=…`, `client_secret=…`) and bearer tokens in
 /// free text, such as a SAS URL inside a script line.
 pub fn redact_text(text: &str) -> String {
     let text = SECRET_PARAM.replace_all(text, |c: &regex::Captures| {
-        if c[3].is_empty() { c[0].to_string() } else { format!("{}{}={REDACTED}", &c[1], &c[2]) }
+        if c[3].is_empty() {
+            c[0].to_string()
+        } else {
+            format!("{}{}={REDACTED}", &c[1], &c[2])
+        }
     });
-    BEARER.replace_all(&text, |c: &regex::Captures| format!("{} {REDACTED}", &c[1])).into_owned()
+    BEARER
+        .replace_all(&text, |c: &regex::Captures| format!("{} {REDACTED}", &c[1]))
+        .into_owned()
 }
 
 fn redact_json(value: &mut Value) {
@@ -87,7 +96,9 @@ pub fn redact_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
                 None => REDACTED.into(),
             },
             "cookie" | "set-cookie" => REDACTED.into(),
-            n if n.starts_with("x-ms-") && (n.contains("authorization") || n.contains("key") || n.contains("secret")) => {
+            n if n.starts_with("x-ms-")
+                && (n.contains("authorization") || n.contains("key") || n.contains("secret")) =>
+            {
                 REDACTED.into()
             }
             _ => redact_text(&value),
@@ -111,7 +122,11 @@ pub fn redact_body(content_type: Option<&str>, bytes: &[u8]) -> Option<Value> {
         Ok(text) if is_form => Some(Value::String(
             url::form_urlencoded::parse(text.as_bytes())
                 .map(|(k, v)| {
-                    let v = if SECRET_KEY.is_match(&k) { REDACTED.to_string() } else { redact_text(&v) };
+                    let v = if SECRET_KEY.is_match(&k) {
+                        REDACTED.to_string()
+                    } else {
+                        redact_text(&v)
+                    };
                     format!("{k}={v}")
                 })
                 .collect::<Vec<_>>()
@@ -140,7 +155,10 @@ impl RequestLog {
             )),
             None => None,
         };
-        Ok(Self { entries: Mutex::new(Vec::new()), file })
+        Ok(Self {
+            entries: Mutex::new(Vec::new()),
+            file,
+        })
     }
 
     pub fn push(&self, entry: RecordedRequest) {
@@ -165,16 +183,29 @@ mod tests {
 
     #[test]
     fn redacts_sas_and_form_secrets() {
-        assert_eq!(redact_query("sv=2022-11-02&sig=abc%2B&sp=r"), "sv=2022-11-02&sig=REDACTED&sp=r");
+        assert_eq!(
+            redact_query("sv=2022-11-02&sig=abc%2B&sp=r"),
+            "sv=2022-11-02&sig=REDACTED&sp=r"
+        );
         let body = redact_body(
             Some("application/x-www-form-urlencoded"),
             b"grant_type=client_credentials&client_secret=s3cr3t&client_id=x",
         )
         .unwrap();
-        assert_eq!(body.as_str().unwrap(), "grant_type=client_credentials&client_secret=REDACTED&client_id=x");
-        let json = redact_body(None, br#"{"inline":["curl -o a 'https://h/a/b.zip?sv=1&sig=zzz'"],"key":"k"}"#).unwrap();
+        assert_eq!(
+            body.as_str().unwrap(),
+            "grant_type=client_credentials&client_secret=REDACTED&client_id=x"
+        );
+        let json = redact_body(
+            None,
+            br#"{"inline":["curl -o a 'https://h/a/b.zip?sv=1&sig=zzz'"],"key":"k"}"#,
+        )
+        .unwrap();
         let text = json.to_string();
         assert!(!text.contains("zzz") && !text.contains("\"k\""), "{text}");
-        assert_eq!(redact_text("Authorization: Bearer eyJabc"), "Authorization: Bearer REDACTED");
+        assert_eq!(
+            redact_text("Authorization: Bearer eyJabc"),
+            "Authorization: Bearer REDACTED"
+        );
     }
 }

@@ -45,7 +45,10 @@ pub struct Req {
 impl Req {
     /// A query parameter (name matched case-insensitively, as ARM does).
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -54,11 +57,17 @@ impl Req {
 
     /// The body as JSON (`Null` when empty).
     pub fn json(&self) -> Result<Value, serde_json::Error> {
-        if self.body.iter().all(u8::is_ascii_whitespace) { Ok(Value::Null) } else { serde_json::from_slice(&self.body) }
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            Ok(Value::Null)
+        } else {
+            serde_json::from_slice(&self.body)
+        }
     }
 
     pub fn form(&self) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(&self.body).into_owned().collect()
+        url::form_urlencoded::parse(&self.body)
+            .into_owned()
+            .collect()
     }
 
     pub fn segments(&self) -> Vec<&str> {
@@ -71,18 +80,27 @@ impl Req {
 struct ConnectionKill(Arc<Notify>);
 
 pub fn tls_acceptor(cert_pem: &str, key_pem: &str) -> Result<TlsAcceptor> {
-    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("reading the server key")?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let certs =
+        CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("reading the server key")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Accepts connections until `stop` turns true; each connection is served on its own task.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -93,9 +111,9 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router,
                 tokio::spawn(async move {
                     match tls {
                         Some(acceptor) => {
-                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                                Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), app, stop).await,
-                                _ => {} // failed handshakes (untrusted CA on the client) just close
+                            // A failed handshake (a client that does not trust the CA) just closes.
+                            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                                serve_connection(TokioIo::new(stream), app, stop).await;
                             }
                         }
                         None => serve_connection(TokioIo::new(tcp), app, stop).await,
@@ -112,10 +130,11 @@ where
 {
     let kill = Arc::new(Notify::new());
     let conn_kill = ConnectionKill(kill.clone());
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(conn_kill.clone());
-        app.clone().oneshot(req.map(Body::new))
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(conn_kill.clone());
+            app.clone().oneshot(req.map(Body::new))
+        });
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(io, service);
     tokio::select! {
@@ -128,7 +147,12 @@ where
 /// The HTTPS router: control routes, then everything else through [`front`].
 pub fn router(state: Shared) -> Router {
     Router::new()
-        .route("/_emulator/faults", post(add_fault).delete(clear_faults).get(list_faults_unsupported))
+        .route(
+            "/_emulator/faults",
+            post(add_fault)
+                .delete(clear_faults)
+                .get(list_faults_unsupported),
+        )
         .route("/_emulator/requests", get(requests))
         .route("/_emulator/templates", get(templates))
         .route("/_emulator/downloads", get(downloads))
@@ -186,10 +210,14 @@ async fn downloads(AxState(s): AxState<Shared>) -> Json<Value> {
 /// Faults, logging and dispatch for every non-control request.
 async fn front(AxState(s): AxState<Shared>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, 256 * 1024 * 1024).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 256 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
     let query = parts.uri.query().unwrap_or("").to_string();
     let req = Req {
-        params: url::form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+        params: url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect(),
         method: parts.method.clone(),
         path: parts.uri.path().to_string(),
         query,
@@ -207,7 +235,10 @@ async fn front(AxState(s): AxState<Shared>, request: Request) -> Response {
         fault: None,
     };
     let request_id = uuid::Uuid::new_v4().to_string();
-    let correlation_id = req.header("x-ms-correlation-request-id").map(str::to_owned).unwrap_or_else(|| request_id.clone());
+    let correlation_id = req
+        .header("x-ms-correlation-request-id")
+        .map(str::to_owned)
+        .unwrap_or_else(|| request_id.clone());
 
     let mut response = match s.faults.take(req.method.as_str(), &req.path, &req.query) {
         Some(FaultAction::DropConnection) => {
@@ -218,12 +249,21 @@ async fn front(AxState(s): AxState<Shared>, request: Request) -> Response {
             }
             return std::future::pending::<Response>().await;
         }
-        Some(FaultAction::Status { code, retry_after, body }) => {
+        Some(FaultAction::Status {
+            code,
+            retry_after,
+            body,
+        }) => {
             record.fault = Some(format!("status {code}"));
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut r = (status, Json(body.unwrap_or_else(|| faults::default_error_body(code)))).into_response();
+            let mut r = (
+                status,
+                Json(body.unwrap_or_else(|| faults::default_error_body(code))),
+            )
+                .into_response();
             if let Some(secs) = retry_after {
-                r.headers_mut().insert("retry-after", HeaderValue::from(secs));
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
             }
             r
         }
@@ -238,13 +278,18 @@ async fn front(AxState(s): AxState<Shared>, request: Request) -> Response {
     for (name, value) in [
         ("x-ms-request-id", &request_id),
         ("x-ms-correlation-request-id", &correlation_id),
-        ("x-ms-routing-request-id", &format!("WESTUS2:{}:{request_id}", now().unix_timestamp())),
+        (
+            "x-ms-routing-request-id",
+            &format!("WESTUS2:{}:{request_id}", now().unix_timestamp()),
+        ),
     ] {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.entry(name).or_insert(v);
         }
     }
-    headers.entry("cache-control").or_insert(HeaderValue::from_static("no-cache"));
+    headers
+        .entry("cache-control")
+        .or_insert(HeaderValue::from_static("no-cache"));
     record.status = response.status().as_u16();
     s.log.push(record);
     response

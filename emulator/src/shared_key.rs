@@ -12,7 +12,9 @@ use url::Url;
 pub const STORAGE_VERSION: &str = "2021-08-06";
 
 fn hmac_b64(key_b64: &str, text: &str) -> Result<String> {
-    let key = STANDARD.decode(key_b64).context("the account key is not base64")?;
+    let key = STANDARD
+        .decode(key_b64)
+        .context("the account key is not base64")?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
     mac.update(text.as_bytes());
     Ok(STANDARD.encode(mac.finalize().into_bytes()))
@@ -23,7 +25,11 @@ fn hmac_b64(key_b64: &str, text: &str) -> Result<String> {
 /// `/{account}{url path}`, which gives `/acct/acct/container/blob` for path-style (Azurite) URLs.
 pub fn string_to_sign(account: &str, method: &str, url: &Url, headers: &[(&str, &str)]) -> String {
     let get = |name: &str| {
-        headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v).unwrap_or("")
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+            .unwrap_or("")
     };
     let content_length = match get("content-length") {
         "0" => "",
@@ -35,8 +41,10 @@ pub fn string_to_sign(account: &str, method: &str, url: &Url, headers: &[(&str, 
         .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     ms.sort();
-    let mut params: Vec<(String, String)> =
-        url.query_pairs().map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned())).collect();
+    let mut params: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned()))
+        .collect();
     params.sort();
     let mut resource = format!("/{account}{}", url.path());
     for (k, v) in params {
@@ -66,38 +74,71 @@ pub fn string_to_sign(account: &str, method: &str, url: &Url, headers: &[(&str, 
 }
 
 /// The `Authorization` header value: `SharedKey {account}:{signature}`.
-pub fn authorization(account: &str, key_b64: &str, method: &str, url: &Url, headers: &[(&str, &str)]) -> Result<String> {
+pub fn authorization(
+    account: &str,
+    key_b64: &str,
+    method: &str,
+    url: &Url,
+    headers: &[(&str, &str)],
+) -> Result<String> {
     let sig = hmac_b64(key_b64, &string_to_sign(account, method, url, headers))?;
     Ok(format!("SharedKey {account}:{sig}"))
 }
 
-/// A blob service SAS (sv 2020-12-06 and later, `sr=b`, HTTPS only unless `https_only` is false).
-/// `start`/`expiry` are RFC 3339 UTC times like `2026-11-27T05:00:00Z`. Returns the query string
-/// (without `?`).
-pub fn blob_service_sas(
-    account: &str,
-    key_b64: &str,
-    container: &str,
-    blob: &str,
-    permissions: &str,
-    start: &str,
-    expiry: &str,
-    https_only: bool,
-) -> Result<String> {
-    let version = "2022-11-02";
-    let protocol = if https_only { "https" } else { "https,http" };
-    let resource = format!("/blob/{account}/{container}/{blob}");
-    let to_sign = [permissions, start, expiry, &resource, "", "", protocol, version, "b", "", "", "", "", "", "", ""].join("\n");
-    let sig = hmac_b64(key_b64, &to_sign)?;
-    Ok(url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("sv", version)
-        .append_pair("sr", "b")
-        .append_pair("sp", permissions)
-        .append_pair("st", start)
-        .append_pair("se", expiry)
-        .append_pair("spr", protocol)
-        .append_pair("sig", &sig)
-        .finish())
+/// A blob service SAS (sv 2020-12-06 and later, `sr=b`). `start`/`expiry` are RFC 3339 UTC
+/// times like `2026-11-27T05:00:00Z`.
+pub struct BlobSas<'a> {
+    pub account: &'a str,
+    pub key_b64: &'a str,
+    pub container: &'a str,
+    pub blob: &'a str,
+    pub permissions: &'a str,
+    pub start: &'a str,
+    pub expiry: &'a str,
+    /// `spr=https` when true, else `https,http`.
+    pub https_only: bool,
+}
+
+impl BlobSas<'_> {
+    /// The query string (without `?`).
+    pub fn sign(&self) -> Result<String> {
+        let version = "2022-11-02";
+        let protocol = if self.https_only {
+            "https"
+        } else {
+            "https,http"
+        };
+        let resource = format!("/blob/{}/{}/{}", self.account, self.container, self.blob);
+        let to_sign = [
+            self.permissions,
+            self.start,
+            self.expiry,
+            &resource,
+            "",
+            "",
+            protocol,
+            version,
+            "b",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
+        .join("\n");
+        let sig = hmac_b64(self.key_b64, &to_sign)?;
+        Ok(url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("sv", version)
+            .append_pair("sr", "b")
+            .append_pair("sp", self.permissions)
+            .append_pair("st", self.start)
+            .append_pair("se", self.expiry)
+            .append_pair("spr", protocol)
+            .append_pair("sig", &sig)
+            .finish())
+    }
 }
 
 #[cfg(test)]
@@ -106,12 +147,18 @@ mod tests {
 
     #[test]
     fn canonical_resource_is_path_style_for_azurite() {
-        let url = Url::parse("https://127.0.0.1:10000/devstoreaccount1/packerlogs/a/customization.log").unwrap();
+        let url =
+            Url::parse("https://127.0.0.1:10000/devstoreaccount1/packerlogs/a/customization.log")
+                .unwrap();
         let s = string_to_sign(
             "devstoreaccount1",
             "PUT",
             &url,
-            &[("Content-Length", "5"), ("x-ms-version", STORAGE_VERSION), ("x-ms-blob-type", "BlockBlob")],
+            &[
+                ("Content-Length", "5"),
+                ("x-ms-version", STORAGE_VERSION),
+                ("x-ms-blob-type", "BlockBlob"),
+            ],
         );
         assert!(s.starts_with("PUT\n\n\n5\n"));
         assert!(s.ends_with("x-ms-blob-type:BlockBlob\nx-ms-version:2021-08-06\n/devstoreaccount1/devstoreaccount1/packerlogs/a/customization.log"));
@@ -126,7 +173,18 @@ mod tests {
 
     #[test]
     fn sas_has_expected_fields() {
-        let q = blob_service_sas("a", "a2V5", "c", "b.zip", "r", "2026-11-27T00:00:00Z", "2026-11-27T02:00:00Z", true).unwrap();
+        let q = BlobSas {
+            account: "a",
+            key_b64: "a2V5",
+            container: "c",
+            blob: "b.zip",
+            permissions: "r",
+            start: "2026-11-27T00:00:00Z",
+            expiry: "2026-11-27T02:00:00Z",
+            https_only: true,
+        }
+        .sign()
+        .unwrap();
         assert!(q.starts_with("sv=2022-11-02&sr=b&sp=r&st=2026-11-27T00%3A00%3A00Z"));
         assert!(q.contains("&spr=https&sig="));
     }

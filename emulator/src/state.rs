@@ -56,7 +56,9 @@ pub fn now() -> OffsetDateTime {
 
 /// RFC 3339 with 7 fractional digits, as ARM writes times.
 pub fn arm_time(t: OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(t.nanosecond() / 100 * 100).unwrap_or(t);
+    let t = t
+        .replace_nanosecond(t.nanosecond() / 100 * 100)
+        .unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -67,11 +69,17 @@ impl State {
             for pem in &sp.certificates {
                 let cert = Certificate::from_pem(pem)
                     .with_context(|| format!("reading a certificate of client {}", sp.client_id))?;
-                certificates.entry(sp.client_id.to_ascii_lowercase()).or_default().push(cert);
+                certificates
+                    .entry(sp.client_id.to_ascii_lowercase())
+                    .or_default()
+                    .push(cert);
             }
         }
-        let mut arm_audiences: Vec<String> =
-            config.arm_audiences.iter().map(|a| a.trim_end_matches('/').to_string()).collect();
+        let mut arm_audiences: Vec<String> = config
+            .arm_audiences
+            .iter()
+            .map(|a| a.trim_end_matches('/').to_string())
+            .collect();
         arm_audiences.push(base_url.as_str().trim_end_matches('/').to_string());
 
         let mut swagger = HashMap::new();
@@ -79,8 +87,9 @@ impl State {
             for version in VALIDATED_API_VERSIONS {
                 match SwaggerSpec::default_image_builder_path(version) {
                     Some(path) => {
-                        let spec = SwaggerSpec::load(&path)
-                            .with_context(|| format!("loading the Image Builder spec {}", path.display()))?;
+                        let spec = SwaggerSpec::load(&path).with_context(|| {
+                            format!("loading the Image Builder spec {}", path.display())
+                        })?;
                         swagger.insert(version.to_string(), spec);
                     }
                     None => {
@@ -106,7 +115,9 @@ impl State {
             faults: {
                 let faults = Faults::default();
                 for f in &config.faults {
-                    faults.add(f.clone()).with_context(|| format!("fault path {:?}", f.path))?;
+                    faults
+                        .add(f.clone())
+                        .with_context(|| format!("fault path {:?}", f.path))?;
                 }
                 faults
             },
@@ -126,18 +137,28 @@ impl State {
     }
 
     pub fn token_endpoint(&self, tenant: &str) -> Url {
-        self.base_url.join(&format!("{tenant}/oauth2/v2.0/token")).expect("valid URL")
+        self.base_url
+            .join(&format!("{tenant}/oauth2/v2.0/token"))
+            .expect("valid URL")
     }
 
     pub fn find_tenant(&self, tenant: &str) -> Option<&str> {
-        self.config.tenants.iter().find(|t| t.eq_ignore_ascii_case(tenant)).map(String::as_str)
+        self.config
+            .tenants
+            .iter()
+            .find(|t| t.eq_ignore_ascii_case(tenant))
+            .map(String::as_str)
     }
 
-    pub fn find_service_principal(&self, tenant: &str, client_id: &str) -> Option<&ServicePrincipalConfig> {
-        self.config
-            .service_principals
-            .iter()
-            .find(|sp| sp.tenant_id.eq_ignore_ascii_case(tenant) && sp.client_id.eq_ignore_ascii_case(client_id))
+    pub fn find_service_principal(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> Option<&ServicePrincipalConfig> {
+        self.config.service_principals.iter().find(|sp| {
+            sp.tenant_id.eq_ignore_ascii_case(tenant)
+                && sp.client_id.eq_ignore_ascii_case(client_id)
+        })
     }
 
     /// An Entra v1 access token (as ARM and Storage receive them) for an app or identity.
@@ -177,8 +198,20 @@ impl State {
 
     /// A token for the first service principal (tests use it to reach ARM directly).
     pub fn mint_app_token(&self, audience: &str, lifetime_secs: i64) -> String {
-        let sp = self.config.service_principals.first().cloned().unwrap_or_default();
-        self.mint_token(&sp.tenant_id, &sp.client_id, &sp.object_id, audience, lifetime_secs, json!({}))
+        let sp = self
+            .config
+            .service_principals
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        self.mint_token(
+            &sp.tenant_id,
+            &sp.client_id,
+            &sp.object_id,
+            audience,
+            lifetime_secs,
+            json!({}),
+        )
     }
 
     /// Runs `future` in the background until it ends or the emulator stops.

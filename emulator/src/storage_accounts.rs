@@ -18,8 +18,12 @@ const CREATED: &str = "2026-01-15T09:30:00.0000000Z";
 
 /// Every account visible now, with the resource group it is in.
 fn all_accounts(s: &State) -> Vec<(String, StorageAccountConfig)> {
-    let mut out: Vec<(String, StorageAccountConfig)> =
-        s.config.storage_accounts.iter().map(|a| (a.resource_group.clone(), a.clone())).collect();
+    let mut out: Vec<(String, StorageAccountConfig)> = s
+        .config
+        .storage_accounts
+        .iter()
+        .map(|a| (a.resource_group.clone(), a.clone()))
+        .collect();
     for (sub, rg, location) in s.templates.lock().unwrap().staging_groups() {
         let mut account = s.config.staging_storage.clone();
         account.subscription_id = sub;
@@ -32,19 +36,28 @@ fn all_accounts(s: &State) -> Vec<(String, StorageAccountConfig)> {
 
 fn find(s: &State, sub: &str, rg: &str, name: &str) -> Option<StorageAccountConfig> {
     all_accounts(s).into_iter().map(|(_, a)| a).find(|a| {
-        a.subscription_id.eq_ignore_ascii_case(sub) && a.resource_group.eq_ignore_ascii_case(rg) && a.name.eq_ignore_ascii_case(name)
+        a.subscription_id.eq_ignore_ascii_case(sub)
+            && a.resource_group.eq_ignore_ascii_case(rg)
+            && a.name.eq_ignore_ascii_case(name)
     })
 }
 
 pub fn account_id(a: &StorageAccountConfig) -> String {
-    format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{}", a.subscription_id, a.resource_group, a.name)
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{}",
+        a.subscription_id, a.resource_group, a.name
+    )
 }
 
 /// The account as ARM answers it.
 pub fn body(a: &StorageAccountConfig) -> Value {
     let blob = &a.blob_endpoint;
     let sibling = |service: &str| {
-        if blob.contains(".blob.") { json!(blob.replacen(".blob.", &format!(".{service}."), 1)) } else { Value::Null }
+        if blob.contains(".blob.") {
+            json!(blob.replacen(".blob.", &format!(".{service}."), 1))
+        } else {
+            Value::Null
+        }
     };
     json!({
         "sku": {"name": "Standard_LRS", "tier": "Standard"},
@@ -89,19 +102,31 @@ pub fn list(s: &State, req: &Req, sub: &str, rg: Option<&str>, api_version: &str
     let accounts: Vec<Value> = all_accounts(s)
         .into_iter()
         .map(|(_, a)| a)
-        .filter(|a| a.subscription_id.eq_ignore_ascii_case(sub) && rg.is_none_or(|rg| a.resource_group.eq_ignore_ascii_case(rg)))
+        .filter(|a| {
+            a.subscription_id.eq_ignore_ascii_case(sub)
+                && rg.is_none_or(|rg| a.resource_group.eq_ignore_ascii_case(rg))
+        })
         .map(|a| body(&a))
         .collect();
     let page = s.config.storage_page_size.max(1);
-    let skip: usize = req.param("$skiptoken").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let skip: usize = req
+        .param("$skiptoken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
     let items: Vec<Value> = accounts.iter().skip(skip).take(page).cloned().collect();
     let mut answer = json!({"value": items});
     if skip + page < accounts.len() {
         let path = match rg {
-            Some(rg) => format!("subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts"),
+            Some(rg) => format!(
+                "subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts"
+            ),
             None => format!("subscriptions/{sub}/providers/Microsoft.Storage/storageAccounts"),
         };
-        answer["nextLink"] = json!(format!("{}{path}?api-version={api_version}&$skiptoken={}", s.base_url, skip + page));
+        answer["nextLink"] = json!(format!(
+            "{}{path}?api-version={api_version}&$skiptoken={}",
+            s.base_url,
+            skip + page
+        ));
     }
     ok(answer)
 }
@@ -129,7 +154,10 @@ pub fn list_keys(s: &State, sub: &str, rg: &str, name: &str, caller_oid: &str) -
         return error(
             StatusCode::FORBIDDEN,
             "AuthorizationFailed",
-            format!("The client '{caller_oid}' with object id '{caller_oid}' does not have authorization to perform action 'Microsoft.Storage/storageAccounts/listKeys/action' over scope '{}' or the scope is invalid. If access was recently granted, please refresh your credentials.", account_id(&a)),
+            format!(
+                "The client '{caller_oid}' with object id '{caller_oid}' does not have authorization to perform action 'Microsoft.Storage/storageAccounts/listKeys/action' over scope '{}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+                account_id(&a)
+            ),
         );
     }
     ok(json!({"keys": [

@@ -15,7 +15,13 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 async fn token_request(env: &Env, tenant: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let r = env.client.post(env.emulator.token_url(tenant)).form(form).send().await.unwrap();
+    let r = env
+        .client
+        .post(env.emulator.token_url(tenant))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -24,7 +30,10 @@ fn assert_aad_error(body: &Value, error: &str, code: u64) {
     assert_eq!(body["error_codes"], json!([code]), "{body}");
     let d = body["error_description"].as_str().unwrap();
     assert!(d.starts_with(&format!("AADSTS{code}: ")), "{d}");
-    assert!(d.contains("Trace ID: ") && d.contains("Correlation ID: ") && d.contains("Timestamp: "), "{d}");
+    assert!(
+        d.contains("Trace ID: ") && d.contains("Correlation ID: ") && d.contains("Timestamp: "),
+        "{d}"
+    );
     for k in ["timestamp", "trace_id", "correlation_id", "error_uri"] {
         assert!(body[k].is_string(), "{k} in {body}");
     }
@@ -47,7 +56,10 @@ async fn client_secret_token_and_errors() {
     let jwt = Jwt::decode(body["access_token"].as_str().unwrap()).unwrap();
     assert!(jwt.header.contains_key("kid"));
     assert_eq!(jwt.claim_str("aud"), Some("https://management.azure.com"));
-    assert_eq!(jwt.claim_str("iss").unwrap(), format!("https://sts.windows.net/{}/", defaults::TENANT_ID));
+    assert_eq!(
+        jwt.claim_str("iss").unwrap(),
+        format!("https://sts.windows.net/{}/", defaults::TENANT_ID)
+    );
     assert_eq!(jwt.claim_str("appid"), Some(defaults::CLIENT_ID));
     assert_eq!(jwt.claim_str("oid"), Some(defaults::CLIENT_OBJECT_ID));
     assert_eq!(jwt.claim_str("tid"), Some(defaults::TENANT_ID));
@@ -58,7 +70,10 @@ async fn client_secret_token_and_errors() {
     // The token works on ARM.
     let r = env
         .client
-        .get(env.url(&format!("subscriptions/{}?api-version=2022-12-01", defaults::SUBSCRIPTION_ID)))
+        .get(env.url(&format!(
+            "subscriptions/{}?api-version=2022-12-01",
+            defaults::SUBSCRIPTION_ID
+        )))
         .bearer_auth(body["access_token"].as_str().unwrap())
         .send()
         .await
@@ -70,12 +85,22 @@ async fn client_secret_token_and_errors() {
     let (status, body) = token_request(&env, defaults::TENANT_ID, &wrong).await;
     assert_eq!(status, 401);
     assert_aad_error(&body, "invalid_client", 7000215);
-    assert!(body["error_description"].as_str().unwrap().contains("Invalid client secret provided"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid client secret provided")
+    );
 
     let (status, body) = token_request(&env, "11111111-2222-4333-8444-555555555555", &ok).await;
     assert_eq!(status, 400);
     assert_aad_error(&body, "invalid_request", 90002);
-    assert!(body["error_description"].as_str().unwrap().contains("Tenant '11111111-2222-4333-8444-555555555555' not found"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("Tenant '11111111-2222-4333-8444-555555555555' not found")
+    );
 
     let mut unknown = ok;
     unknown[1].1 = "99999999-2222-4333-8444-555555555555";
@@ -95,17 +120,38 @@ async fn client_secret_token_and_errors() {
     assert_eq!(jwt.claim_str("aud"), Some("https://storage.azure.com"));
 
     // Discovery document.
-    let r = env.client.get(env.url(&format!("{}/v2.0/.well-known/openid-configuration", defaults::TENANT_ID))).send().await.unwrap();
+    let r = env
+        .client
+        .get(env.url(&format!(
+            "{}/v2.0/.well-known/openid-configuration",
+            defaults::TENANT_ID
+        )))
+        .send()
+        .await
+        .unwrap();
     let doc: Value = r.json().await.unwrap();
-    assert_eq!(doc["token_endpoint"], env.emulator.token_url(defaults::TENANT_ID).as_str());
+    assert_eq!(
+        doc["token_endpoint"],
+        env.emulator.token_url(defaults::TENANT_ID).as_str()
+    );
 }
 
 fn sign_rs256(key_pem: &str, header: Value, claims: Value) -> String {
     let der = aib_emulator::jwt::pem_block(key_pem, "PRIVATE KEY").unwrap();
     let key = KeyPair::from_pkcs8(&der).unwrap();
-    let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
     let mut sig = vec![0; key.public_modulus_len()];
-    key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig).unwrap();
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
@@ -113,9 +159,13 @@ fn sign_rs256(key_pem: &str, header: Value, claims: Value) -> String {
 async fn certificate_assertion() {
     let ca = aib_emulator::ca::CertificateAuthority::generate().unwrap();
     let (cert_pem, key_pem) = ca.issue_client_cert("aib-test-sp").unwrap();
-    let mut config = Config::default();
-    config.ca = Some(ca);
-    config.service_principals[0].certificates.push(cert_pem.clone());
+    let mut config = Config {
+        ca: Some(ca),
+        ..Config::default()
+    };
+    config.service_principals[0]
+        .certificates
+        .push(cert_pem.clone());
     let env = Env::start(config).await;
     let der = aib_emulator::jwt::pem_block(&cert_pem, "CERTIFICATE").unwrap();
     let x5t = URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der));
@@ -127,8 +177,14 @@ async fn certificate_assertion() {
         vec![
             ("grant_type".to_string(), "client_credentials".to_string()),
             ("client_id".into(), defaults::CLIENT_ID.into()),
-            ("scope".into(), "https://management.azure.com/.default".into()),
-            ("client_assertion_type".into(), "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()),
+            (
+                "scope".into(),
+                "https://management.azure.com/.default".into(),
+            ),
+            (
+                "client_assertion_type".into(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ),
             ("client_assertion".into(), assertion.to_string()),
         ]
     };
@@ -142,7 +198,10 @@ async fn certificate_assertion() {
         }
     };
 
-    for header in [json!({"alg": "RS256", "typ": "JWT", "x5t": x5t}), json!({"alg": "RS256", "typ": "JWT", "x5t#S256": x5t_s256})] {
+    for header in [
+        json!({"alg": "RS256", "typ": "JWT", "x5t": x5t}),
+        json!({"alg": "RS256", "typ": "JWT", "x5t#S256": x5t_s256}),
+    ] {
         let (status, body) = post(sign_rs256(&key_pem, header, claims.clone())).await;
         assert_eq!(status, 200, "{body}");
         assert!(body["access_token"].is_string());
@@ -151,17 +210,32 @@ async fn certificate_assertion() {
     let mut expired = claims.clone();
     expired["exp"] = json!(now - 3600);
     expired["nbf"] = json!(now - 4000);
-    let (status, body) = post(sign_rs256(&key_pem, json!({"alg": "RS256", "x5t": x5t}), expired)).await;
+    let (status, body) = post(sign_rs256(
+        &key_pem,
+        json!({"alg": "RS256", "x5t": x5t}),
+        expired,
+    ))
+    .await;
     assert_eq!(status, 401);
     assert_aad_error(&body, "invalid_client", 700024);
     // Wrong audience.
     let mut wrong_aud = claims.clone();
     wrong_aud["aud"] = json!("https://login.microsoftonline.com/x/oauth2/v2.0/token");
-    let (status, body) = post(sign_rs256(&key_pem, json!({"alg": "RS256", "x5t": x5t}), wrong_aud)).await;
+    let (status, body) = post(sign_rs256(
+        &key_pem,
+        json!({"alg": "RS256", "x5t": x5t}),
+        wrong_aud,
+    ))
+    .await;
     assert_eq!(status, 401, "{body}");
     // Signed by another key with the registered thumbprint.
     let (_, other_key) = env.emulator.ca().issue_client_cert("other").unwrap();
-    let (status, body) = post(sign_rs256(&other_key, json!({"alg": "RS256", "x5t": x5t}), claims.clone())).await;
+    let (status, body) = post(sign_rs256(
+        &other_key,
+        json!({"alg": "RS256", "x5t": x5t}),
+        claims.clone(),
+    ))
+    .await;
     assert_eq!(status, 401);
     assert_aad_error(&body, "invalid_client", 700027);
 }
@@ -172,7 +246,10 @@ async fn workload_identity_federation() {
     let oidc_url = env.emulator.oidc_request_uri("plan-1", "job-1");
     let ask = |token: &str| {
         env.client
-            .post(format!("{oidc_url}?api-version=7.1&serviceConnectionId={}", defaults::SERVICE_CONNECTION_ID))
+            .post(format!(
+                "{oidc_url}?api-version=7.1&serviceConnectionId={}",
+                defaults::SERVICE_CONNECTION_ID
+            ))
             .bearer_auth(token)
             .header("X-TFS-FedAuthRedirect", "Suppress")
             .json(&json!({}))
@@ -182,15 +259,37 @@ async fn workload_identity_federation() {
     assert_eq!(r.status(), 401);
     let r = ask(defaults::JOB_ACCESS_TOKEN).await.unwrap();
     assert_eq!(r.status(), 200);
-    let oidc = r.json::<Value>().await.unwrap()["oidcToken"].as_str().unwrap().to_string();
-    let second = ask(defaults::JOB_ACCESS_TOKEN).await.unwrap().json::<Value>().await.unwrap()["oidcToken"].as_str().unwrap().to_string();
+    let oidc = r.json::<Value>().await.unwrap()["oidcToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = ask(defaults::JOB_ACCESS_TOKEN)
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["oidcToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (a, b) = (Jwt::decode(&oidc).unwrap(), Jwt::decode(&second).unwrap());
     assert_ne!(a.claim_str("jti"), b.claim_str("jti"));
     assert_eq!(a.claim_str("aud"), Some("api://AzureADTokenExchange"));
-    assert_eq!(a.claim_str("iss").unwrap(), format!("https://vstoken.dev.azure.com/{}", defaults::DEVOPS_ORGANIZATION_ID));
+    assert_eq!(
+        a.claim_str("iss").unwrap(),
+        format!(
+            "https://vstoken.dev.azure.com/{}",
+            defaults::DEVOPS_ORGANIZATION_ID
+        )
+    );
     assert_eq!(
         a.claim_str("sub").unwrap(),
-        format!("sc://{}/{}/{}", defaults::DEVOPS_ORGANIZATION, defaults::DEVOPS_PROJECT, defaults::SERVICE_CONNECTION_NAME)
+        format!(
+            "sc://{}/{}/{}",
+            defaults::DEVOPS_ORGANIZATION,
+            defaults::DEVOPS_PROJECT,
+            defaults::SERVICE_CONNECTION_NAME
+        )
     );
 
     let exchange = |assertion: String| {
@@ -200,7 +299,10 @@ async fn workload_identity_federation() {
                 ("grant_type", "client_credentials"),
                 ("client_id", defaults::CLIENT_ID),
                 ("scope", "https://management.azure.com/.default"),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
                 ("client_assertion", assertion.as_str()),
             ])
             .send()
@@ -219,54 +321,105 @@ async fn workload_identity_federation() {
     assert_aad_error(&body, "invalid_request", 700213);
     // Unknown issuer.
     claims["iss"] = json!("https://token.actions.githubusercontent.com");
-    let body: Value = exchange(stranger.sign(&claims)).await.unwrap().json().await.unwrap();
+    let body: Value = exchange(stranger.sign(&claims))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_aad_error(&body, "invalid_request", 70021);
     // Right claims, wrong signature.
-    let body: Value = exchange(stranger.sign(&Value::Object(a.claims.clone()))).await.unwrap().json().await.unwrap();
+    let body: Value = exchange(stranger.sign(&Value::Object(a.claims.clone())))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["error"], "invalid_client", "{body}");
 }
 
 #[tokio::test]
 async fn imds_tokens_https_and_http() {
-    let mut config = Config::default();
-    config.imds_http = true;
+    let config = Config {
+        imds_http: true,
+        ..Config::default()
+    };
     let env = Env::start(config).await;
     let path = "metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/";
     let r = env.client.get(env.url(path)).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
 
-    let r = env.client.get(env.url(path)).header("Metadata", "true").send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
-    for k in ["access_token", "client_id", "expires_in", "expires_on", "ext_expires_in", "not_before", "resource", "token_type"] {
-        assert!(body[k].is_string(), "{k} in {body}");
-    }
-    assert_eq!(body["client_id"], defaults::MANAGED_IDENTITY_CLIENT_ID);
-    let jwt = Jwt::decode(body["access_token"].as_str().unwrap()).unwrap();
-    assert_eq!(jwt.claim_str("oid"), Some(defaults::MANAGED_IDENTITY_OBJECT_ID));
-
-    let http = env.emulator.imds_http_url().unwrap();
-    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
-    let r = plain
-        .get(format!("{http}{path}&client_id={}", defaults::MANAGED_IDENTITY_CLIENT_ID))
+    let r = env
+        .client
+        .get(env.url(path))
         .header("Metadata", "true")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = plain.get(format!("{http}{path}&client_id=00000000-0000-0000-0000-000000000000")).header("Metadata", "true").send().await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    for k in [
+        "access_token",
+        "client_id",
+        "expires_in",
+        "expires_on",
+        "ext_expires_in",
+        "not_before",
+        "resource",
+        "token_type",
+    ] {
+        assert!(body[k].is_string(), "{k} in {body}");
+    }
+    assert_eq!(body["client_id"], defaults::MANAGED_IDENTITY_CLIENT_ID);
+    let jwt = Jwt::decode(body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        jwt.claim_str("oid"),
+        Some(defaults::MANAGED_IDENTITY_OBJECT_ID)
+    );
+
+    let http = env.emulator.imds_http_url().unwrap();
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = plain
+        .get(format!(
+            "{http}{path}&client_id={}",
+            defaults::MANAGED_IDENTITY_CLIENT_ID
+        ))
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = plain
+        .get(format!(
+            "{http}{path}&client_id=00000000-0000-0000-0000-000000000000"
+        ))
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
-    let r = env.client.get(env.url("metadata/endpoints?api-version=2015-01-01")).send().await.unwrap();
+    let r = env
+        .client
+        .get(env.url("metadata/endpoints?api-version=2015-01-01"))
+        .send()
+        .await
+        .unwrap();
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["authentication"]["loginEndpoint"], env.emulator.base_url().as_str());
+    assert_eq!(
+        body["authentication"]["loginEndpoint"],
+        env.emulator.base_url().as_str()
+    );
 }
 
 #[tokio::test]
 async fn untrusted_clients_cannot_connect() {
     let env = Env::start(Config::default()).await;
     let other = aib_emulator::ca::CertificateAuthority::generate().unwrap();
-    let r = common::client_for(&other).get(env.url("metadata/endpoints?api-version=1")).send().await;
+    let r = common::client_for(&other)
+        .get(env.url("metadata/endpoints?api-version=1"))
+        .send()
+        .await;
     assert!(r.is_err());
 }

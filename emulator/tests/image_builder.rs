@@ -23,9 +23,14 @@ fn distributors() -> Value {
 }
 
 async fn create(env: &Env, name: &str, body: &Value) {
-    let (status, headers, created) = env.arm(Method::PUT, &env.template_path(name), Some(body)).await;
+    let (status, headers, created) = env
+        .arm(Method::PUT, &env.template_path(name), Some(body))
+        .await;
     assert_eq!(status, 201, "{created}");
-    let op = headers["azure-asyncoperation"].to_str().unwrap().to_string();
+    let op = headers["azure-asyncoperation"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let op = env.wait_operation(&op).await;
     assert_eq!(op["status"], "Succeeded", "{op}");
 }
@@ -40,24 +45,39 @@ async fn template(env: &Env, name: &str) -> Value {
 async fn full_lifecycle() {
     let env = Env::start(fast_config()).await;
     let name = "t_lifecycle_1";
-    let mut body = template_body(json!([{"type": "Shell", "name": "hello", "inline": ["echo hello"]}]), distributors());
+    let mut body = template_body(
+        json!([{"type": "Shell", "name": "hello", "inline": ["echo hello"]}]),
+        distributors(),
+    );
     body["properties"]["optimize"] = json!({"vmBoot": {"state": "Enabled"}});
 
-    let (status, headers, created) = env.arm(Method::PUT, &env.template_path(name), Some(&body)).await;
+    let (status, headers, created) = env
+        .arm(Method::PUT, &env.template_path(name), Some(&body))
+        .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["properties"]["provisioningState"], "Creating");
-    assert_eq!(created["type"], "Microsoft.VirtualMachineImages/imageTemplates");
+    assert_eq!(
+        created["type"],
+        "Microsoft.VirtualMachineImages/imageTemplates"
+    );
     assert!(headers.contains_key("retry-after"));
-    let op_url = headers["azure-asyncoperation"].to_str().unwrap().to_string();
+    let op_url = headers["azure-asyncoperation"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(op_url.starts_with(&format!("{}subscriptions/{}/providers/Microsoft.VirtualMachineImages/locations/westus2/operations/", env.emulator.base_url(), defaults::SUBSCRIPTION_ID)), "{op_url}");
     assert!(op_url.ends_with("?api-version=2024-02-01"));
 
     // Same body again: idempotent. Another body: Conflict.
-    let (status, _, _) = env.arm(Method::PUT, &env.template_path(name), Some(&body)).await;
+    let (status, _, _) = env
+        .arm(Method::PUT, &env.template_path(name), Some(&body))
+        .await;
     assert_eq!(status, 200);
     let mut other = body.clone();
     other["properties"]["vmProfile"]["vmSize"] = json!("Standard_D4s_v3");
-    let (status, _, err) = env.arm(Method::PUT, &env.template_path(name), Some(&other)).await;
+    let (status, _, err) = env
+        .arm(Method::PUT, &env.template_path(name), Some(&other))
+        .await;
     assert_eq!(status, 409);
     assert_eq!(err["error"]["code"], "Conflict");
 
@@ -67,27 +87,70 @@ async fn full_lifecycle() {
     assert!(op["startTime"].is_string() && op["endTime"].is_string());
     let t = template(&env, name).await;
     assert_eq!(t["properties"]["provisioningState"], "Succeeded");
-    let staging = t["properties"]["exactStagingResourceGroup"].as_str().unwrap().to_string();
-    assert!(staging.starts_with(&format!("/subscriptions/{}/resourceGroups/IT_aib-test-rg_{name}_", defaults::SUBSCRIPTION_ID)), "{staging}");
+    let staging = t["properties"]["exactStagingResourceGroup"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        staging.starts_with(&format!(
+            "/subscriptions/{}/resourceGroups/IT_aib-test-rg_{name}_",
+            defaults::SUBSCRIPTION_ID
+        )),
+        "{staging}"
+    );
     let (status, _, _) = env.arm(Method::GET, &staging, None).await;
-    assert_eq!(status, 200, "the staging group exists while the template does");
+    assert_eq!(
+        status, 200,
+        "the staging group exists while the template does"
+    );
 
     // Lists.
-    let (_, _, list) = env.arm(Method::GET, &format!("{}/providers/Microsoft.VirtualMachineImages/imageTemplates", env.rg_path()), None).await;
+    let (_, _, list) = env
+        .arm(
+            Method::GET,
+            &format!(
+                "{}/providers/Microsoft.VirtualMachineImages/imageTemplates",
+                env.rg_path()
+            ),
+            None,
+        )
+        .await;
     assert_eq!(list["value"].as_array().unwrap().len(), 1);
-    let (_, _, list) = env.arm(Method::GET, &format!("subscriptions/{}/providers/Microsoft.VirtualMachineImages/imageTemplates", defaults::SUBSCRIPTION_ID), None).await;
+    let (_, _, list) = env
+        .arm(
+            Method::GET,
+            &format!(
+                "subscriptions/{}/providers/Microsoft.VirtualMachineImages/imageTemplates",
+                defaults::SUBSCRIPTION_ID
+            ),
+            None,
+        )
+        .await;
     assert_eq!(list["value"][0]["name"], name);
 
     // Run.
-    let (status, headers, _) = env.arm(Method::POST, &format!("{}/run", env.template_path(name)), None).await;
+    let (status, headers, _) = env
+        .arm(
+            Method::POST,
+            &format!("{}/run", env.template_path(name)),
+            None,
+        )
+        .await;
     assert_eq!(status, 202);
     assert!(headers.contains_key("location") && headers.contains_key("retry-after"));
-    let run_op = headers["azure-asyncoperation"].to_str().unwrap().to_string();
+    let run_op = headers["azure-asyncoperation"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let mut seen: Vec<String> = Vec::new();
     loop {
         let t = template(&env, name).await;
         let run = &t["properties"]["lastRunStatus"];
-        let label = format!("{}/{}", run["runState"].as_str().unwrap(), run["runSubState"].as_str().unwrap_or("-"));
+        let label = format!(
+            "{}/{}",
+            run["runState"].as_str().unwrap(),
+            run["runSubState"].as_str().unwrap_or("-")
+        );
         if seen.last() != Some(&label) {
             seen.push(label.clone());
         }
@@ -99,36 +162,85 @@ async fn full_lifecycle() {
     assert_eq!(seen.last().unwrap(), "Succeeded/-");
     let op = env.wait_operation(&run_op).await;
     assert_eq!(op["status"], "Succeeded");
-    let events: Vec<String> = env.emulator.template_events().into_iter().map(|e| e.event).collect();
-    let run_events: Vec<&str> = events.iter().skip_while(|e| *e != "run").map(String::as_str).collect();
+    let events: Vec<String> = env
+        .emulator
+        .template_events()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    let run_events: Vec<&str> = events
+        .iter()
+        .skip_while(|e| *e != "run")
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         run_events,
-        ["run", "runSubState=Queued", "runSubState=Building", "runSubState=Customizing", "runSubState=Optimizing", "runSubState=Distributing", "runState=Succeeded"]
+        [
+            "run",
+            "runSubState=Queued",
+            "runSubState=Building",
+            "runSubState=Customizing",
+            "runSubState=Optimizing",
+            "runSubState=Distributing",
+            "runState=Succeeded"
+        ]
     );
     let t = template(&env, name).await;
     assert_eq!(t["properties"]["source"]["exactVersion"], "22.04.202411010");
     assert!(t["properties"]["lastRunStatus"]["endTime"].is_string());
 
     // Run outputs.
-    let (status, _, outputs) = env.arm(Method::GET, &format!("{}/runOutputs", env.template_path(name)), None).await;
+    let (status, _, outputs) = env
+        .arm(
+            Method::GET,
+            &format!("{}/runOutputs", env.template_path(name)),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     let outputs = outputs["value"].as_array().unwrap().clone();
     assert_eq!(outputs.len(), 3);
-    assert_eq!(outputs[0]["properties"]["artifactId"], distributors()[0]["imageId"]);
+    assert_eq!(
+        outputs[0]["properties"]["artifactId"],
+        distributors()[0]["imageId"]
+    );
     let sig = outputs[1]["properties"]["artifactId"].as_str().unwrap();
-    assert!(sig.starts_with(&format!("{}/versions/0.", distributors()[1]["galleryImageId"].as_str().unwrap())), "{sig}");
+    assert!(
+        sig.starts_with(&format!(
+            "{}/versions/0.",
+            distributors()[1]["galleryImageId"].as_str().unwrap()
+        )),
+        "{sig}"
+    );
     let vhd = outputs[2]["properties"]["artifactUri"].as_str().unwrap();
     assert!(vhd.contains(".vhd?") && vhd.contains("sig="), "{vhd}");
     for o in &outputs {
         assert_eq!(o["properties"]["provisioningState"], "Succeeded");
     }
-    let (status, _, one) = env.arm(Method::GET, &format!("{}/runOutputs/VHD_distribute", env.template_path(name)), None).await;
+    let (status, _, one) = env
+        .arm(
+            Method::GET,
+            &format!("{}/runOutputs/VHD_distribute", env.template_path(name)),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(one["name"], "VHD_distribute");
-    assert_eq!(env.arm(Method::GET, &format!("{}/runOutputs/nope", env.template_path(name)), None).await.0, 404);
+    assert_eq!(
+        env.arm(
+            Method::GET,
+            &format!("{}/runOutputs/nope", env.template_path(name)),
+            None
+        )
+        .await
+        .0,
+        404
+    );
 
     // Delete.
-    let (status, headers, _) = env.arm(Method::DELETE, &env.template_path(name), None).await;
+    let (status, headers, _) = env
+        .arm(Method::DELETE, &env.template_path(name), None)
+        .await;
     assert_eq!(status, 202);
     let location = headers["location"].to_str().unwrap().to_string();
     let final_status = loop {
@@ -139,9 +251,21 @@ async fn full_lifecycle() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(final_status, 204);
-    assert_eq!(env.arm(Method::GET, &env.template_path(name), None).await.0, 404);
-    assert_eq!(env.arm(Method::GET, &staging, None).await.0, 404, "the staging group goes with the template");
-    assert_eq!(env.arm(Method::DELETE, &env.template_path(name), None).await.0, 204);
+    assert_eq!(
+        env.arm(Method::GET, &env.template_path(name), None).await.0,
+        404
+    );
+    assert_eq!(
+        env.arm(Method::GET, &staging, None).await.0,
+        404,
+        "the staging group goes with the template"
+    );
+    assert_eq!(
+        env.arm(Method::DELETE, &env.template_path(name), None)
+            .await
+            .0,
+        204
+    );
     assert_eq!(env.emulator.deleted_templates().len(), 1);
     assert!(env.emulator.templates().is_empty());
 }
@@ -152,33 +276,54 @@ async fn invalid_bodies_are_refused() {
     let body = template_body(json!([]), distributors());
     let mut no_location = body.clone();
     no_location.as_object_mut().unwrap().remove("location");
-    let (status, _, err) = env.arm(Method::PUT, &env.template_path("t_noloc"), Some(&no_location)).await;
+    let (status, _, err) = env
+        .arm(
+            Method::PUT,
+            &env.template_path("t_noloc"),
+            Some(&no_location),
+        )
+        .await;
     assert_eq!(status, 400, "{err}");
 
     let mut bad_identity = body.clone();
     bad_identity["identity"]["userAssignedIdentities"] = json!({"/subscriptions/x/identity": {}});
-    let (status, _, err) = env.arm(Method::PUT, &env.template_path("t_badid"), Some(&bad_identity)).await;
+    let (status, _, err) = env
+        .arm(
+            Method::PUT,
+            &env.template_path("t_badid"),
+            Some(&bad_identity),
+        )
+        .await;
     assert_eq!(status, 400, "{err}");
 
-    let (status, _, _) = env.arm(Method::PUT, &env.template_path("bad name!"), Some(&body)).await;
+    let (status, _, _) = env
+        .arm(Method::PUT, &env.template_path("bad name!"), Some(&body))
+        .await;
     assert_eq!(status, 400);
 
     if !env.emulator.swagger_validation_enabled() {
-        eprintln!("SKIPPED (swagger part): the Image Builder specs (../shared/specs) are absent, so PUT bodies are not validated");
+        eprintln!(
+            "SKIPPED (swagger part): the Image Builder specs (../shared/specs) are absent, so PUT bodies are not validated"
+        );
         return;
     }
     let mut wrong = body.clone();
-    wrong["properties"]["customize"] = json!([{"type": "Shell", "name": "x", "inline": "not-an-array"}]);
+    wrong["properties"]["customize"] =
+        json!([{"type": "Shell", "name": "x", "inline": "not-an-array"}]);
     wrong["properties"]["buildTimeoutInMinutes"] = json!(5000);
     wrong["properties"]["unknownThing"] = json!(1);
-    let (status, _, err) = env.arm(Method::PUT, &env.template_path("t_invalid"), Some(&wrong)).await;
+    let (status, _, err) = env
+        .arm(Method::PUT, &env.template_path("t_invalid"), Some(&wrong))
+        .await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["error"]["code"], "InvalidRequestContent");
     let details = err["error"]["details"].as_array().unwrap();
     assert!(details.len() >= 3, "{err}");
     assert!(env.emulator.templates().is_empty());
     // The valid body passes.
-    let (status, _, err) = env.arm(Method::PUT, &env.template_path("t_valid"), Some(&body)).await;
+    let (status, _, err) = env
+        .arm(Method::PUT, &env.template_path("t_valid"), Some(&body))
+        .await;
     assert_eq!(status, 201, "{err}");
 }
 
@@ -189,9 +334,18 @@ async fn cancel_during_building() {
     let env = Env::start(config).await;
     let name = "t_cancel";
     create(&env, name, &template_body(json!([]), distributors())).await;
-    let (status, headers, _) = env.arm(Method::POST, &format!("{}/run", env.template_path(name)), None).await;
+    let (status, headers, _) = env
+        .arm(
+            Method::POST,
+            &format!("{}/run", env.template_path(name)),
+            None,
+        )
+        .await;
     assert_eq!(status, 202);
-    let run_op = headers["azure-asyncoperation"].to_str().unwrap().to_string();
+    let run_op = headers["azure-asyncoperation"]
+        .to_str()
+        .unwrap()
+        .to_string();
     loop {
         let t = template(&env, name).await;
         if t["properties"]["lastRunStatus"]["runSubState"] == "Building" {
@@ -199,21 +353,66 @@ async fn cancel_during_building() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (status, _, err) = env.arm(Method::POST, &format!("{}/run", env.template_path(name)), None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("Conflict")));
+    let (status, _, err) = env
+        .arm(
+            Method::POST,
+            &format!("{}/run", env.template_path(name)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("Conflict"))
+    );
 
     let started = std::time::Instant::now();
-    let (status, headers, _) = env.arm(Method::POST, &format!("{}/cancel", env.template_path(name)), None).await;
+    let (status, headers, _) = env
+        .arm(
+            Method::POST,
+            &format!("{}/cancel", env.template_path(name)),
+            None,
+        )
+        .await;
     assert_eq!(status, 202);
-    let cancel_op = headers["azure-asyncoperation"].to_str().unwrap().to_string();
-    assert_eq!(template(&env, name).await["properties"]["lastRunStatus"]["runState"], "Canceling");
+    let cancel_op = headers["azure-asyncoperation"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        template(&env, name).await["properties"]["lastRunStatus"]["runState"],
+        "Canceling"
+    );
     assert_eq!(env.wait_operation(&cancel_op).await["status"], "Succeeded");
-    assert!(started.elapsed() < Duration::from_secs(4), "cancel cut the 5 s build phase short");
-    assert_eq!(template(&env, name).await["properties"]["lastRunStatus"]["runState"], "Canceled");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cancel cut the 5 s build phase short"
+    );
+    assert_eq!(
+        template(&env, name).await["properties"]["lastRunStatus"]["runState"],
+        "Canceled"
+    );
     assert_eq!(env.wait_operation(&run_op).await["status"], "Canceled");
-    let events: Vec<String> = env.emulator.template_events().into_iter().map(|e| e.event).collect();
-    assert!(events.ends_with(&["cancel".into(), "runState=Canceling".into(), "runState=Canceled".into()]), "{events:?}");
-    let (status, _, _) = env.arm(Method::POST, &format!("{}/cancel", env.template_path(name)), None).await;
+    let events: Vec<String> = env
+        .emulator
+        .template_events()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(
+        events.ends_with(&[
+            "cancel".into(),
+            "runState=Canceling".into(),
+            "runState=Canceled".into()
+        ]),
+        "{events:?}"
+    );
+    let (status, _, _) = env
+        .arm(
+            Method::POST,
+            &format!("{}/cancel", env.template_path(name)),
+            None,
+        )
+        .await;
     assert_eq!(status, 409, "nothing left to cancel");
 }
 
@@ -224,21 +423,70 @@ async fn lro_min_polls_and_failure_knob_without_storage() {
     config.fail_at = Some(aib_emulator::RunSubState::Distributing);
     let env = Env::start(config).await;
     let name = "t_polls";
-    let (_, headers, _) = env.arm(Method::PUT, &env.template_path(name), Some(&template_body(json!([]), distributors()))).await;
-    let op = headers["azure-asyncoperation"].to_str().unwrap().to_string();
+    let (_, headers, _) = env
+        .arm(
+            Method::PUT,
+            &env.template_path(name),
+            Some(&template_body(json!([]), distributors())),
+        )
+        .await;
+    let op = headers["azure-asyncoperation"]
+        .to_str()
+        .unwrap()
+        .to_string();
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..3 {
-        assert_eq!(env.arm(Method::GET, &op, None).await.2["status"], "InProgress");
+        assert_eq!(
+            env.arm(Method::GET, &op, None).await.2["status"],
+            "InProgress"
+        );
     }
-    assert_eq!(env.arm(Method::GET, &op, None).await.2["status"], "Succeeded");
-    let (_, headers, _) = env.arm(Method::POST, &format!("{}/run", env.template_path(name)), None).await;
-    let run_op = headers["azure-asyncoperation"].to_str().unwrap().to_string();
+    assert_eq!(
+        env.arm(Method::GET, &op, None).await.2["status"],
+        "Succeeded"
+    );
+    let (_, headers, _) = env
+        .arm(
+            Method::POST,
+            &format!("{}/run", env.template_path(name)),
+            None,
+        )
+        .await;
+    let run_op = headers["azure-asyncoperation"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let done = env.wait_operation(&run_op).await;
     assert_eq!(done["status"], "Failed");
     assert_eq!(done["error"]["code"], "InternalOperationError");
-    let message = template(&env, name).await["properties"]["lastRunStatus"]["message"].as_str().unwrap().to_string();
-    assert!(message.starts_with("External build failed: Failed while waiting for packerizer"), "{message}");
-    assert!(message.contains("Image Build log location: https://aibstaginglogs01.blob.core.windows.net/packerlogs/"), "{message}");
-    assert!(message.contains("/customization.log. OperationId: "), "{message}");
-    assert!(env.arm(Method::GET, &format!("{}/runOutputs", env.template_path(name)), None).await.2["value"].as_array().unwrap().is_empty());
+    let message = template(&env, name).await["properties"]["lastRunStatus"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with("External build failed: Failed while waiting for packerizer"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "Image Build log location: https://aibstaginglogs01.blob.core.windows.net/packerlogs/"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("/customization.log. OperationId: "),
+        "{message}"
+    );
+    assert!(
+        env.arm(
+            Method::GET,
+            &format!("{}/runOutputs", env.template_path(name)),
+            None
+        )
+        .await
+        .2["value"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }

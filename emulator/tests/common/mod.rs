@@ -18,9 +18,13 @@ pub const ARM_API: &str = "2024-02-01";
 
 /// A config with fast timings and `Retry-After: 0`.
 pub fn fast_config() -> Config {
-    let mut c = Config::default();
-    c.timing = Timing { retry_after_secs: 0, ..Timing::fast() };
-    c
+    Config {
+        timing: Timing {
+            retry_after_secs: 0,
+            ..Timing::fast()
+        },
+        ..Config::default()
+    }
 }
 
 pub fn client_for(ca: &CertificateAuthority) -> reqwest::Client {
@@ -42,7 +46,11 @@ impl Env {
     pub async fn start(config: Config) -> Env {
         let emulator = Emulator::start(config).await.unwrap();
         let client = client_for(emulator.ca());
-        Env { emulator, client, azurite: None }
+        Env {
+            emulator,
+            client,
+            azurite: None,
+        }
     }
 
     /// Emulator + HTTPS Azurite (certificate from the emulator's CA, `--oauth basic`), with the
@@ -50,7 +58,9 @@ impl Env {
     /// installed.
     pub async fn start_with_azurite(mut config: Config) -> Option<Env> {
         if !Azurite::available() {
-            eprintln!("SKIPPED: Azurite is not installed (node_modules/.bin/azurite-blob missing); run `npm ci` at the repo root");
+            eprintln!(
+                "SKIPPED: Azurite is not installed (node_modules/.bin/azurite-blob missing); run `npm ci` at the repo root"
+            );
             return None;
         }
         let ca = CertificateAuthority::generate().unwrap();
@@ -69,30 +79,50 @@ impl Env {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.emulator.base_url(), path.trim_start_matches('/'))
+        format!(
+            "{}{}",
+            self.emulator.base_url(),
+            path.trim_start_matches('/')
+        )
     }
 
     pub fn arm_token(&self) -> String {
-        self.emulator.mint_access_token("https://management.azure.com/", 3600)
+        self.emulator
+            .mint_access_token("https://management.azure.com/", 3600)
     }
 
     pub fn rg_path(&self) -> String {
-        format!("subscriptions/{}/resourceGroups/{}", defaults::SUBSCRIPTION_ID, defaults::RESOURCE_GROUP)
+        format!(
+            "subscriptions/{}/resourceGroups/{}",
+            defaults::SUBSCRIPTION_ID,
+            defaults::RESOURCE_GROUP
+        )
     }
 
     pub fn template_path(&self, name: &str) -> String {
-        format!("{}/providers/Microsoft.VirtualMachineImages/imageTemplates/{name}", self.rg_path())
+        format!(
+            "{}/providers/Microsoft.VirtualMachineImages/imageTemplates/{name}",
+            self.rg_path()
+        )
     }
 
     /// An ARM call with a valid token; returns (status, headers, JSON body or Null).
-    pub async fn arm(&self, method: reqwest::Method, path_or_url: &str, body: Option<&Value>) -> (u16, reqwest::header::HeaderMap, Value) {
+    pub async fn arm(
+        &self,
+        method: reqwest::Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let url = if path_or_url.starts_with("https://") {
             path_or_url.to_string()
         } else {
             let sep = if path_or_url.contains('?') { '&' } else { '?' };
             format!("{}{sep}api-version={ARM_API}", self.url(path_or_url))
         };
-        let mut rb = self.client.request(method, &url).bearer_auth(self.arm_token());
+        let mut rb = self
+            .client
+            .request(method, &url)
+            .bearer_auth(self.arm_token());
         if let Some(b) = body {
             rb = rb.json(b);
         }
@@ -100,7 +130,11 @@ impl Env {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
-        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
     }
 
     /// Polls an `Azure-AsyncOperation` URL until it leaves InProgress; returns the final document.
@@ -117,14 +151,38 @@ impl Env {
     }
 
     /// Writes a block blob with a shared-key signed PUT (creating the container).
-    pub async fn put_blob(&self, account: &str, key: &str, container: &str, blob: &str, content: Vec<u8>) {
+    pub async fn put_blob(
+        &self,
+        account: &str,
+        key: &str,
+        container: &str,
+        blob: &str,
+        content: Vec<u8>,
+    ) {
         let endpoint = self.azurite.as_ref().unwrap().blob_endpoint(account);
         let date = httpdate();
-        let c = endpoint.join(&format!("{container}?restype=container")).unwrap();
-        let h = [("x-ms-date", date.as_str()), ("x-ms-version", shared_key::STORAGE_VERSION)];
+        let c = endpoint
+            .join(&format!("{container}?restype=container"))
+            .unwrap();
+        let h = [
+            ("x-ms-date", date.as_str()),
+            ("x-ms-version", shared_key::STORAGE_VERSION),
+        ];
         let auth = shared_key::authorization(account, key, "PUT", &c, &h).unwrap();
-        let r = self.client.put(c).header("x-ms-date", &date).header("x-ms-version", shared_key::STORAGE_VERSION).header("authorization", auth).send().await.unwrap();
-        assert!(r.status().is_success() || r.status() == 409, "{}", r.text().await.unwrap());
+        let r = self
+            .client
+            .put(c)
+            .header("x-ms-date", &date)
+            .header("x-ms-version", shared_key::STORAGE_VERSION)
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success() || r.status() == 409,
+            "{}",
+            r.text().await.unwrap()
+        );
         let u = endpoint.join(&format!("{container}/{blob}")).unwrap();
         let len = content.len().to_string();
         let h = [
@@ -134,7 +192,11 @@ impl Env {
             ("content-length", len.as_str()),
         ];
         let auth = shared_key::authorization(account, key, "PUT", &u, &h).unwrap();
-        let mut rb = self.client.put(u).header("authorization", auth).body(content);
+        let mut rb = self
+            .client
+            .put(u)
+            .header("authorization", auth)
+            .body(content);
         for (k, v) in h {
             rb = rb.header(k, v);
         }
@@ -145,7 +207,9 @@ impl Env {
 
 pub fn httpdate() -> String {
     time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"))
+        .format(time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        ))
         .unwrap()
 }
 
@@ -155,7 +219,12 @@ pub fn make_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     {
         let mut w = zip::ZipWriter::new(&mut buf);
         for (name, data) in entries {
-            w.start_file(*name, zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
+            w.start_file(
+                *name,
+                zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Stored),
+            )
+            .unwrap();
             std::io::Write::write_all(&mut w, data).unwrap();
         }
         w.finish().unwrap();
