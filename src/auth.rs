@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientOptions, Transport};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
 
 use crate::agent::{Cloud, Console, Credentials, ServiceConnection};
@@ -76,7 +76,7 @@ impl TokenSource {
             .credential
             .get_token(&[scope], None)
             .await
-            .map_err(|e| anyhow!("{e}"))
+            .map_err(|e| anyhow!(error_chain(&e)))
             .with_context(|| format!("signing in as {} for {scope} failed", self.identity))?;
         self.console.set_secret(token.token.secret());
         Ok(token.token)
@@ -93,9 +93,34 @@ fn client_options(cloud: &Cloud, http: reqwest::Client) -> Result<ClientOptions>
     })?;
     let mut custom = CustomConfiguration::default();
     custom.authority_host = authority.as_str().trim_end_matches('/').to_owned();
+    // Bounded: a sign-in that cannot succeed (a certificate the agent does not trust, a
+    // proxy that refuses) must fail in seconds with its cause, not after a minute of retries.
+    let retry = RetryOptions::exponential(ExponentialRetryOptions {
+        initial_delay: azure_core::time::Duration::milliseconds(500),
+        max_retries: 4,
+        max_total_elapsed: azure_core::time::Duration::seconds(20),
+        max_delay: azure_core::time::Duration::seconds(4),
+    });
     Ok(ClientOptions {
         transport: Some(Transport::new(Arc::new(http))),
+        retry,
         cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),
         ..Default::default()
     })
+}
+
+/// An error and every cause under it on one line, so the root cause (an untrusted certificate,
+/// an AADSTS code) reaches the user and not only the SDK's summary of it.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -1,0 +1,118 @@
+//! Shared by the integration tests: drive the `aib-task` binary exactly as the agent does
+//! (environment variables in, logging commands out) and check its output for leaked secrets.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+use aib_emulator::{Emulator, defaults};
+use aib_task::agent::command::decode;
+
+/// The id the tests give their AzureRM service connection, as the agent would (lower-case).
+pub const CONNECTION_ID: &str = defaults::SERVICE_CONNECTION_ID;
+
+/// The agent's variables for the emulator's service principal, with a client secret.
+pub fn spn_secret_connection(emulator: &Emulator, secret: &str) -> BTreeMap<String, String> {
+    let base = emulator.base_url().to_string();
+    let id = CONNECTION_ID;
+    [
+        (format!("ENDPOINT_URL_{id}"), base.clone()),
+        (
+            format!("ENDPOINT_AUTH_SCHEME_{id}"),
+            "ServicePrincipal".into(),
+        ),
+        (
+            format!("ENDPOINT_AUTH_PARAMETER_{id}_AUTHENTICATIONTYPE"),
+            "spnKey".into(),
+        ),
+        (
+            format!("ENDPOINT_AUTH_PARAMETER_{id}_SERVICEPRINCIPALID"),
+            defaults::CLIENT_ID.into(),
+        ),
+        (
+            format!("ENDPOINT_AUTH_PARAMETER_{id}_SERVICEPRINCIPALKEY"),
+            secret.into(),
+        ),
+        (
+            format!("ENDPOINT_AUTH_PARAMETER_{id}_TENANTID"),
+            defaults::TENANT_ID.into(),
+        ),
+        (
+            format!("ENDPOINT_DATA_{id}_SUBSCRIPTIONID"),
+            defaults::SUBSCRIPTION_ID.into(),
+        ),
+        (
+            format!("ENDPOINT_DATA_{id}_SUBSCRIPTIONNAME"),
+            defaults::SUBSCRIPTION_NAME.into(),
+        ),
+        (
+            format!("ENDPOINT_DATA_{id}_ENVIRONMENT"),
+            "AzureCloud".into(),
+        ),
+        (format!("ENDPOINT_DATA_{id}_ACTIVEDIRECTORYAUTHORITY"), base),
+        ("INPUT_IBSUBSCRIPTION".into(), id.into()),
+        ("TF_BUILD".into(), "True".into()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// Runs the binary with only `env` (nothing inherited, so no stray proxy or debug setting).
+pub fn run_task(args: &[&str], env: &BTreeMap<String, String>) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aib-task"))
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .output()
+        .expect("the aib-task binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Fails when any secret appears anywhere in the output other than in the `task.setsecret`
+/// line that announces it, or when it is used before being announced.
+pub fn assert_no_secret_leaks(output: &str, secrets: &[&str]) {
+    let mut announced: Vec<String> = Vec::new();
+    for line in output.lines() {
+        if let Some(cmd) = decode(line).filter(|c| c.area == "task" && c.action == "setsecret") {
+            announced.push(cmd.message);
+            continue;
+        }
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            assert!(
+                !line.contains(secret),
+                "secret leaked in output line: {line:?}"
+            );
+        }
+    }
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(
+            announced.iter().any(|a| a == secret),
+            "secret {:?}… was never announced with task.setsecret",
+            &secret[..secret.len().min(4)]
+        );
+    }
+}
+
+/// The messages of every `##vso[task.setsecret]` line.
+pub fn announced_secrets(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(decode)
+        .filter(|c| c.area == "task" && c.action == "setsecret")
+        .map(|c| c.message)
+        .collect()
+}
+
+/// The JSON claims of a JWT (no signature check; the emulator's own tests check signatures).
+pub fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
