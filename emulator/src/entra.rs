@@ -118,7 +118,9 @@ pub fn token(s: &State, tenant: &str, req: &Req) -> Response {
             "The request body must contain the following parameter: 'client_id'.",
         );
     };
-    let Some(scope) = field("scope") else {
+    // The v1 endpoint takes `resource`; v2 takes `scope` = `<resource>/.default`.
+    let v1_scope = field("resource").map(|r| format!("{r}/.default"));
+    let Some(scope) = field("scope").or(v1_scope.as_deref()) else {
         return bad_request(
             s,
             "invalid_request",

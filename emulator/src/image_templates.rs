@@ -358,7 +358,11 @@ pub fn operation_status(s: &State, id: &str) -> Response {
             body["error"] = e.clone();
         }
     }
-    ok(body)
+    let mut r = ok(body);
+    if status == "InProgress" {
+        lro_headers(s, &mut r, None, None);
+    }
+    r
 }
 
 /// `GET …/locations/{loc}/operationresults/{id}` (the `Location` poll).

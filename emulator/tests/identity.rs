@@ -159,13 +159,14 @@ fn sign_rs256(key_pem: &str, header: Value, claims: Value) -> String {
 async fn certificate_assertion() {
     let ca = aib_emulator::ca::CertificateAuthority::generate().unwrap();
     let (cert_pem, key_pem) = ca.issue_client_cert("aib-test-sp").unwrap();
+    let (ec_key, ec_cert) = ec_certificate();
     let mut config = Config {
         ca: Some(ca),
         ..Config::default()
     };
     config.service_principals[0]
         .certificates
-        .push(cert_pem.clone());
+        .extend([cert_pem.clone(), ec_cert.pem()]);
     let env = Env::start(config).await;
     let der = aib_emulator::jwt::pem_block(&cert_pem, "CERTIFICATE").unwrap();
     let x5t = URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der));
@@ -228,6 +229,79 @@ async fn certificate_assertion() {
     ))
     .await;
     assert_eq!(status, 401, "{body}");
+    // ES256 with a P-256 certificate (registered at start, see above); an unregistered one fails.
+    let es256 = |key: &rcgen::KeyPair, cert: &rcgen::Certificate| {
+        let x5t = URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(cert.der()));
+        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+        )
+        .unwrap();
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "typ": "JWT", "x5t": x5t}).to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = signer.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    };
+    let (status, body) = post(es256(&ec_key, &ec_cert)).await;
+    assert_eq!(status, 200, "{body}");
+    let (stranger_key, stranger_cert) = ec_certificate();
+    let (status, body) = post(es256(&stranger_key, &stranger_cert)).await;
+    assert_eq!(status, 401);
+    assert_aad_error(&body, "invalid_client", 700027);
+}
+
+fn ec_certificate() -> (rcgen::KeyPair, rcgen::Certificate) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ec-client");
+    let cert = params.self_signed(&key).unwrap();
+    (key, cert)
+}
+
+#[tokio::test]
+async fn certificate_assertion_wrong_key() {
+    let ca = aib_emulator::ca::CertificateAuthority::generate().unwrap();
+    let (cert_pem, _key_pem) = ca.issue_client_cert("aib-test-sp").unwrap();
+    let mut config = Config {
+        ca: Some(ca),
+        ..Config::default()
+    };
+    config.service_principals[0]
+        .certificates
+        .push(cert_pem.clone());
+    let env = Env::start(config).await;
+    let der = aib_emulator::jwt::pem_block(&cert_pem, "CERTIFICATE").unwrap();
+    let x5t = URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let aud = env.emulator.token_url(defaults::TENANT_ID).to_string();
+    let claims = json!({"aud": aud, "iss": defaults::CLIENT_ID, "sub": defaults::CLIENT_ID, "jti": "1", "nbf": now, "exp": now + 600});
+    let post = |assertion: String| {
+        let client = env.client.clone();
+        let url = env.emulator.token_url(defaults::TENANT_ID);
+        async move {
+            let r = client
+                .post(url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", defaults::CLIENT_ID),
+                    ("scope", "https://management.azure.com/.default"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
     // Signed by another key with the registered thumbprint.
     let (_, other_key) = env.emulator.ca().issue_client_cert("other").unwrap();
     let (status, body) = post(sign_rs256(
