@@ -257,7 +257,7 @@ fn check_assertion(
         let cert = s
             .certificates
             .get(&sp.client_id.to_ascii_lowercase())
-            .and_then(|certs| certs.iter().find(|c| c.x5t == thumbprint || c.x5t_s256 == thumbprint))
+            .and_then(|certs| certs.iter().find(|c| c.matches_thumbprint(thumbprint)))
             .ok_or_else(|| {
                 Box::new(unauthorized(
                     s,

@@ -165,6 +165,30 @@ pub struct Certificate {
 }
 
 impl Certificate {
+    /// Whether an `x5t` / `x5t#S256` header value names this certificate. Entra accepts the
+    /// digest as base64url (the standard form), padded standard base64 (as some SDKs send it) or
+    /// hex.
+    pub fn matches_thumbprint(&self, value: &str) -> bool {
+        let value = value.trim();
+        let decoded = URL_SAFE_NO_PAD
+            .decode(value.trim_end_matches('='))
+            .ok()
+            .or_else(|| STANDARD.decode(value).ok());
+        let hex: Option<Vec<u8>> =
+            (value.len() % 2 == 0 && value.chars().all(|c| c.is_ascii_hexdigit())).then(|| {
+                (0..value.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap_or(0))
+                    .collect()
+            });
+        let sha1 = sha1::Sha1::digest(&self.der).to_vec();
+        let sha256 = sha2::Sha256::digest(&self.der).to_vec();
+        [decoded, hex]
+            .into_iter()
+            .flatten()
+            .any(|d| d == sha1 || d == sha256)
+    }
+
     /// Reads the first `CERTIFICATE` block of a PEM text (which may also hold a private key).
     pub fn from_pem(pem: &str) -> Result<Self> {
         let der = pem_block(pem, "CERTIFICATE").context("no CERTIFICATE block in the PEM")?;
@@ -263,5 +287,13 @@ mod tests {
         let cert = Certificate::from_pem(&pem).unwrap();
         assert!(cert.public_key.len() > 256);
         assert_eq!(cert.x5t.len(), 27);
+        let sha1 = sha1::Sha1::digest(&cert.der);
+        assert!(cert.matches_thumbprint(&cert.x5t));
+        assert!(cert.matches_thumbprint(&cert.x5t_s256));
+        assert!(cert.matches_thumbprint(&STANDARD.encode(sha1)));
+        assert!(
+            cert.matches_thumbprint(&sha1.iter().map(|b| format!("{b:02X}")).collect::<String>())
+        );
+        assert!(!cert.matches_thumbprint("AAAA"));
     }
 }
