@@ -5,6 +5,33 @@
 //! Azure VM Image Builder with its long-running operations, builds, logs and run outputs). Blob
 //! storage itself is Azurite, started by [`azurite::Azurite`].
 //!
+//! Using it from a test of the task:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use aib_emulator::{Config, Emulator, azurite::{Azurite, AzuriteOptions, AzuriteTls}, ca::CertificateAuthority, defaults};
+//! // Optional: Azurite over HTTPS with a certificate from the emulator's CA, wired to the
+//! // scenario's storage accounts (skip when `Azurite::available()` is false).
+//! let ca = CertificateAuthority::generate()?;
+//! let (cert, key) = ca.issue_server_cert(&["127.0.0.1", "localhost"])?;
+//! let mut config = Config { ca: Some(ca), ..Config::default() };
+//! let azurite = Azurite::start(AzuriteOptions {
+//!     tls: Some(AzuriteTls::Pem { cert, key }),
+//!     oauth_basic: true,
+//!     accounts: config.azurite_accounts(),
+//! })?;
+//! config.use_azurite(&azurite);
+//! let emulator = Emulator::start(config).await?;
+//! // Give the task: ENDPOINT_URL_<id> = emulator.base_url() (ARM), the authority (data key
+//! // ACTIVEDIRECTORYAUTHORITY) = emulator.base_url(), TENANTID = defaults::TENANT_ID,
+//! // SERVICEPRINCIPALID/KEY = defaults::CLIENT_ID/CLIENT_SECRET, SUBSCRIPTIONID =
+//! // defaults::SUBSCRIPTION_ID, SSL_CERT_FILE / AGENT_CAINFO = emulator.ca_pem_path(), and for
+//! // workload identity SYSTEM_OIDCREQUESTURI = emulator.oidc_request_uri(plan, job) with
+//! // the job access token defaults::JOB_ACCESS_TOKEN.
+//! // Afterwards inspect emulator.templates(), emulator.downloads(), emulator.requests().
+//! # Ok(()) }
+//! ```
+//!
 //! Map of the crate: [`config`] (the scenario) → [`Emulator::start`] (here) → [`server`] (TLS,
 //! connections, faults, request log) → the service modules ([`entra`], [`oidc`], [`imds`], [`arm`]
 //! → [`storage_accounts`], [`compute`], [`image_templates`] → [`artifacts`], [`packer_log`]).
