@@ -5,6 +5,7 @@
 //! and turns the outcome into logging commands and an exit code.
 
 pub mod agent;
+pub mod archive;
 pub mod arm;
 pub mod auth;
 pub mod cli;
