@@ -1,7 +1,8 @@
 //! `Microsoft.VirtualMachineImages/imageTemplates`: the template store and its state machine.
 //! PUT (validated with the swagger, idempotent for the same body, Conflict for another), GET and
 //! lists, `run` (Queued → Building → Customizing → [Optimizing] → [Validating] → Distributing →
-//! Succeeded/Failed, driven by tokio timers, with artifact checks and a packer log), `cancel`,
+//! Succeeded/Failed, driven by tokio timers, with artifact checks and a packer log; also started
+//! by `autoRun`), `cancel`,
 //! run outputs, DELETE, and the long-running operations (`Azure-AsyncOperation` status documents
 //! and `Location` results) that report them.
 
@@ -632,45 +633,77 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
     let s2 = s.clone();
     s.spawn_background(async move {
         tokio::time::sleep(s2.config.timing.lro).await;
-        let mut store = s2.templates.lock().unwrap();
-        if let Some(t) = store.get_mut(&k)
-            && t.provisioning_state == "Creating"
-        {
+        let auto_run = {
+            let mut store = s2.templates.lock().unwrap();
+            let Some(t) = store
+                .get_mut(&k)
+                .filter(|t| t.provisioning_state == "Creating")
+            else {
+                return;
+            };
             t.provisioning_state = "Succeeded";
             let id = t.id.clone();
+            let auto_run = t
+                .request
+                .pointer("/properties/autoRun/state")
+                .and_then(Value::as_str)
+                == Some("Enabled");
             store.finish_operation(Some(&op), "Succeeded", None);
             store.event(&id, "provisioningState=Succeeded");
+            auto_run
+        };
+        // `autoRun.state: Enabled` starts a build once the template is created.
+        if auto_run {
+            let _ = start_run(&s2, &k, "", "");
         }
     });
     r
 }
 
 fn run(s: &Shared, k: &str, name: &str, rg: &str, api_version: &str) -> Response {
+    match start_run(s, k, name, rg) {
+        Ok((sub, location, op)) => {
+            let (async_url, location_url) = operation_urls(s, &sub, &location, &op, api_version);
+            let mut r = StatusCode::ACCEPTED.into_response();
+            lro_headers(s, &mut r, Some(&async_url), Some(&location_url));
+            r
+        }
+        Err(refusal) => *refusal,
+    }
+}
+
+/// Begins a build: `(subscription, location, run operation id)`, or the refusal.
+fn start_run(
+    s: &Shared,
+    k: &str,
+    name: &str,
+    rg: &str,
+) -> Result<(String, String, String), Box<Response>> {
     let mut store = s.templates.lock().unwrap();
     let Some(t) = store.templates.get(k) else {
-        return arm::not_found(TYPE, name, rg);
+        return Err(Box::new(arm::not_found(TYPE, name, rg)));
     };
     if t.provisioning_state != "Succeeded" {
-        return error(
+        return Err(Box::new(error(
             StatusCode::CONFLICT,
             "Conflict",
             format!(
                 "Cannot run image template '{name}' while its provisioningState is '{}'. Wait until the template is provisioned (provisioningState 'Succeeded').",
                 t.provisioning_state
             ),
-        );
+        )));
     }
     if let Some(run) = &t.last_run
         && matches!(run.state, RunState::Running | RunState::Canceling)
     {
-        return error(
+        return Err(Box::new(error(
             StatusCode::CONFLICT,
             "Conflict",
             format!(
                 "Image template '{name}' already has a build in progress (runState '{:?}'). Wait for it to finish or cancel it before running it again.",
                 run.state
             ),
-        );
+        )));
     }
     let (sub, location, id) = (t.subscription.clone(), t.location.clone(), t.id.clone());
     let op = store.new_operation(&sub, &location, StatusCode::OK);
@@ -690,12 +723,9 @@ fn run(s: &Shared, k: &str, name: &str, rg: &str, api_version: &str) -> Response
     store.event(&id, "run");
     store.event(&id, "runSubState=Queued");
     drop(store);
-    let (async_url, location_url) = operation_urls(s, &sub, &location, &op, api_version);
-    let mut r = StatusCode::ACCEPTED.into_response();
-    lro_headers(s, &mut r, Some(&async_url), Some(&location_url));
     let (s2, k2) = (s.clone(), k.to_string());
     s.spawn_background(async move { build(s2, k2, cancel).await });
-    r
+    Ok((sub, location, op))
 }
 
 fn cancel(s: &Shared, k: &str, name: &str, rg: &str, api_version: &str) -> Response {

@@ -101,6 +101,35 @@ async fn azurite_accepts_emulator_storage_tokens() {
             .unwrap();
         assert_eq!(r.status(), 201, "{account}: {}", r.text().await.unwrap());
     }
+    // A user delegation key (for accounts without shared-key access) can be had with the token.
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let fmt = time::format_description::well_known::Rfc3339;
+    let key_info = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><KeyInfo><Start>{}</Start><Expiry>{}</Expiry></KeyInfo>",
+        now.format(&fmt).unwrap(),
+        (now + time::Duration::hours(1)).format(&fmt).unwrap()
+    );
+    let r = env
+        .client
+        .post(format!(
+            "{}?restype=service&comp=userdelegationkey",
+            azurite.blob_endpoint(defaults::NO_KEY_STORAGE_ACCOUNT)
+        ))
+        .bearer_auth(&token)
+        .header("x-ms-version", shared_key::STORAGE_VERSION)
+        .body(key_info)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let xml = r.text().await.unwrap();
+    assert!(
+        xml.contains("<SignedOid>") && xml.contains("<Value>"),
+        "{xml}"
+    );
+
     // Azurite does check the audience: an ARM token is refused.
     let arm = env.arm_token();
     let url = format!(

@@ -490,3 +490,29 @@ async fn lro_min_polls_and_failure_knob_without_storage() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn auto_run_builds_after_creation() {
+    let env = Env::start(fast_config()).await;
+    let mut body = template_body(json!([]), distributors());
+    body["properties"]["autoRun"] = json!({"state": "Enabled"});
+    create(&env, "t_autorun", &body).await;
+    for _ in 0..500 {
+        let t = template(&env, "t_autorun").await;
+        if t["properties"]["lastRunStatus"]["runState"] == "Succeeded" {
+            let events: Vec<String> = env
+                .emulator
+                .template_events()
+                .into_iter()
+                .map(|e| e.event)
+                .collect();
+            assert_eq!(
+                events[..3],
+                ["created", "provisioningState=Succeeded", "run"]
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("autoRun did not build");
+}
