@@ -175,7 +175,7 @@ impl Certificate {
             .ok()
             .or_else(|| STANDARD.decode(value).ok());
         let hex: Option<Vec<u8>> =
-            (value.len() % 2 == 0 && value.chars().all(|c| c.is_ascii_hexdigit())).then(|| {
+            (value.len().is_multiple_of(2) && value.chars().all(|c| c.is_ascii_hexdigit())).then(|| {
                 (0..value.len())
                     .step_by(2)
                     .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap_or(0))
