@@ -242,7 +242,7 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
     }
     let sub_id = sub.subscription_id.clone();
     let caller_oid = jwt.claim_str("oid").unwrap_or_default().to_string();
-    let lower: Vec<String> = seg.iter().map(|x| x.to_ascii_lowercase()).collect();
+    let lower = req.segments_lower();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let get = req.method == Method::GET;
     match &l[2..] {

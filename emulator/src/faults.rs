@@ -157,6 +157,18 @@ impl Faults {
         Ok(())
     }
 
+    /// The active rules, `times` being what is left of each.
+    pub fn list(&self) -> Vec<Fault> {
+        let active = self.active.lock().unwrap();
+        active
+            .iter()
+            .map(|a| Fault {
+                times: a.remaining,
+                ..a.fault.clone()
+            })
+            .collect()
+    }
+
     pub fn clear(&self) {
         self.active.lock().unwrap().clear();
     }

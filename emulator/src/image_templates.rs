@@ -913,14 +913,7 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
         staging_group: &staging_group,
         exact_version: exact_version.as_deref(),
         downloads: &downloads,
-        outcome: match &outcome {
-            Outcome::Succeeded => Outcome::Succeeded,
-            Outcome::Canceled => Outcome::Canceled,
-            Outcome::Failed { phase, detail } => Outcome::Failed {
-                phase: *phase,
-                detail: detail.clone(),
-            },
-        },
+        outcome: outcome.clone(),
     });
     if let Err(e) = packer_log::upload(
         &s.http,

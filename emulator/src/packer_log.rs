@@ -16,6 +16,7 @@ use crate::{
 };
 
 /// How the build ended.
+#[derive(Debug, Clone)]
 pub enum Outcome {
     Succeeded,
     Failed {

@@ -12,7 +12,7 @@ use axum::{
     extract::{Request, State as AxState},
     http::{HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
@@ -72,6 +72,14 @@ impl Req {
 
     pub fn segments(&self) -> Vec<&str> {
         self.path.trim_matches('/').split('/').collect()
+    }
+
+    /// The path segments lower-cased, for case-insensitive matching (ARM paths are).
+    pub fn segments_lower(&self) -> Vec<String> {
+        self.segments()
+            .iter()
+            .map(|x| x.to_ascii_lowercase())
+            .collect()
     }
 }
 
@@ -149,9 +157,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route(
             "/_emulator/faults",
-            post(add_fault)
-                .delete(clear_faults)
-                .get(list_faults_unsupported),
+            post(add_fault).delete(clear_faults).get(list_faults),
         )
         .route("/_emulator/requests", get(requests))
         .route("/_emulator/templates", get(templates))
@@ -162,7 +168,10 @@ pub fn router(state: Shared) -> Router {
 
 /// The plain-HTTP IMDS router (`config.imds_http`).
 pub fn imds_router(state: Shared) -> Router {
-    Router::new().fallback(front).with_state(state)
+    Router::new()
+        .route("/metadata/identity/oauth2/token", any(front))
+        .route("/metadata/endpoints", any(front))
+        .with_state(state)
 }
 
 async fn add_fault(AxState(s): AxState<Shared>, body: Bytes) -> Response {
@@ -190,8 +199,8 @@ async fn clear_faults(AxState(s): AxState<Shared>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn list_faults_unsupported() -> StatusCode {
-    StatusCode::METHOD_NOT_ALLOWED
+async fn list_faults(AxState(s): AxState<Shared>) -> Json<Vec<Fault>> {
+    Json(s.faults.list())
 }
 
 async fn requests(AxState(s): AxState<Shared>) -> Json<Vec<RecordedRequest>> {
@@ -298,7 +307,7 @@ async fn front(AxState(s): AxState<Shared>, request: Request) -> Response {
 /// Dispatch by path to the service that owns it.
 async fn route(s: &Shared, req: &Req) -> Response {
     let seg = req.segments();
-    let lower: Vec<String> = seg.iter().map(|x| x.to_ascii_lowercase()).collect();
+    let lower = req.segments_lower();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     match l.as_slice() {
         ["metadata", "identity", "oauth2", "token"] => imds::token(s, req),

@@ -352,6 +352,17 @@ async fn faults_apply_n_times_then_normal() {
         .send()
         .await
         .unwrap();
+    let listed: Vec<Value> = env
+        .client
+        .get(env.url("_emulator/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["times"], 5);
     assert_eq!(
         env.client
             .delete(env.url("_emulator/faults"))

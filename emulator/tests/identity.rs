@@ -473,6 +473,13 @@ async fn imds_tokens_https_and_http() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // The plain-HTTP listener serves IMDS only.
+    let r = plain
+        .get(format!("{http}subscriptions?api-version=2022-12-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 
     let r = env
         .client
