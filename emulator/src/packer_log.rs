@@ -233,6 +233,42 @@ pub fn render(input: &LogInput<'_>) -> String {
         log.ui("==> azure-arm: Waiting for SSH to become available...");
         log.ui("==> azure-arm: Connected to SSH!");
     }
+    for resource in [
+        "Microsoft.Network/publicIPAddresses/pkrip0emulated",
+        "Microsoft.Network/virtualNetworks/pkrvn0emulated",
+        "Microsoft.Network/networkInterfaces/pkrni0emulated",
+        "Microsoft.Compute/virtualMachines/pkrvm0emulated",
+        "Microsoft.Compute/disks/pkros0emulated",
+    ] {
+        log.ui(&format!(
+            "==> azure-arm:  -> Deployment resource : '{resource}' (Succeeded)"
+        ));
+    }
+    for n in 0..30 {
+        let line = match n % 5 {
+            0 => "[DEBUG] communicator: opening new session",
+            1 => "[DEBUG] communicator: starting remote command",
+            2 => "[DEBUG] communicator: remote command exited with '0'",
+            3 => "[DEBUG] communicator: upload complete",
+            _ => "[INFO] RPC client: Communicator ended with: 0",
+        };
+        log.plugin(line);
+    }
+    for provisioner in [
+        "shell",
+        "file",
+        "powershell",
+        "windows-restart",
+        "windows-update",
+        "shell-local",
+    ] {
+        log.info(&format!(
+            "Starting internal plugin packer-provisioner-{provisioner}"
+        ));
+        log.plugin(&format!(
+            "[INFO] Plugin packer-provisioner-{provisioner} ready"
+        ));
+    }
     let building_failed = matches!(
         input.outcome,
         Outcome::Failed {

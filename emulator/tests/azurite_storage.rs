@@ -231,6 +231,47 @@ async fn builds_download_and_verify_artifacts() {
     )
     .await;
     assert_eq!(op["status"], "Succeeded", "{t}");
+    // A successful build leaves its log too.
+    let staging = env
+        .azurite
+        .as_ref()
+        .unwrap()
+        .blob_endpoint(defaults::STAGING_STORAGE_ACCOUNT);
+    let list = staging
+        .join("packerlogs?restype=container&comp=list")
+        .unwrap();
+    let date = common::httpdate();
+    let h = [
+        ("x-ms-date", date.as_str()),
+        ("x-ms-version", shared_key::STORAGE_VERSION),
+    ];
+    let auth = shared_key::authorization(
+        defaults::STAGING_STORAGE_ACCOUNT,
+        defaults::STAGING_STORAGE_ACCOUNT_KEY,
+        "GET",
+        &list,
+        &h,
+    )
+    .unwrap();
+    let r = env
+        .client
+        .get(list)
+        .header("authorization", auth)
+        .header("x-ms-date", &date)
+        .header("x-ms-version", shared_key::STORAGE_VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text()
+            .await
+            .unwrap()
+            .matches("/customization.log</Name>")
+            .count(),
+        1
+    );
+
     let downloads = env.emulator.downloads();
     assert_eq!(downloads.len(), 2);
     for d in &downloads {
@@ -398,7 +439,7 @@ async fn failed_build_log_is_readable_through_the_staging_account() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let log = r.text().await.unwrap();
-    assert!(log.lines().count() >= 150, "{} lines", log.lines().count());
+    assert!(log.lines().count() >= 200, "{} lines", log.lines().count());
     assert!(log.contains("[INFO] Packer version"));
     assert!(log.contains("==> azure-arm: Provisioning with shell script"));
     assert!(log.contains("echo building my-special-app"));
