@@ -83,6 +83,20 @@ impl TokenSource {
     }
 }
 
+/// The SDK clients (blob storage) ask for tokens through this, so their tokens are announced too.
+#[async_trait::async_trait]
+impl TokenCredential for TokenSource {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let token = self.credential.get_token(scopes, options).await?;
+        self.console.set_secret(token.token.secret());
+        Ok(token)
+    }
+}
+
 /// `azure_identity` options that send through `http` and sign in at the cloud's authority.
 fn client_options(cloud: &Cloud, http: reqwest::Client) -> Result<ClientOptions> {
     let authority = cloud.authority.as_ref().ok_or_else(|| {

@@ -11,7 +11,9 @@ pub mod auth;
 pub mod cli;
 pub mod inputs;
 pub mod sas;
+pub mod storage;
 pub mod transport;
+pub mod upload;
 
 use std::sync::Arc;
 

@@ -1,0 +1,419 @@
+//! Blob storage for the build artifact: the account found through ARM by name, the way in
+//! (its key, or where shared keys are forbidden the connection's own storage token), the
+//! `imagebuilder-vststask` container, the read-only SAS handed to Image Builder, and deleting the
+//! blob afterwards. Data-plane calls go through the official `azure_storage_blob` clients; only
+//! the account-key SAS signing is our own (`crate::sas`).
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::{
+    ClientOptions, ExponentialRetryOptions, RetryOptions, StatusCode, Transport,
+};
+use azure_storage_blob::{
+    BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
+    BlobServiceClient, BlobServiceClientOptions, BlockBlobClient, BlockBlobClientOptions,
+};
+use base64::Engine as _;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use url::Url;
+
+use crate::agent::Console;
+use crate::arm::{ArmClient, ArmError};
+use crate::sas::{self, AccountSas, BlobSas, Protocol, SasToken, UserDelegationKey};
+
+/// The container the original task used; parallel runs share it, so it is never deleted.
+pub const CONTAINER: &str = "imagebuilder-vststask";
+
+const STORAGE_API_VERSION: &str = "2023-05-01";
+
+/// A storage account as ARM describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageAccount {
+    pub id: String,
+    pub name: String,
+    /// `primaryEndpoints.blob`, used as given (sovereign clouds, emulators).
+    pub blob_endpoint: Url,
+    pub allow_shared_key_access: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountResource {
+    id: String,
+    name: String,
+    #[serde(default)]
+    properties: AccountProperties,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountProperties {
+    primary_endpoints: Option<Endpoints>,
+    allow_shared_key_access: Option<bool>,
+}
+
+#[derive(Default, Deserialize)]
+struct Endpoints {
+    blob: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct KeyList {
+    #[serde(default)]
+    keys: Vec<AccountKey>,
+}
+
+#[derive(Deserialize)]
+struct AccountKey {
+    value: String,
+}
+
+/// Finds `name` among the subscription's storage accounts (names are global and lower-case,
+/// but a user may type capitals).
+pub async fn find_account(
+    arm: &ArmClient,
+    subscription: &str,
+    name: &str,
+) -> Result<StorageAccount> {
+    let accounts: Vec<AccountResource> = arm
+        .list(
+            "listing storage accounts",
+            &format!("/subscriptions/{subscription}/providers/Microsoft.Storage/storageAccounts"),
+            STORAGE_API_VERSION,
+        )
+        .await?;
+    let seen = accounts.len();
+    let account = accounts
+        .into_iter()
+        .find(|a| a.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            anyhow!(
+                "input 'storageAccountName': the storage account '{name}' was not found in subscription '{subscription}' ({seen} accounts are visible to the service connection). Check the name, and that the connection's identity can read the account (Reader or Contributor on it)"
+            )
+        })?;
+    let blob = account
+        .properties
+        .primary_endpoints
+        .and_then(|e| e.blob)
+        .ok_or_else(|| {
+            anyhow!(
+                "the storage account '{}' has no blob endpoint",
+                account.name
+            )
+        })?;
+    let mut blob_endpoint = Url::parse(&blob).with_context(|| {
+        format!(
+            "the storage account '{}' has an invalid blob endpoint '{blob}'",
+            account.name
+        )
+    })?;
+    if !blob_endpoint.path().ends_with('/') {
+        let path = format!("{}/", blob_endpoint.path());
+        blob_endpoint.set_path(&path);
+    }
+    Ok(StorageAccount {
+        id: account.id,
+        name: account.name,
+        blob_endpoint,
+        allow_shared_key_access: account.properties.allow_shared_key_access,
+    })
+}
+
+/// How the task gets into the account.
+pub enum Access {
+    /// The account key: the task signs its own SAS tokens.
+    AccountKey(Secret),
+    /// The connection's storage token; read access for the build through a user delegation SAS.
+    Token,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Access::AccountKey(_) => "AccountKey(***)",
+            Access::Token => "Token",
+        })
+    }
+}
+
+/// Uses the account key when the account allows shared keys and `listKeys` answers; otherwise the
+/// connection's storage token, saying which path was taken and why.
+pub async fn choose_access(
+    arm: &ArmClient,
+    account: &StorageAccount,
+    console: &Console,
+) -> Result<Access> {
+    if account.allow_shared_key_access == Some(false) {
+        console.info(format!(
+            "storage account {} forbids shared keys (allowSharedKeyAccess is false): using the service connection's storage token and a user delegation SAS",
+            account.name
+        ));
+        return Ok(Access::Token);
+    }
+    let url = arm.url(&format!("{}/listKeys", account.id), STORAGE_API_VERSION)?;
+    match arm
+        .send(
+            "listing the storage account keys",
+            reqwest::Method::POST,
+            url,
+            None,
+        )
+        .await
+    {
+        Ok(response) => {
+            let keys: KeyList = response.json("listing the storage account keys")?;
+            let key = keys
+                .keys
+                .into_iter()
+                .map(|k| k.value)
+                .find(|k| !k.is_empty())
+                .ok_or_else(|| {
+                    anyhow!("the storage account '{}' returned no keys", account.name)
+                })?;
+            console.set_secret(&key);
+            Ok(Access::AccountKey(Secret::new(key)))
+        }
+        Err(e) => match e.downcast_ref::<ArmError>() {
+            Some(arm_error) if matches!(arm_error.status, 401 | 403 | 409) => {
+                console.info(format!(
+                    "cannot list the keys of storage account {} ({} {}): using the service connection's storage token and a user delegation SAS",
+                    account.name, arm_error.status, arm_error.code
+                ));
+                Ok(Access::Token)
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+/// The artifact container of one account, reached one way.
+pub struct BlobStore {
+    pub account: StorageAccount,
+    access: Access,
+    credential: Arc<dyn TokenCredential>,
+    http: reqwest::Client,
+    console: Arc<Console>,
+}
+
+impl BlobStore {
+    pub fn new(
+        account: StorageAccount,
+        access: Access,
+        credential: Arc<dyn TokenCredential>,
+        http: reqwest::Client,
+        console: Arc<Console>,
+    ) -> BlobStore {
+        BlobStore {
+            account,
+            access,
+            credential,
+            http,
+            console,
+        }
+    }
+
+    pub fn uses_account_key(&self) -> bool {
+        matches!(self.access, Access::AccountKey(_))
+    }
+
+    /// The blob's URL without any query (safe to print).
+    pub fn blob_url(&self, blob: &str) -> Url {
+        let mut url = self.container_url();
+        url.path_segments_mut()
+            .expect("blob endpoints are base URLs")
+            .extend(blob.split('/'));
+        url
+    }
+
+    fn container_url(&self) -> Url {
+        let mut url = self.account.blob_endpoint.clone();
+        url.path_segments_mut()
+            .expect("blob endpoints are base URLs")
+            .pop_if_empty()
+            .push(CONTAINER);
+        url
+    }
+
+    /// SDK client options: our transport (proxy, trusted roots) and bounded per-request retries.
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            transport: Some(Transport::new(Arc::new(self.http.clone()))),
+            retry: RetryOptions::exponential(ExponentialRetryOptions {
+                initial_delay: azure_core::time::Duration::milliseconds(500),
+                max_retries: 5,
+                max_total_elapsed: azure_core::time::Duration::seconds(120),
+                max_delay: azure_core::time::Duration::seconds(15),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A short-lived account SAS for the task's own writes, announced as a secret.
+    fn write_sas(&self, key: &Secret) -> Result<SasToken> {
+        let sas = AccountSas::for_task_writes(
+            &self.account.name,
+            OffsetDateTime::now_utc(),
+            // Long enough for a large upload over a slow link; the blob's deletion signs anew.
+            6,
+            Protocol::for_endpoint(&self.account.blob_endpoint),
+        )
+        .sign(key.secret())?;
+        self.console.set_secret(&sas.signature);
+        self.console.set_secret(&sas.query);
+        Ok(sas)
+    }
+
+    /// `url` with the write SAS when using the key, and the credential to pass the SDK.
+    fn authorize(&self, mut url: Url) -> Result<(Url, Option<Arc<dyn TokenCredential>>)> {
+        match &self.access {
+            Access::AccountKey(key) => {
+                let sas = self.write_sas(key)?;
+                url.set_query(Some(&sas.query));
+                Ok((url, None))
+            }
+            Access::Token => Ok((url, Some(Arc::clone(&self.credential)))),
+        }
+    }
+
+    /// Creates the container when it does not exist yet.
+    pub async fn ensure_container(&self) -> Result<()> {
+        let (url, credential) = self.authorize(self.container_url())?;
+        let client = BlobContainerClient::new(
+            url,
+            credential,
+            Some(BlobContainerClientOptions {
+                client_options: self.client_options(),
+                ..Default::default()
+            }),
+        )?;
+        match client.create(None).await {
+            Ok(_) => {
+                self.console.info(format!("created container {CONTAINER}"));
+                Ok(())
+            }
+            Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
+            Err(e) => Err(anyhow!(crate::auth::error_chain(&e))).with_context(|| {
+                format!(
+                    "cannot create container {CONTAINER} in storage account {}{}",
+                    self.account.name,
+                    self.token_access_hint()
+                )
+            }),
+        }
+    }
+
+    fn token_access_hint(&self) -> &'static str {
+        match self.access {
+            Access::Token => {
+                " with the service connection's token: give its identity the 'Storage Blob Data Contributor' role on the account"
+            }
+            Access::AccountKey(_) => "",
+        }
+    }
+
+    /// A client for staging the blob's blocks and committing them.
+    pub fn block_blob_client(&self, blob: &str) -> Result<BlockBlobClient> {
+        let (url, credential) = self.authorize(self.blob_url(blob))?;
+        Ok(BlockBlobClient::new(
+            url,
+            credential,
+            Some(BlockBlobClientOptions {
+                client_options: self.client_options(),
+                ..Default::default()
+            }),
+        )?)
+    }
+
+    /// Deletes the blob; a blob already gone is fine.
+    pub async fn delete_blob(&self, blob: &str) -> Result<()> {
+        let (url, credential) = self.authorize(self.blob_url(blob))?;
+        let client = BlobClient::new(
+            url,
+            credential,
+            Some(BlobClientOptions {
+                client_options: self.client_options(),
+                ..Default::default()
+            }),
+        )?;
+        match client.delete(None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
+            Err(e) => Err(anyhow!(crate::auth::error_chain(&e))).with_context(|| {
+                format!(
+                    "cannot delete blob {CONTAINER}/{blob} from storage account {}",
+                    self.account.name
+                )
+            }),
+        }
+    }
+
+    /// The read-only SAS Image Builder downloads the artifact with, announced as a secret.
+    pub async fn read_sas(&self, blob: &str, build_timeout_minutes: u32) -> Result<SasToken> {
+        let grant = BlobSas::read_only_for_build(
+            &self.account.name,
+            CONTAINER,
+            blob,
+            OffsetDateTime::now_utc(),
+            build_timeout_minutes,
+            Protocol::for_endpoint(&self.account.blob_endpoint),
+        );
+        let token = match &self.access {
+            Access::AccountKey(key) => grant.sign_with_account_key(key.secret())?,
+            Access::Token => {
+                let key = self.user_delegation_key(&grant).await?;
+                grant.sign_with_user_delegation_key(&key)?
+            }
+        };
+        self.console.set_secret(&token.signature);
+        self.console.set_secret(&token.query);
+        Ok(token)
+    }
+
+    async fn user_delegation_key(&self, grant: &BlobSas) -> Result<UserDelegationKey> {
+        let client = BlobServiceClient::new(
+            self.account.blob_endpoint.clone(),
+            Some(Arc::clone(&self.credential)),
+            Some(BlobServiceClientOptions {
+                client_options: self.client_options(),
+                ..Default::default()
+            }),
+        )?;
+        let key_info = azure_storage_blob::models::KeyInfo {
+            start: Some(grant.start),
+            expiry: Some(grant.expiry),
+            ..Default::default()
+        };
+        let key = client
+            .get_user_delegation_key(key_info.try_into()?, None)
+            .await
+            .map_err(|e| anyhow!(crate::auth::error_chain(&e)))
+            .with_context(|| {
+                format!(
+                    "cannot get a user delegation key from storage account {}: give the service connection's identity the 'Storage Blob Data Contributor' role on it",
+                    self.account.name
+                )
+            })?
+            .into_model()?;
+        let missing = |what: &str| {
+            anyhow!(
+                "the user delegation key from {} has no {what}",
+                self.account.name
+            )
+        };
+        let value = key.value.ok_or_else(|| missing("value"))?;
+        let value = base64::engine::general_purpose::STANDARD.encode(value);
+        self.console.set_secret(&value);
+        Ok(UserDelegationKey {
+            signed_oid: key.signed_oid.ok_or_else(|| missing("signed object id"))?,
+            signed_tid: key.signed_tid.ok_or_else(|| missing("signed tenant id"))?,
+            signed_start: sas::format_time(key.signed_start.ok_or_else(|| missing("start"))?),
+            signed_expiry: sas::format_time(key.signed_expiry.ok_or_else(|| missing("expiry"))?),
+            signed_service: key.signed_service.ok_or_else(|| missing("service"))?,
+            signed_version: key.signed_version.ok_or_else(|| missing("version"))?,
+            value,
+        })
+    }
+}

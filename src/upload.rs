@@ -1,0 +1,374 @@
+//! The streaming upload: the archive is cut into blocks while it is being written, on a
+//! blocking thread, and the blocks are staged concurrently (bounded) and committed in order at
+//! the end. No temporary file; memory holds at most `queue + concurrency` blocks whatever the
+//! artifact's size. The archive's SHA-256 is computed on the way. An upload that cannot finish
+//! says how far it got and removes what it wrote.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use azure_core::error::ErrorKind;
+use azure_storage_blob::BlockBlobClient;
+use azure_storage_blob::models::BlockLookupList;
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::agent::Console;
+use crate::archive::{self, ArchiveSummary, HashingWriter};
+use crate::arm::RetryPolicy;
+use crate::storage::BlobStore;
+
+/// Block size and parallelism of the upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadSettings {
+    pub block_size: usize,
+    /// Blocks being staged at once.
+    pub concurrency: usize,
+    /// Blocks written by the archiver and waiting for a free upload slot.
+    pub queue: usize,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        // 4 MiB blocks × (4 in flight + 2 queued) keeps the task well under 64 MiB while keeping
+        // a fast link busy; 50,000 blocks of 4 MiB allow artifacts up to 195 GiB.
+        UploadSettings {
+            block_size: 4 * 1024 * 1024,
+            concurrency: 4,
+            queue: 2,
+        }
+    }
+}
+
+/// What was uploaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uploaded {
+    pub blob: String,
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+    pub blocks: usize,
+    pub archive: ArchiveSummary,
+    pub elapsed: Duration,
+}
+
+impl Uploaded {
+    pub fn sha256_hex(&self) -> String {
+        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Block ids must all have the same length; the index, zero-padded, is unique and ordered.
+pub fn block_id(index: usize) -> Vec<u8> {
+    format!("aib-block-{index:08}").into_bytes()
+}
+
+/// An `io::Write` that hands out full blocks through a channel; the last, shorter block on
+/// [`BlockSink::finish`]. Fails with `BrokenPipe` once the uploader has given up.
+pub struct BlockSink {
+    tx: mpsc::Sender<Bytes>,
+    block_size: usize,
+    buf: Vec<u8>,
+}
+
+impl BlockSink {
+    pub fn new(tx: mpsc::Sender<Bytes>, block_size: usize) -> BlockSink {
+        BlockSink {
+            tx,
+            block_size,
+            buf: Vec::with_capacity(block_size),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(self.block_size));
+        self.tx
+            .blocking_send(Bytes::from(block))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    pub fn finish(mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for BlockSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self.block_size - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == self.block_size {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether a storage failure may pass if tried again.
+fn is_transient(error: &azure_core::Error) -> bool {
+    match error.kind() {
+        ErrorKind::HttpResponse { status, .. } => crate::arm::is_transient_status(
+            reqwest::StatusCode::from_u16(u16::from(*status))
+                .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
+        ),
+        ErrorKind::Io | ErrorKind::Connection => true,
+        _ => false,
+    }
+}
+
+/// Stages one block, retrying it on its own after transient failures.
+async fn stage_block(
+    client: &BlockBlobClient,
+    index: usize,
+    data: Bytes,
+    retry: &RetryPolicy,
+    console: &Console,
+) -> Result<()> {
+    let id = block_id(index);
+    let mut attempt = 1;
+    loop {
+        let len = data.len() as u64;
+        match client
+            .stage_block(&id, len, data.clone().into(), None)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_transient(&e) && attempt < retry.max_attempts => {
+                let wait = retry.delay(attempt, None, 0.5);
+                console.info(format!(
+                    "block {index}: {}; trying again in {:.1} s (attempt {} of {})",
+                    crate::auth::error_chain(&e),
+                    wait.as_secs_f64(),
+                    attempt + 1,
+                    retry.max_attempts
+                ));
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(anyhow!(crate::auth::error_chain(&e)))
+                    .with_context(|| format!("staging block {index} failed"));
+            }
+        }
+    }
+}
+
+/// Archives `root` and uploads it as block blob `blob`.
+pub async fn upload_archive(
+    store: &BlobStore,
+    root: PathBuf,
+    blob: &str,
+    settings: &UploadSettings,
+    console: &Arc<Console>,
+) -> Result<Uploaded> {
+    let started = Instant::now();
+    let client = Arc::new(store.block_blob_client(blob)?);
+    let retry = Arc::new(RetryPolicy::default());
+    let (tx, mut rx) = mpsc::channel::<Bytes>(settings.queue.max(1));
+    let block_size = settings.block_size;
+    let archiver = tokio::task::spawn_blocking(move || {
+        let sink = HashingWriter::new(BlockSink::new(tx, block_size));
+        let (hashing, summary) = archive::write_archive(&root, sink)?;
+        let (sink, sha256, bytes) = hashing.finish();
+        sink.finish()
+            .map_err(|source| archive::ArchiveError::Write {
+                at: "the last block".into(),
+                source,
+            })?;
+        Ok::<_, archive::ArchiveError>((summary, sha256, bytes))
+    });
+
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut staging: JoinSet<Result<usize>> = JoinSet::new();
+    let mut blocks = 0usize;
+    let mut staged_bytes = 0u64;
+    let mut done_bytes = 0u64;
+    let mut last_report = Instant::now();
+    let mut failure: Option<anyhow::Error> = None;
+
+    while let Some(data) = rx.recv().await {
+        // Collect finished blocks first, so a failure stops the upload early.
+        while let Some(joined) = staging.try_join_next() {
+            match joined
+                .map_err(|e| anyhow!("a block upload task failed: {e}"))
+                .and_then(|r| r)
+            {
+                Ok(len) => done_bytes += len as u64,
+                Err(e) => failure = Some(e),
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+        let permit = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (client, retry, console2) =
+            (Arc::clone(&client), Arc::clone(&retry), Arc::clone(console));
+        let index = blocks;
+        let len = data.len();
+        staged_bytes += len as u64;
+        blocks += 1;
+        staging.spawn(async move {
+            let _permit = permit;
+            stage_block(&client, index, data, &retry, &console2).await?;
+            Ok(len)
+        });
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            console.info(progress_line(done_bytes, started.elapsed()));
+        }
+    }
+    // Either the archiver finished (channel closed) or a block failed.
+    drop(rx);
+    while let Some(joined) = staging.join_next().await {
+        match joined
+            .map_err(|e| anyhow!("a block upload task failed: {e}"))
+            .and_then(|r| r)
+        {
+            Ok(len) => done_bytes += len as u64,
+            Err(e) => {
+                if failure.is_none() {
+                    failure = Some(e);
+                }
+            }
+        }
+    }
+    let archived = archiver
+        .await
+        .map_err(|e| anyhow!("the archiver failed: {e}"))?;
+
+    let outcome = match (failure, archived) {
+        (Some(e), _) => Err(e.context(format!(
+            "uploading {} stopped after {} of the {} MiB written so far",
+            store.blob_url(blob),
+            mib(done_bytes),
+            mib(staged_bytes)
+        ))),
+        (None, Err(e)) => Err(anyhow::Error::new(e)),
+        (None, Ok((summary, sha256, bytes))) => {
+            let ids: Vec<Vec<u8>> = (0..blocks).map(block_id).collect();
+            let list = BlockLookupList {
+                latest: Some(ids),
+                ..Default::default()
+            };
+            match client.commit_block_list(list.try_into()?, None).await {
+                Ok(_) => Ok(Uploaded {
+                    blob: blob.to_owned(),
+                    bytes,
+                    sha256,
+                    blocks,
+                    archive: summary,
+                    elapsed: started.elapsed(),
+                }),
+                Err(e) => Err(anyhow!(crate::auth::error_chain(&e)).context(format!(
+                    "committing the {blocks} blocks of {} failed",
+                    store.blob_url(blob)
+                ))),
+            }
+        }
+    };
+    if outcome.is_err() {
+        discard(&client, store, blob, console).await;
+    }
+    outcome
+}
+
+/// Removes a failed upload: committing an empty block list drops every uncommitted block, and
+/// deleting the (now empty) blob leaves nothing behind.
+async fn discard(client: &BlockBlobClient, store: &BlobStore, blob: &str, console: &Console) {
+    let empty = BlockLookupList {
+        latest: Some(Vec::new()),
+        ..Default::default()
+    };
+    let committed = match empty.try_into() {
+        Ok(body) => client.commit_block_list(body, None).await.is_ok(),
+        Err(_) => false,
+    };
+    match store.delete_blob(blob).await {
+        Ok(()) if committed => console.info(format!("removed the partial upload {}", store.blob_url(blob))),
+        Ok(()) => console.warning(format!(
+            "the partial upload {} may leave uncommitted blocks, which Azure Storage discards after 7 days",
+            store.blob_url(blob)
+        )),
+        Err(e) => console.warning(format!(
+            "could not remove the partial upload {}: {e:#}. Delete it with: az storage blob delete --account-name {} --container-name {} --name '{blob}'",
+            store.blob_url(blob),
+            store.account.name,
+            crate::storage::CONTAINER
+        )),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// "uploaded 512.0 MiB in 12 s (42.7 MiB/s)".
+pub fn progress_line(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    format!(
+        "uploaded {} MiB in {:.0} s ({:.1} MiB/s)",
+        mib(bytes),
+        secs,
+        bytes as f64 / (1024.0 * 1024.0) / secs
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_ids_have_one_length_and_sort_in_order() {
+        let ids: Vec<Vec<u8>> = [0, 1, 9, 10, 49_999].into_iter().map(block_id).collect();
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == ids[0].len() && id.len() <= 64)
+        );
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+    }
+
+    #[test]
+    fn the_sink_cuts_exact_blocks_and_a_short_last_one() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let mut sink = BlockSink::new(tx, 4);
+        sink.write_all(b"abcdefghij").unwrap();
+        sink.finish().unwrap();
+        let mut blocks = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            blocks.push(b);
+        }
+        assert_eq!(blocks, [&b"abcd"[..], b"efgh", b"ij"]);
+    }
+
+    #[test]
+    fn the_sink_fails_once_the_uploader_is_gone() {
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let mut sink = BlockSink::new(tx, 2);
+        let err = sink.write_all(b"abcd").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn progress_reads_well() {
+        assert_eq!(
+            progress_line(512 * 1024 * 1024, Duration::from_secs(12)),
+            "uploaded 512.0 MiB in 12 s (42.7 MiB/s)"
+        );
+    }
+}
