@@ -516,3 +516,33 @@ async fn auto_run_builds_after_creation() {
     }
     panic!("autoRun did not build");
 }
+
+#[tokio::test]
+async fn api_versions() {
+    let env = Env::start(fast_config()).await;
+    let body = template_body(
+        json!([{"type": "Shell", "name": "s", "inline": ["true"]}]),
+        distributors(),
+    );
+    let url = format!(
+        "{}?api-version=2025-10-01",
+        env.url(&env.template_path("t_2025"))
+    );
+    let (status, headers, created) = env.arm(Method::PUT, &url, Some(&body)).await;
+    assert_eq!(status, 201, "{created}");
+    assert!(
+        headers["azure-asyncoperation"]
+            .to_str()
+            .unwrap()
+            .ends_with("?api-version=2025-10-01")
+    );
+    let url = format!(
+        "{}?api-version=2019-01-01",
+        env.url(&env.template_path("t_old"))
+    );
+    let (status, _, err) = env.arm(Method::PUT, &url, Some(&body)).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("NoRegisteredProviderFound"))
+    );
+}
