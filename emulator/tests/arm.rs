@@ -406,22 +406,9 @@ async fn request_log_redacts_secrets() {
         ..Config::default()
     };
     let env = Env::start(config).await;
-    let r = env
-        .client
-        .post(env.emulator.token_url(defaults::TENANT_ID))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", defaults::CLIENT_ID),
-            ("scope", "https://management.azure.com/.default"),
-            ("client_secret", defaults::CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let token = r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = env
+        .secret_token("https://management.azure.com/.default")
+        .await;
     let sas_sig = "c2VjcmV0LXNpZ25hdHVyZQ%3D%3D";
     let body = common::template_body(
         json!([{"type": "File", "name": "f", "sourceUri": format!("https://x.blob.core.windows.net/c/a.zip?sv=2022-11-02&sig={sas_sig}"), "destination": "/tmp/a.zip"}]),

@@ -70,22 +70,7 @@ async fn azurite_accepts_emulator_storage_tokens() {
         return;
     };
     let azurite = env.azurite.as_ref().unwrap();
-    let r = env
-        .client
-        .post(env.emulator.token_url(defaults::TENANT_ID))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", defaults::CLIENT_ID),
-            ("scope", "https://storage.azure.com/.default"),
-            ("client_secret", defaults::CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let token = r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = env.secret_token("https://storage.azure.com/.default").await;
     for account in [azurite::DEV_ACCOUNT, defaults::STORAGE_ACCOUNT] {
         let url = format!(
             "{}oauthcontainer?restype=container",
@@ -240,28 +225,13 @@ async fn builds_download_and_verify_artifacts() {
     let list = staging
         .join("packerlogs?restype=container&comp=list")
         .unwrap();
-    let date = common::httpdate();
-    let h = [
-        ("x-ms-date", date.as_str()),
-        ("x-ms-version", shared_key::STORAGE_VERSION),
-    ];
-    let auth = shared_key::authorization(
-        defaults::STAGING_STORAGE_ACCOUNT,
-        defaults::STAGING_STORAGE_ACCOUNT_KEY,
-        "GET",
-        &list,
-        &h,
-    )
-    .unwrap();
     let r = env
-        .client
-        .get(list)
-        .header("authorization", auth)
-        .header("x-ms-date", &date)
-        .header("x-ms-version", shared_key::STORAGE_VERSION)
-        .send()
-        .await
-        .unwrap();
+        .shared_key_get(
+            defaults::STAGING_STORAGE_ACCOUNT,
+            defaults::STAGING_STORAGE_ACCOUNT_KEY,
+            list,
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.text()
@@ -421,22 +391,9 @@ async fn failed_build_log_is_readable_through_the_staging_account() {
     assert_eq!(status, 200);
     let key = keys["keys"][0]["value"].as_str().unwrap();
     let url = url::Url::parse(log_url).unwrap();
-    let date = common::httpdate();
-    let h = [
-        ("x-ms-date", date.as_str()),
-        ("x-ms-version", shared_key::STORAGE_VERSION),
-    ];
-    let auth =
-        shared_key::authorization(defaults::STAGING_STORAGE_ACCOUNT, key, "GET", &url, &h).unwrap();
     let r = env
-        .client
-        .get(url)
-        .header("authorization", auth)
-        .header("x-ms-date", &date)
-        .header("x-ms-version", shared_key::STORAGE_VERSION)
-        .send()
-        .await
-        .unwrap();
+        .shared_key_get(defaults::STAGING_STORAGE_ACCOUNT, key, url)
+        .await;
     assert_eq!(r.status(), 200);
     let log = r.text().await.unwrap();
     assert!(log.lines().count() >= 200, "{} lines", log.lines().count());

@@ -25,6 +25,25 @@ async fn token_request(env: &Env, tenant: &str, form: &[(&str, &str)]) -> (u16, 
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
+/// Client credentials with a `client_assertion` for the default app and the ARM scope.
+async fn assertion_request(env: &Env, assertion: &str) -> (u16, Value) {
+    token_request(
+        env,
+        defaults::TENANT_ID,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", defaults::CLIENT_ID),
+            ("scope", "https://management.azure.com/.default"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+        ],
+    )
+    .await
+}
+
 fn assert_aad_error(body: &Value, error: &str, code: u64) {
     assert_eq!(body["error"], error, "{body}");
     assert_eq!(body["error_codes"], json!([code]), "{body}");
@@ -174,30 +193,8 @@ async fn certificate_assertion() {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let aud = env.emulator.token_url(defaults::TENANT_ID).to_string();
     let claims = json!({"aud": aud, "iss": defaults::CLIENT_ID, "sub": defaults::CLIENT_ID, "jti": "1", "nbf": now, "exp": now + 600});
-    let form = |assertion: &str| {
-        vec![
-            ("grant_type".to_string(), "client_credentials".to_string()),
-            ("client_id".into(), defaults::CLIENT_ID.into()),
-            (
-                "scope".into(),
-                "https://management.azure.com/.default".into(),
-            ),
-            (
-                "client_assertion_type".into(),
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
-            ),
-            ("client_assertion".into(), assertion.to_string()),
-        ]
-    };
-    let post = |assertion: String| {
-        let f = form(&assertion);
-        let client = env.client.clone();
-        let url = env.emulator.token_url(defaults::TENANT_ID);
-        async move {
-            let r = client.post(url).form(&f).send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
-    };
+    let env_ref = &env;
+    let post = |assertion: String| async move { assertion_request(env_ref, &assertion).await };
 
     for header in [
         json!({"alg": "RS256", "typ": "JWT", "x5t": x5t}),
@@ -229,6 +226,16 @@ async fn certificate_assertion() {
     ))
     .await;
     assert_eq!(status, 401, "{body}");
+    // Signed by another key, naming the registered certificate.
+    let (_, other_key) = env.emulator.ca().issue_client_cert("other").unwrap();
+    let (status, body) = post(sign_rs256(
+        &other_key,
+        json!({"alg": "RS256", "x5t": x5t}),
+        claims.clone(),
+    ))
+    .await;
+    assert_eq!(status, 401);
+    assert_aad_error(&body, "invalid_client", 700027);
     // ES256 with a P-256 certificate (registered at start, see above); an unregistered one fails.
     let es256 = |key: &rcgen::KeyPair, cert: &rcgen::Certificate| {
         let x5t = URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(cert.der()));
@@ -261,57 +268,6 @@ fn ec_certificate() -> (rcgen::KeyPair, rcgen::Certificate) {
         .push(rcgen::DnType::CommonName, "ec-client");
     let cert = params.self_signed(&key).unwrap();
     (key, cert)
-}
-
-#[tokio::test]
-async fn certificate_assertion_wrong_key() {
-    let ca = aib_emulator::ca::CertificateAuthority::generate().unwrap();
-    let (cert_pem, _key_pem) = ca.issue_client_cert("aib-test-sp").unwrap();
-    let mut config = Config {
-        ca: Some(ca),
-        ..Config::default()
-    };
-    config.service_principals[0]
-        .certificates
-        .push(cert_pem.clone());
-    let env = Env::start(config).await;
-    let der = aib_emulator::jwt::pem_block(&cert_pem, "CERTIFICATE").unwrap();
-    let x5t = URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der));
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let aud = env.emulator.token_url(defaults::TENANT_ID).to_string();
-    let claims = json!({"aud": aud, "iss": defaults::CLIENT_ID, "sub": defaults::CLIENT_ID, "jti": "1", "nbf": now, "exp": now + 600});
-    let post = |assertion: String| {
-        let client = env.client.clone();
-        let url = env.emulator.token_url(defaults::TENANT_ID);
-        async move {
-            let r = client
-                .post(url)
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", defaults::CLIENT_ID),
-                    ("scope", "https://management.azure.com/.default"),
-                    (
-                        "client_assertion_type",
-                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                    ),
-                    ("client_assertion", assertion.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
-    };
-    // Signed by another key with the registered thumbprint.
-    let (_, other_key) = env.emulator.ca().issue_client_cert("other").unwrap();
-    let (status, body) = post(sign_rs256(
-        &other_key,
-        json!({"alg": "RS256", "x5t": x5t}),
-        claims.clone(),
-    ))
-    .await;
-    assert_eq!(status, 401);
-    assert_aad_error(&body, "invalid_client", 700027);
 }
 
 #[tokio::test]
@@ -366,49 +322,25 @@ async fn workload_identity_federation() {
         )
     );
 
-    let exchange = |assertion: String| {
-        env.client
-            .post(env.emulator.token_url(defaults::TENANT_ID))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", defaults::CLIENT_ID),
-                ("scope", "https://management.azure.com/.default"),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ),
-                ("client_assertion", assertion.as_str()),
-            ])
-            .send()
-    };
-    let r = exchange(oidc.clone()).await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(r.json::<Value>().await.unwrap()["access_token"].is_string());
+    let env_ref = &env;
+    let exchange = |assertion: String| async move { assertion_request(env_ref, &assertion).await };
+    let (status, body) = exchange(oidc.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
 
     // A token from the right issuer but another subject, signed by a stranger key.
     let stranger = SigningKey::generate().unwrap();
     let mut claims = Value::Object(a.claims.clone());
     claims["sub"] = json!("sc://aib-test-org/aib-test-project/another-connection");
-    let r = exchange(stranger.sign(&claims)).await.unwrap();
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = exchange(stranger.sign(&claims)).await;
+    assert_eq!(status, 400);
     assert_aad_error(&body, "invalid_request", 700213);
     // Unknown issuer.
     claims["iss"] = json!("https://token.actions.githubusercontent.com");
-    let body: Value = exchange(stranger.sign(&claims))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, body) = exchange(stranger.sign(&claims)).await;
     assert_aad_error(&body, "invalid_request", 70021);
     // Right claims, wrong signature.
-    let body: Value = exchange(stranger.sign(&Value::Object(a.claims.clone())))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, body) = exchange(stranger.sign(&Value::Object(a.claims.clone()))).await;
     assert_eq!(body["error"], "invalid_client", "{body}");
 }
 

@@ -150,6 +150,50 @@ impl Env {
         panic!("operation {url} did not finish");
     }
 
+    /// An access token from the token endpoint (default app, client secret) for `scope`.
+    pub async fn secret_token(&self, scope: &str) -> String {
+        let r = self
+            .client
+            .post(self.emulator.token_url(defaults::TENANT_ID))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", defaults::CLIENT_ID),
+                ("scope", scope),
+                ("client_secret", defaults::CLIENT_SECRET),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A shared-key signed GET on a storage URL.
+    pub async fn shared_key_get(
+        &self,
+        account: &str,
+        key: &str,
+        url: url::Url,
+    ) -> reqwest::Response {
+        let date = httpdate();
+        let h = [
+            ("x-ms-date", date.as_str()),
+            ("x-ms-version", shared_key::STORAGE_VERSION),
+        ];
+        let auth = shared_key::authorization(account, key, "GET", &url, &h).unwrap();
+        self.client
+            .get(url)
+            .header("authorization", auth)
+            .header("x-ms-date", &date)
+            .header("x-ms-version", shared_key::STORAGE_VERSION)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Writes a block blob with a shared-key signed PUT (creating the container).
     pub async fn put_blob(
         &self,
