@@ -3,7 +3,7 @@
 //! groups, storage accounts, platform images), timings and failure knobs. `Config::default()` is a
 //! working scenario with the fixed test identities in [`defaults`]; the binary reads the same type
 //! from JSON (`--config`), where every field is optional and durations are in milliseconds (the
-//! token lifetime in seconds).
+//! token lifetimes in seconds); `scenarios/` holds an example.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -527,6 +527,22 @@ pub mod duration_secs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_form_round_trips() {
+        let text = serde_json::to_string(&Config::default()).unwrap();
+        let back: Config = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+    }
+
+    #[test]
+    fn example_scenario_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/failing-build.json");
+        let c: Config = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(c.fail_at, Some(RunSubState::Customizing));
+        assert_eq!(c.faults.len(), 1);
+        assert_eq!(c.timing.optimizing, Timing::default().optimizing);
+    }
 
     #[test]
     fn partial_json_fills_defaults() {
