@@ -2,8 +2,9 @@
 //! `scriptUri`, and every URL on a known blob endpoint that inline Shell/PowerShell lines download
 //! (curl, wget, Invoke-WebRequest, python urllib…). Each download is checked the way the build
 //! would notice trouble: HTTP status, `sha256Checksum` (and a 64-hex SHA-256 literal written in the
-//! same script, which is how the task verifies downloads in-script), and for zip archives every
-//! entry read through to check its CRC. The results are recorded for tests.
+//! same script, which is how the task verifies downloads in-script), for zip archives every entry
+//! read through to check its CRC, and for tar.gz archives the gzip CRC and every tar header's
+//! checksum. The results are recorded for tests.
 
 use std::{
     io::{Cursor, Read},
@@ -26,7 +27,7 @@ pub struct Download {
     pub size: u64,
     /// Lower-case hex SHA-256 of the body.
     pub sha256: String,
-    /// Zip entry names, when the artifact is a zip.
+    /// Entry names, when the artifact is a zip or a tar.gz.
     pub entries: Vec<String>,
     /// Why the download or a check failed.
     pub error: Option<String>,
@@ -179,6 +180,20 @@ pub async fn fetch(http: &reqwest::Client, f: &Fetch) -> Download {
         ));
         return d;
     }
+    let lower_url = d.url.to_ascii_lowercase();
+    if bytes.starts_with(&[0x1f, 0x8b])
+        || lower_url.ends_with(".tar.gz")
+        || lower_url.ends_with(".tgz")
+    {
+        match check_tar_gz(
+            &bytes,
+            lower_url.ends_with(".tar.gz") || lower_url.ends_with(".tgz"),
+        ) {
+            Ok(entries) => d.entries = entries,
+            Err(e) => d.error = Some(format!("{e} in {}", d.url)),
+        }
+        return d;
+    }
     let is_zip = bytes.starts_with(b"PK\x03\x04")
         || bytes.starts_with(b"PK\x05\x06")
         || d.url.to_ascii_lowercase().ends_with(".zip");
@@ -208,6 +223,97 @@ pub fn check_zip(bytes: &[u8]) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// Inflates a gzip stream (which checks its CRC) and, when it holds a tar (or `must_be_tar`),
+/// walks the tar headers checking each checksum. Returns the entry names.
+pub fn check_tar_gz(bytes: &[u8], must_be_tar: bool) -> Result<Vec<String>, String> {
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut tar)
+        .map_err(|e| format!("gzip: invalid archive ({e})"))?;
+    let is_tar = tar.get(257..262) == Some(b"ustar".as_slice());
+    if !is_tar && !must_be_tar {
+        return Ok(Vec::new());
+    }
+    check_tar(&tar)
+}
+
+fn tar_field(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn tar_octal(bytes: &[u8], what: &str, pos: usize) -> Result<usize, String> {
+    let text = tar_field(bytes);
+    usize::from_str_radix(text.trim(), 8)
+        .map_err(|_| format!("tar: invalid archive (bad {what} {text:?} at offset {pos})"))
+}
+
+/// Walks tar headers: checksums, sizes, GNU long names and PAX `path` records.
+fn check_tar(tar: &[u8]) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut long_name: Option<String> = None;
+    let mut pos = 0;
+    while pos + 512 <= tar.len() {
+        let h = &tar[pos..pos + 512];
+        if h.iter().all(|b| *b == 0) {
+            return Ok(names);
+        }
+        let stored = tar_octal(&h[148..156], "header checksum", pos)?;
+        let sum: usize = h
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    *b as usize
+                }
+            })
+            .sum();
+        if sum != stored {
+            return Err(format!(
+                "tar: invalid archive (header checksum mismatch at offset {pos})"
+            ));
+        }
+        let size = tar_octal(&h[124..136], "size", pos)?;
+        let data_start = pos + 512;
+        let data = tar
+            .get(data_start..data_start + size)
+            .ok_or_else(|| format!("tar: invalid archive (truncated entry at offset {pos})"))?;
+        match h[156] {
+            b'L' => long_name = Some(tar_field(data)),
+            b'x' => {
+                long_name = String::from_utf8_lossy(data)
+                    .lines()
+                    .find_map(|l| l.split_once(" path=").map(|(_, p)| p.to_string()))
+                    .or(long_name);
+            }
+            b'g' => {}
+            _ => {
+                let prefix = if &h[257..262] == b"ustar" {
+                    tar_field(&h[345..500])
+                } else {
+                    String::new()
+                };
+                let name = tar_field(&h[0..100]);
+                let full = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                names.push(long_name.take().unwrap_or(full));
+            }
+        }
+        pos = data_start + size.div_ceil(512) * 512;
+    }
+    // Leaving the loop without an end-of-archive block: fine only when nothing is cut short.
+    if pos > tar.len() || tar[pos..].iter().any(|b| *b != 0) {
+        Err("tar: invalid archive (truncated)".into())
+    } else {
+        Ok(names)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -233,6 +339,57 @@ mod tests {
             "https://127.0.0.1:1/acct/c/b.zip?sv=1&sig=y"
         );
         assert_eq!(fetches[1].expected_sha256, vec![hash]);
+    }
+
+    fn tar_entry(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let mut out = h.to_vec();
+        out.extend_from_slice(data);
+        out.resize(512 + data.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn tar_gz_is_checked() {
+        let mut tar = tar_entry("app/run.sh", b"echo hi\n");
+        tar.extend(tar_entry("app/data.bin", &[1u8; 700]));
+        tar.extend([0u8; 1024]);
+        assert_eq!(
+            check_tar_gz(&gzip(&tar), true).unwrap(),
+            vec!["app/run.sh".to_string(), "app/data.bin".to_string()]
+        );
+        let mut bad_header = tar.clone();
+        bad_header[3] = b'X';
+        assert!(
+            check_tar_gz(&gzip(&bad_header), true)
+                .unwrap_err()
+                .contains("checksum")
+        );
+        let mut gz = gzip(&tar);
+        let n = gz.len();
+        gz[n - 6] ^= 0xff; // the CRC trailer
+        assert!(
+            check_tar_gz(&gz, true)
+                .unwrap_err()
+                .starts_with("gzip: invalid archive")
+        );
+        assert!(check_tar_gz(&gzip(&tar[..700]), true).is_err());
     }
 
     #[test]
