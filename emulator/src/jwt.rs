@@ -174,13 +174,14 @@ impl Certificate {
             .decode(value.trim_end_matches('='))
             .ok()
             .or_else(|| STANDARD.decode(value).ok());
-        let hex: Option<Vec<u8>> =
-            (value.len().is_multiple_of(2) && value.chars().all(|c| c.is_ascii_hexdigit())).then(|| {
-                (0..value.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap_or(0))
-                    .collect()
-            });
+        let hex: Option<Vec<u8>> = (value.len().is_multiple_of(2)
+            && value.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| {
+            (0..value.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap_or(0))
+                .collect()
+        });
         let sha1 = sha1::Sha1::digest(&self.der).to_vec();
         let sha256 = sha2::Sha256::digest(&self.der).to_vec();
         [decoded, hex]
