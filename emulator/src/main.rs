@@ -2,7 +2,7 @@
 //! the demo and manual testing. Prints one human line and one JSON line describing the endpoints
 //! and test identities, then serves until SIGINT/SIGTERM.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use aib_emulator::{
     Config, Emulator,
@@ -13,10 +13,31 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::json;
 
+const AFTER_HELP: &str = "\
+Scenario knobs: --config FILE.json takes the JSON form of aib_emulator::Config, every field optional
+(durations in milliseconds, token lifetimes in seconds), e.g. emulator/scenarios/failing-build.json:
+  {\"fail_at\": \"Customizing\", \"token_lifetime\": 60, \"storage_page_size\": 1,
+   \"timing\": {\"lro\": 500, \"lro_min_polls\": 2, \"retry_after_secs\": 1, \"queued\": 300,
+              \"building\": 1000, \"customizing\": 1500, \"optimizing\": 300, \"validating\": 300,
+              \"distributing\": 1000, \"canceling\": 300},
+   \"faults\": [{\"method\": \"PUT\", \"path\": \"/imageTemplates/\",
+                \"action\": {\"status\": {\"code\": 429, \"retry_after\": 2}}, \"times\": 1}]}
+The flags above override the file. A template tag aib-emulator-fail-at=<sub-state> fails that
+template's runs only.
+
+Faults (actions: {\"status\": {\"code\", \"retry_after\", \"body\"}}, \"drop_connection\", {\"delay\": MS}):
+  --fault JSON (repeatable), or at run time, without a token:
+  POST   <base>_emulator/faults    one fault or an array
+  GET    <base>_emulator/faults    the active faults and the uses each has left
+  DELETE <base>_emulator/faults    remove all
+Inspection: GET <base>_emulator/requests (the request log, secrets redacted),
+  <base>_emulator/templates, <base>_emulator/downloads.";
+
 #[derive(Parser)]
 #[command(
     version,
-    about = "Local Azure emulator (Entra ID, OIDC, IMDS, ARM, Image Builder) for aib-task's tests"
+    about = "Local Azure emulator (Entra ID, OIDC, IMDS, ARM, Image Builder) for aib-task's tests",
+    after_help = AFTER_HELP
 )]
 struct Args {
     /// HTTPS port on 127.0.0.1 (0 = any free port).
@@ -43,6 +64,73 @@ struct Args {
     /// Also serve IMDS over plain HTTP on another port.
     #[arg(long)]
     imds_http: bool,
+    /// Make every build fail at this sub-state (Queued, Building, Customizing, Optimizing,
+    /// Validating, Distributing).
+    #[arg(long, value_name = "SUB_STATE")]
+    fail_at: Option<String>,
+    /// Lifetime of the access tokens Entra and IMDS hand out.
+    #[arg(long, value_name = "SECONDS")]
+    token_lifetime: Option<u64>,
+    /// Storage accounts per page in ARM lists (exercises nextLink).
+    #[arg(long, value_name = "N")]
+    storage_page_size: Option<usize>,
+    /// Retry-After (seconds) on long-running operation answers.
+    #[arg(long, value_name = "SECONDS")]
+    retry_after: Option<u64>,
+    /// Multiply every build phase and operation duration (0.1 for fast tests, 10 for a slow demo).
+    #[arg(long, value_name = "FACTOR")]
+    time_scale: Option<f64>,
+    /// A fault, as JSON (repeatable); see below.
+    #[arg(long, value_name = "JSON")]
+    fault: Vec<String>,
+}
+
+/// Applies the flags that override the scenario file.
+fn apply_overrides(args: &Args, config: &mut Config) -> Result<()> {
+    config.port = args.port;
+    config.imds_http |= args.imds_http;
+    if args.ca_out.is_some() {
+        config.ca_out = args.ca_out.clone();
+    }
+    if args.request_log.is_some() {
+        config.request_log = args.request_log.clone();
+    }
+    if let Some(sub_state) = &args.fail_at {
+        config.fail_at = Some(
+            serde_json::from_value(json!(sub_state))
+                .with_context(|| format!("--fail-at {sub_state:?} is not a run sub-state"))?,
+        );
+    }
+    if let Some(secs) = args.token_lifetime {
+        config.token_lifetime = Duration::from_secs(secs);
+    }
+    if let Some(n) = args.storage_page_size {
+        config.storage_page_size = n;
+    }
+    if let Some(secs) = args.retry_after {
+        config.timing.retry_after_secs = secs;
+    }
+    if let Some(factor) = args.time_scale {
+        let t = &mut config.timing;
+        for d in [
+            &mut t.lro,
+            &mut t.queued,
+            &mut t.building,
+            &mut t.customizing,
+            &mut t.optimizing,
+            &mut t.validating,
+            &mut t.distributing,
+            &mut t.canceling,
+        ] {
+            *d = d.mul_f64(factor);
+        }
+    }
+    for f in &args.fault {
+        config
+            .faults
+            .push(serde_json::from_str(f).with_context(|| format!("--fault {f}"))?);
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -55,14 +143,7 @@ async fn main() -> Result<()> {
         .with_context(|| format!("parsing {}", p.display()))?,
         None => Config::default(),
     };
-    config.port = args.port;
-    config.imds_http |= args.imds_http;
-    if args.ca_out.is_some() {
-        config.ca_out = args.ca_out.clone();
-    }
-    if args.request_log.is_some() {
-        config.request_log = args.request_log.clone();
-    }
+    apply_overrides(&args, &mut config)?;
     let ca = CertificateAuthority::generate()?;
     config.ca = Some(ca.clone());
     let azurite = if args.start_azurite {

@@ -24,7 +24,20 @@ async fn starts_serves_and_stops_on_sigterm() {
         );
     }
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aib-emulator"));
-    cmd.arg("--ca-out").arg(&ca).arg("--request-log").arg(&log);
+    cmd.arg("--ca-out")
+        .arg(&ca)
+        .arg("--request-log")
+        .arg(&log)
+        .arg("--config")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scenarios/failing-build.json"
+        ))
+        .args(["--token-lifetime", "120", "--time-scale", "0.5"])
+        .args([
+            "--fault",
+            r#"{"method":"GET","path":"^/metadata/endpoints$","action":{"status":{"code":503}}}"#,
+        ]);
     if with_azurite {
         cmd.args(["--start-azurite", "--azurite-oauth"]);
     }
@@ -66,12 +79,18 @@ async fn starts_serves_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let token = r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let body = r.json::<Value>().await.unwrap();
+    assert_eq!(body["expires_in"], 120, "--token-lifetime");
+    let token = body["access_token"].as_str().unwrap().to_string();
+    let endpoints = format!("{base}metadata/endpoints?api-version=2015-01-01");
+    assert_eq!(
+        client.get(&endpoints).send().await.unwrap().status(),
+        503,
+        "--fault"
+    );
+    assert_eq!(client.get(&endpoints).send().await.unwrap().status(), 200);
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(logged.lines().count(), 1);
+    assert_eq!(logged.lines().count(), 3);
     assert!(!logged.contains(defaults::CLIENT_SECRET));
 
     let azurite_port = if with_azurite {
