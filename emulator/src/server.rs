@@ -174,17 +174,25 @@ pub fn imds_router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// `POST /_emulator/faults` takes one fault or an array of them.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum OneOrMore {
+    One(Fault),
+    More(Vec<Fault>),
+}
+
 async fn add_fault(AxState(s): AxState<Shared>, body: Bytes) -> Response {
-    let faults: Vec<Fault> = match serde_json::from_slice::<Value>(&body) {
-        Ok(v @ Value::Array(_)) => match serde_json::from_value(v) {
-            Ok(f) => f,
-            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-        },
-        Ok(v) => match serde_json::from_value(v) {
-            Ok(f) => vec![f],
-            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-        },
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    let faults = match serde_json::from_slice(&body) {
+        Ok(OneOrMore::One(f)) => vec![f],
+        Ok(OneOrMore::More(f)) => f,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a fault or a list of faults: {e}"),
+            )
+                .into_response();
+        }
     };
     for f in faults {
         if let Err(e) = s.faults.add(f) {
