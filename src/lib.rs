@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod inputs;
 pub mod sas;
+pub mod staging;
 pub mod storage;
 pub mod transport;
 pub mod upload;

@@ -105,6 +105,8 @@ pub struct PipelineContext {
     pub release_attempt: Option<String>,
     pub build_id: Option<String>,
     pub build_number: Option<String>,
+    /// `System.JobAttempt`: a build's retry count (releases have `Release.AttemptNumber`).
+    pub job_attempt: Option<String>,
     pub collection_uri: Option<String>,
     pub team_project: Option<String>,
     pub team_project_id: Option<String>,
@@ -136,6 +138,7 @@ impl PipelineContext {
             release_attempt: owned("RELEASE_ATTEMPTNUMBER"),
             build_id: owned("BUILD_BUILDID"),
             build_number: owned("BUILD_BUILDNUMBER"),
+            job_attempt: owned("SYSTEM_JOBATTEMPT"),
             collection_uri: owned("SYSTEM_COLLECTIONURI")
                 .or_else(|| owned("SYSTEM_TEAMFOUNDATIONCOLLECTIONURI")),
             team_project: owned("SYSTEM_TEAMPROJECT"),
@@ -155,6 +158,16 @@ impl PipelineContext {
     /// id, never a literal "undefined" (the original task's bug in YAML pipelines).
     pub fn run_id(&self) -> Option<&str> {
         self.release_id.as_deref().or(self.build_id.as_deref())
+    }
+
+    /// The attempt of this run: the release's attempt number, else the job's attempt, else 1.
+    pub fn attempt(&self) -> &str {
+        let attempt = if self.release_id.is_some() {
+            self.release_attempt.as_deref()
+        } else {
+            self.job_attempt.as_deref()
+        };
+        attempt.unwrap_or("1")
     }
 }
 

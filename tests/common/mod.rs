@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
@@ -115,4 +117,92 @@ pub fn jwt_claims(token: &str) -> serde_json::Value {
         .decode(payload)
         .expect("base64url payload");
     serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// Azurite and the emulator wired together: the emulator's storage accounts live in Azurite,
+/// which speaks HTTPS with a certificate from the emulator's CA and accepts its tokens.
+pub struct Stack {
+    pub emulator: Emulator,
+    pub azurite: aib_emulator::azurite::Azurite,
+}
+
+/// Starts the stack, or says why it skips (Azurite not installed: run `npm ci`).
+pub async fn start_stack(mut config: aib_emulator::Config) -> Option<Stack> {
+    use aib_emulator::azurite::{Azurite, AzuriteOptions, AzuriteTls};
+    if !Azurite::available() {
+        eprintln!("skipping: Azurite is not installed (run `npm ci` at the repository root)");
+        return None;
+    }
+    let ca = aib_emulator::ca::CertificateAuthority::generate().expect("CA");
+    let (cert, key) = ca
+        .issue_server_cert(&["127.0.0.1", "localhost"])
+        .expect("server certificate");
+    let azurite = Azurite::start(AzuriteOptions {
+        tls: Some(AzuriteTls::Pem { cert, key }),
+        oauth_basic: true,
+        accounts: config.azurite_accounts(),
+    })
+    .expect("Azurite starts");
+    config.ca = Some(ca);
+    config.use_azurite(&azurite);
+    let emulator = Emulator::start(config).await.expect("emulator starts");
+    Some(Stack { emulator, azurite })
+}
+
+/// A signed-in task as the agent would start it: console (captured), HTTPS client trusting the
+/// emulator's CA, token source and ARM client for the default service principal.
+pub struct SignedIn {
+    pub console: std::sync::Arc<aib_task::agent::Console>,
+    pub output: aib_task::agent::console::Capture,
+    pub http: reqwest::Client,
+    pub tokens: std::sync::Arc<aib_task::auth::TokenSource>,
+    pub arm: aib_task::arm::ArmClient,
+    pub env: aib_task::agent::Environment,
+}
+
+pub fn sign_in(emulator: &Emulator) -> SignedIn {
+    use aib_task::agent::{Console, Environment, ServiceConnection, console::Capture};
+    use std::sync::Arc;
+    let mut vars = spn_secret_connection(emulator, defaults::CLIENT_SECRET);
+    vars.insert(
+        "SSL_CERT_FILE".into(),
+        emulator.ca_pem_path().display().to_string(),
+    );
+    let env = Environment::from_pairs(vars);
+    let output = Capture::default();
+    let console = Console::with_writer(Box::new(output.clone()), true);
+    let connection = ServiceConnection::from_env(&env, CONNECTION_ID, "ibSubscription").unwrap();
+    let cloud = connection.cloud().unwrap();
+    let http = aib_task::transport::build_client(
+        &aib_task::transport::TransportSettings::from_env(&env).unwrap(),
+        &console,
+    )
+    .unwrap();
+    let tokens = Arc::new(
+        aib_task::auth::TokenSource::for_connection(
+            &connection,
+            &cloud,
+            http.clone(),
+            Arc::clone(&console),
+        )
+        .unwrap(),
+    );
+    let mut arm = aib_task::arm::ArmClient::new(
+        http.clone(),
+        cloud.resource_manager.clone(),
+        cloud.arm_scope(),
+        Arc::clone(&tokens),
+        Arc::clone(&console),
+    );
+    // The emulator asks for short waits; tests need not wait for real-Azure intervals.
+    arm.poll.min_interval = std::time::Duration::from_millis(50);
+    arm.retry.initial_delay = std::time::Duration::from_millis(50);
+    SignedIn {
+        console,
+        output,
+        http,
+        tokens,
+        arm,
+        env,
+    }
 }

@@ -1,0 +1,488 @@
+//! Artifact staging against Azurite through the emulator's ARM: the account found by name, the
+//! archive streamed in blocks, the read-only SAS that Image Builder gets, the fallback to a
+//! storage token where shared keys are forbidden, per-block retries, and cleanup.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aib_emulator::config::StorageAccountConfig;
+use aib_emulator::{Config, defaults};
+use aib_task::agent::PipelineContext;
+use aib_task::sas::{BlobSas, Protocol};
+use aib_task::staging::{self, Staged, StagingRequest};
+use aib_task::storage::CONTAINER;
+use aib_task::upload::UploadSettings;
+use axum::http::StatusCode;
+use common::fault_proxy::FaultProxy;
+use common::*;
+use sha2::Digest as _;
+
+/// A small tree: nested folders, an empty folder and file, a name with a space, and enough
+/// incompressible bytes to make several blocks.
+fn sample_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("bin/nested")).unwrap();
+    std::fs::create_dir_all(root.join("empty dir")).unwrap();
+    std::fs::write(root.join("install.sh"), "#!/bin/sh\necho installing\n").unwrap();
+    std::fs::write(root.join("bin/nested/app.conf"), "key=value\n".repeat(5000)).unwrap();
+    std::fs::write(root.join("empty.txt"), "").unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..600 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(root.join("bin/payload.bin"), noise).unwrap();
+}
+
+fn small_blocks() -> UploadSettings {
+    UploadSettings {
+        block_size: 64 * 1024,
+        concurrency: 3,
+        queue: 2,
+    }
+}
+
+fn pipeline() -> PipelineContext {
+    PipelineContext::from_env(&aib_task::agent::Environment::from_pairs([
+        ("BUILD_BUILDID", "4711"),
+        ("SYSTEM_JOBATTEMPT", "2"),
+    ]))
+}
+
+async fn stage(
+    signed: &SignedIn,
+    account: &str,
+    root: &Path,
+    upload: UploadSettings,
+) -> anyhow::Result<Staged> {
+    staging::stage(
+        &signed.arm,
+        signed.http.clone(),
+        signed.tokens.clone(),
+        StagingRequest {
+            subscription: defaults::SUBSCRIPTION_ID,
+            storage_account: account,
+            package_path: root.to_owned(),
+            build_timeout_minutes: 60,
+            upload,
+        },
+        &pipeline(),
+        &signed.console,
+    )
+    .await
+}
+
+/// A client that trusts the emulator's CA and carries no credentials: what Image Builder has.
+fn anonymous(stack: &Stack) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only(
+            reqwest::Certificate::from_pem_bundle(stack.emulator.ca().cert_pem().as_bytes())
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+fn extract_and_compare(zip: &[u8], source: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a.zip");
+    std::fs::write(&archive, zip).unwrap();
+    let out = dir.path().join("out");
+    let status = std::process::Command::new("unzip")
+        .arg("-q")
+        .arg(&archive)
+        .arg("-d")
+        .arg(&out)
+        .status()
+        .expect("unzip runs");
+    assert!(status.success());
+    for rel in [
+        "install.sh",
+        "bin/nested/app.conf",
+        "empty.txt",
+        "bin/payload.bin",
+    ] {
+        assert_eq!(
+            std::fs::read(out.join(rel)).unwrap(),
+            std::fs::read(source.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(out.join("empty dir").is_dir());
+}
+
+#[tokio::test]
+async fn stages_with_the_account_key_and_hands_out_a_read_only_sas() {
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let signed = sign_in(&stack.emulator);
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path().join("webapp");
+    sample_tree(&root);
+
+    let staged = stage(&signed, defaults::STORAGE_ACCOUNT, &root, small_blocks())
+        .await
+        .unwrap();
+    assert!(staged.store.uses_account_key());
+    assert!(
+        staged.blob.starts_with("webapp/4711-2/webapp_") && staged.blob.ends_with(".zip"),
+        "{}",
+        staged.blob
+    );
+    assert!(
+        staged.uploaded.blocks > 5,
+        "{} blocks",
+        staged.uploaded.blocks
+    );
+    assert_eq!(staged.url.query(), None);
+    let url = staged.download_url.secret().to_owned();
+    let query: std::collections::HashMap<String, String> = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(query["sp"], "r");
+    assert_eq!(query["sr"], "b");
+    assert_eq!(query["spr"], "https");
+    let expiry =
+        time::OffsetDateTime::parse(&query["se"], &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let hours = (expiry - time::OffsetDateTime::now_utc()).whole_minutes();
+    assert!(
+        (115..=121).contains(&hours),
+        "valid for {hours} minutes: timeout 60 + 60"
+    );
+
+    // Image Builder's view: the SAS reads the blob, and it is the archive we hashed.
+    let client = anonymous(&stack);
+    let answer = client.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body = answer.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, staged.uploaded.bytes);
+    assert_eq!(
+        <[u8; 32]>::from(sha2::Sha256::digest(&body)),
+        staged.uploaded.sha256
+    );
+    extract_and_compare(&body, &root);
+
+    // Nothing else: no write, no delete, no other blob, no tampering.
+    let put = client
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body("overwrite")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 403, "{}", put.text().await.unwrap());
+    assert_eq!(client.delete(&url).send().await.unwrap().status(), 403);
+    let other = url.replacen(".zip?", "-other.zip?", 1);
+    assert_eq!(client.get(&other).send().await.unwrap().status(), 403);
+    let sig = &query["sig"];
+    let tampered_sig: String =
+        url::form_urlencoded::byte_serialize(format!("A{}", &sig[1..]).as_bytes()).collect();
+    let tampered = url.replace(
+        &url::form_urlencoded::byte_serialize(sig.as_bytes()).collect::<String>(),
+        &tampered_sig,
+    );
+    assert_ne!(tampered, url);
+    assert_eq!(client.get(&tampered).send().await.unwrap().status(), 403);
+    let longer = url.replace(
+        &format!("se={}", query["se"].replace(':', "%3A")),
+        "se=2099-01-01T00%3A00%3A00Z",
+    );
+    assert_ne!(longer, url, "the expiry was found in the URL");
+    assert_eq!(client.get(&longer).send().await.unwrap().status(), 403);
+
+    // An expired SAS, signed with the same key, is refused.
+    let now = time::OffsetDateTime::now_utc();
+    let mut expired = BlobSas::read_only_for_build(
+        defaults::STORAGE_ACCOUNT,
+        CONTAINER,
+        &staged.blob,
+        now - time::Duration::hours(3),
+        1,
+        Protocol::HttpsOnly,
+    );
+    expired.expiry = now - time::Duration::minutes(1);
+    let token = expired
+        .sign_with_account_key(defaults::STORAGE_ACCOUNT_KEY)
+        .unwrap();
+    let expired_url = format!("{}?{}", staged.url, token.query);
+    assert_eq!(client.get(&expired_url).send().await.unwrap().status(), 403);
+
+    // Secrets were announced and never printed.
+    let output = signed.output.text();
+    assert_no_secret_leaks(
+        &output,
+        &[
+            defaults::STORAGE_ACCOUNT_KEY,
+            sig,
+            &url,
+            defaults::CLIENT_SECRET,
+        ],
+    );
+    assert!(output.contains(&format!(
+        "getting storage account details for {}",
+        defaults::STORAGE_ACCOUNT
+    )));
+    assert!(output.contains(&format!("created archive {}", staged.url)));
+
+    // Cleanup: the blob goes, the container stays.
+    staged.remove(&signed.console).await.unwrap();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 404);
+    assert!(signed.output.text().contains(&format!(
+        "deleting storage blob {CONTAINER}\\{}",
+        staged.blob
+    )));
+}
+
+#[tokio::test]
+async fn accounts_without_shared_keys_get_a_user_delegation_sas() {
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let signed = sign_in(&stack.emulator);
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path().join("_drop");
+    sample_tree(&root);
+
+    let staged = stage(
+        &signed,
+        defaults::NO_KEY_STORAGE_ACCOUNT,
+        &root,
+        small_blocks(),
+    )
+    .await
+    .unwrap();
+    assert!(!staged.store.uses_account_key());
+    let output = signed.output.text();
+    assert!(
+        output.contains("forbids shared keys (allowSharedKeyAccess is false): using the service connection's storage token and a user delegation SAS"),
+        "{output}"
+    );
+    let url = staged.download_url.secret().to_owned();
+    assert!(
+        url.contains("skoid=") && url.contains("sp=r"),
+        "a user delegation SAS"
+    );
+    let client = anonymous(&stack);
+    let body = client.get(&url).send().await.unwrap();
+    assert_eq!(body.status(), 200);
+    let body = body.bytes().await.unwrap();
+    assert_eq!(
+        <[u8; 32]>::from(sha2::Sha256::digest(&body)),
+        staged.uploaded.sha256
+    );
+    assert_eq!(client.delete(&url).send().await.unwrap().status(), 403);
+    // No key was ever asked for.
+    assert!(
+        !stack
+            .emulator
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/listKeys")),
+        "listKeys must not be called for an account that forbids shared keys"
+    );
+    staged.remove(&signed.console).await.unwrap();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn a_refused_list_keys_falls_back_to_the_storage_token() {
+    let mut config = Config::default();
+    let mut locked = StorageAccountConfig::new("aiblocked01", defaults::STORAGE_ACCOUNT_KEY);
+    locked.list_keys_forbidden = true;
+    config.storage_accounts.push(locked);
+    let Some(stack) = start_stack(config).await else {
+        return;
+    };
+    let signed = sign_in(&stack.emulator);
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path().join("app");
+    sample_tree(&root);
+    let staged = stage(&signed, "aiblocked01", &root, small_blocks())
+        .await
+        .unwrap();
+    assert!(!staged.store.uses_account_key());
+    assert!(
+        signed.output.text().contains(
+            "cannot list the keys of storage account aiblocked01 (403 AuthorizationFailed)"
+        ),
+        "{}",
+        signed.output.text()
+    );
+    staged.remove(&signed.console).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_account_names_the_input() {
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let signed = sign_in(&stack.emulator);
+    let tree = tempfile::tempdir().unwrap();
+    sample_tree(tree.path());
+    let err = stage(&signed, "nosuchaccount", tree.path(), small_blocks())
+        .await
+        .err()
+        .expect("fails");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("input 'storageAccountName'") && text.contains("nosuchaccount"),
+        "{text}"
+    );
+}
+
+/// Points the artifact account at a fault proxy in front of Azurite.
+async fn behind_proxy(rule: common::fault_proxy::Rule) -> Option<(Stack, FaultProxy)> {
+    let ca = aib_emulator::ca::CertificateAuthority::generate().unwrap();
+    let (cert, key) = ca.issue_server_cert(&["127.0.0.1", "localhost"]).unwrap();
+    use aib_emulator::azurite::{Azurite, AzuriteOptions, AzuriteTls};
+    if !Azurite::available() {
+        eprintln!("skipping: Azurite is not installed (run `npm ci` at the repository root)");
+        return None;
+    }
+    let mut config = Config::default();
+    let azurite = Azurite::start(AzuriteOptions {
+        tls: Some(AzuriteTls::Pem { cert, key }),
+        oauth_basic: true,
+        accounts: config.azurite_accounts(),
+    })
+    .unwrap();
+    let upstream = url::Url::parse(&format!("https://127.0.0.1:{}/", azurite.port())).unwrap();
+    let proxy = FaultProxy::start(upstream, ca.cert_pem(), rule).await;
+    config.ca = Some(ca);
+    config.use_azurite(&azurite);
+    config.storage_accounts[0].blob_endpoint = format!(
+        "http://127.0.0.1:{}/{}/",
+        proxy.port,
+        defaults::STORAGE_ACCOUNT
+    );
+    let emulator = aib_emulator::Emulator::start(config).await.unwrap();
+    Some((Stack { emulator, azurite }, proxy))
+}
+
+fn is_block(method: &str, query: &str) -> bool {
+    method == "PUT" && query.contains("comp=block") && !query.contains("comp=blocklist")
+}
+
+#[tokio::test]
+async fn blocks_are_retried_on_their_own_after_transient_failures() {
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&counter);
+    let rule: common::fault_proxy::Rule = Box::new(move |method, query, _| {
+        if !is_block(method, query) {
+            return None;
+        }
+        let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        match n {
+            2 => Some(StatusCode::SERVICE_UNAVAILABLE),
+            4 => Some(StatusCode::INTERNAL_SERVER_ERROR),
+            5 => Some(StatusCode::TOO_MANY_REQUESTS),
+            9 => Some(StatusCode::BAD_GATEWAY),
+            _ => None,
+        }
+    });
+    let Some((stack, proxy)) = behind_proxy(rule).await else {
+        return;
+    };
+    let mut signed = sign_in(&stack.emulator);
+    signed.arm.retry.initial_delay = std::time::Duration::from_millis(20);
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path().join("webapp");
+    sample_tree(&root);
+    let staged = stage(&signed, defaults::STORAGE_ACCOUNT, &root, small_blocks())
+        .await
+        .unwrap();
+
+    let injected: Vec<u16> = proxy
+        .seen()
+        .into_iter()
+        .filter(|(m, q, s)| is_block(m, q) && *s >= 400)
+        .map(|(_, _, s)| s)
+        .collect();
+    assert_eq!(injected, [503, 500, 429, 502]);
+    // The committed blob is the archive, whole.
+    let blob = stack.azurite.blob_endpoint(defaults::STORAGE_ACCOUNT);
+    let sas_query = url::Url::parse(staged.download_url.secret())
+        .unwrap()
+        .query()
+        .unwrap()
+        .to_owned();
+    let direct = format!(
+        "{blob}{CONTAINER}/{}?{sas_query}",
+        staged.blob.replace(' ', "%20")
+    );
+    let body = anonymous(&stack).get(&direct).send().await.unwrap();
+    assert_eq!(body.status(), 200);
+    let body = body.bytes().await.unwrap();
+    assert_eq!(
+        <[u8; 32]>::from(sha2::Sha256::digest(&body)),
+        staged.uploaded.sha256
+    );
+    extract_and_compare(&body, &root);
+    staged.remove(&signed.console).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upload_that_cannot_finish_says_how_far_it_got_and_leaves_nothing() {
+    let rule: common::fault_proxy::Rule = Box::new(move |method, query, _| {
+        if is_block(method, query) && query.contains("blockid=YWliLWJsb2NrLTAwMDAwMDA0") {
+            // Block 4 is refused for good (403 is not transient).
+            Some(StatusCode::FORBIDDEN)
+        } else {
+            None
+        }
+    });
+    let Some((stack, proxy)) = behind_proxy(rule).await else {
+        return;
+    };
+    let signed = sign_in(&stack.emulator);
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path().join("webapp");
+    sample_tree(&root);
+    let err = stage(&signed, defaults::STORAGE_ACCOUNT, &root, small_blocks())
+        .await
+        .err()
+        .expect("the upload fails");
+    let text = format!("{err:#}");
+    assert!(text.contains("input 'packagePath'"), "{text}");
+    assert!(
+        text.contains("stopped after") && text.contains("MiB written so far"),
+        "{text}"
+    );
+    assert!(text.contains("staging block 4 failed"), "{text}");
+    let output = signed.output.text();
+    assert!(output.contains("removed the partial upload"), "{output}");
+    // The blob does not exist, and neither do uncommitted blocks.
+    let deletes = proxy
+        .seen()
+        .into_iter()
+        .filter(|(m, _, s)| m == "DELETE" && *s == 202)
+        .count();
+    assert_eq!(deletes, 1);
+    let mut listing_grant = aib_task::sas::AccountSas::for_task_writes(
+        defaults::STORAGE_ACCOUNT,
+        time::OffsetDateTime::now_utc(),
+        1,
+        Protocol::HttpsOnly,
+    );
+    listing_grant.permissions = "l".into();
+    let key_sas = listing_grant.sign(defaults::STORAGE_ACCOUNT_KEY).unwrap();
+    let list = format!(
+        "{}{CONTAINER}?restype=container&comp=list&include=uncommittedblobs&{}",
+        stack.azurite.blob_endpoint(defaults::STORAGE_ACCOUNT),
+        key_sas.query
+    );
+    let listing = anonymous(&stack).get(&list).send().await.unwrap();
+    assert_eq!(listing.status(), 200);
+    let listing = listing.text().await.unwrap();
+    assert!(listing.contains("<EnumerationResults"), "{listing}");
+    assert!(!listing.contains("<Name>webapp/"), "{listing}");
+}
