@@ -425,8 +425,15 @@ fn same_tree_gives_same_bytes() {
     assert!(first == second, "two archives of one tree differ");
 }
 
+/// The error for a refused build path; checks that nothing reached the sink before it.
 fn refusal(root: &Path) -> (ArchiveError, String) {
-    let error = write_archive(root, Vec::new()).expect_err("the build path is refused");
+    let mut sink = Vec::new();
+    let error = write_archive(root, &mut sink).expect_err("the build path is refused");
+    assert!(
+        sink.is_empty(),
+        "{} bytes written before: {error}",
+        sink.len()
+    );
     let message = error.to_string();
     (error, message)
 }
