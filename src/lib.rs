@@ -10,6 +10,8 @@ pub mod arm;
 pub mod auth;
 pub mod cli;
 pub mod inputs;
+pub mod plan;
+pub mod resource_id;
 pub mod sas;
 pub mod staging;
 pub mod storage;

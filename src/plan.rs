@@ -1,0 +1,671 @@
+//! The validated build plan: every task input checked and turned into what the build needs
+//! (source, how the script runs, distribution, VM, names), or a list of [`InputError`]s that name
+//! each bad input and the form it expects. Pure: the only outside fact it reads is whether the
+//! build path exists, so a bad input fails before any Azure call.
+
+use std::path::PathBuf;
+
+use crate::agent::PipelineContext;
+use crate::inputs::{self, InputError, TaskInputs};
+use crate::resource_id::{self, Kind, ResourceId};
+
+/// The placeholder the original task's `baseImagePubOfferSku` input defaults to: unset.
+pub const PUB_OFFER_SKU_PLACEHOLDER: &str = "Publisher:Offer:Sku";
+
+/// Image Builder's own default when `buildTimeoutInMinutes` is 0; also the task's default.
+pub const DEFAULT_BUILD_TIMEOUT_MINUTES: u32 = 240;
+
+/// Where the base image comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Marketplace {
+        publisher: String,
+        offer: String,
+        sku: String,
+        /// `latest` or an exact version such as `22.04.202411010`.
+        version: String,
+    },
+    ManagedImage {
+        image_id: ResourceId,
+    },
+    SharedImageVersion {
+        image_version_id: ResourceId,
+    },
+}
+
+/// The operating system family, from the provisioner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Os {
+    /// `provisioner: shell`.
+    Linux,
+    /// `provisioner: powershell`.
+    Windows,
+}
+
+/// What runs on the build VM after the artifacts arrive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Customization {
+    pub os: Os,
+    /// The user's script, line by line (empty: the artifacts are only copied).
+    pub inline_script: Vec<String>,
+    pub run_elevated: bool,
+    pub run_as_system: bool,
+    pub windows_restart: bool,
+    pub windows_update: bool,
+    pub cleanup_artifacts: bool,
+}
+
+/// Where the image goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Distribution {
+    ManagedImage {
+        image_id: ResourceId,
+        location: String,
+    },
+    SharedImage {
+        gallery_image_id: ResourceId,
+        regions: Vec<String>,
+        exclude_from_latest: bool,
+        storage_account_type: Option<String>,
+    },
+    Vhd,
+}
+
+impl Distribution {
+    /// The run output name the original task used, which users' scripts may look for.
+    pub fn run_output_name(&self) -> &'static str {
+        match self {
+            Distribution::ManagedImage { .. } => "ManagedImage_distribute",
+            Distribution::SharedImage { .. } => "SharedImage_distribute",
+            Distribution::Vhd => "VHD_distribute",
+        }
+    }
+}
+
+/// Everything the build needs, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildPlan {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    pub identity: ResourceId,
+    pub template_name: String,
+    pub source: Source,
+    pub customization: Customization,
+    pub package_path: PathBuf,
+    pub storage_account: String,
+    pub distribution: Distribution,
+    pub vm_size: Option<String>,
+    pub os_disk_size_gb: Option<u32>,
+    pub subnet: Option<ResourceId>,
+    pub build_timeout_minutes: u32,
+    pub staging_resource_group: Option<ResourceId>,
+    pub image_tags: Vec<(String, String)>,
+    pub keep_template_on_failure: bool,
+    pub wait_for_template_deletion: bool,
+}
+
+const IMAGE_SOURCES: &[(&str, SourceKind)] = &[
+    ("marketplace", SourceKind::Marketplace),
+    ("platformimage", SourceKind::Marketplace),
+    ("managedimage", SourceKind::Managed),
+    ("customimage", SourceKind::Managed),
+    ("sharedimageversion", SourceKind::Gallery),
+    ("sig", SourceKind::Gallery),
+    ("gallery", SourceKind::Gallery),
+    ("sharedgalleryimage", SourceKind::Gallery),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SourceKind {
+    Marketplace,
+    Managed,
+    Gallery,
+}
+
+const PROVISIONERS: &[(&str, Os)] = &[("shell", Os::Linux), ("powershell", Os::Windows)];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DistributeKind {
+    ManagedImage,
+    Gallery,
+    Vhd,
+}
+
+const DISTRIBUTE_TYPES: &[(&str, DistributeKind)] = &[
+    ("managedimage", DistributeKind::ManagedImage),
+    ("sig", DistributeKind::Gallery),
+    ("sharedimage", DistributeKind::Gallery),
+    ("gallery", DistributeKind::Gallery),
+    ("vhd", DistributeKind::Vhd),
+];
+
+const STORAGE_ACCOUNT_TYPES: &[(&str, &str)] = &[
+    ("Standard_LRS", "Standard_LRS"),
+    ("Standard_ZRS", "Standard_ZRS"),
+    ("Premium_LRS", "Premium_LRS"),
+];
+
+/// Collects errors so the user sees every bad input at once.
+#[derive(Default)]
+struct Checks {
+    errors: Vec<InputError>,
+}
+
+impl Checks {
+    fn take<T>(&mut self, result: Result<T, InputError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+
+    fn fail(&mut self, input: &'static str, problem: impl Into<String>) {
+        self.errors.push(InputError::new(input, problem));
+    }
+
+    fn resource(&mut self, input: &'static str, kind: Kind, value: &str) -> Option<ResourceId> {
+        self.take(
+            resource_id::parse(kind, value).map_err(|e| InputError::new(input, e.to_string())),
+        )
+    }
+
+    fn required_resource(
+        &mut self,
+        input: &'static str,
+        raw: &Option<String>,
+        kind: Kind,
+    ) -> Option<ResourceId> {
+        let expected = format!("a resource id of the form {}", kind.example());
+        let value = self.take(inputs::required(input, raw, &expected))?;
+        self.resource(input, kind, value)
+    }
+}
+
+/// A region as ARM names it: `West Europe` and `westeurope` are the same region.
+pub fn normalize_region(value: &str) -> String {
+    value
+        .split_whitespace()
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+fn region(checks: &mut Checks, input: &'static str, value: &str) -> Option<String> {
+    let region = normalize_region(value);
+    if !region.is_empty() && region.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Some(region)
+    } else {
+        checks.fail(
+            input,
+            format!("expected an Azure region such as westeurope or eastus2, got '{value}'"),
+        );
+        None
+    }
+}
+
+fn valid_resource_group_name(name: &str) -> bool {
+    (1..=90).contains(&name.chars().count())
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'))
+}
+
+/// Image Builder's template-name rule.
+pub fn valid_template_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `t_<build or release id>_<epoch ms>`, cut to the 64 characters Image Builder allows.
+pub fn default_template_name(context: &PipelineContext, epoch_ms: u128) -> String {
+    let run: String = context
+        .run_id()
+        .unwrap_or("local")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    let run = if run.is_empty() {
+        "local".to_owned()
+    } else {
+        run
+    };
+    let mut name = format!("t_{run}_{epoch_ms}");
+    name.truncate(64);
+    name
+}
+
+fn publisher_offer_sku(
+    checks: &mut Checks,
+    input: &'static str,
+    value: &str,
+) -> Option<(String, String, String)> {
+    let parts: Vec<&str> = value.split(':').map(str::trim).collect();
+    match parts.as_slice() {
+        [p, o, s] if !p.is_empty() && !o.is_empty() && !s.is_empty() => {
+            Some(((*p).to_owned(), (*o).to_owned(), (*s).to_owned()))
+        }
+        _ => {
+            checks.fail(
+                input,
+                format!("expected Publisher:Offer:Sku, e.g. Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2, got '{value}'"),
+            );
+            None
+        }
+    }
+}
+
+fn image_version(value: &str) -> bool {
+    value.eq_ignore_ascii_case("latest")
+        || (value.split('.').count() == 3
+            && value
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())))
+}
+
+fn valid_tag(key: &str, value: &str) -> Result<(), String> {
+    if key.len() > 512 {
+        return Err(format!("tag name '{key}' is longer than 512 characters"));
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|c| matches!(c, '<' | '>' | '%' | '&' | '\\' | '?' | '/'))
+    {
+        return Err(format!(
+            "tag name '{key}' contains '{c}', which Azure does not allow"
+        ));
+    }
+    if value.len() > 256 {
+        return Err(format!(
+            "the value of tag '{key}' is longer than 256 characters"
+        ));
+    }
+    Ok(())
+}
+
+impl BuildPlan {
+    /// Validates every input. `subscription_id` comes from the service connection (or
+    /// `--subscription`); `epoch_ms` names the template when `templateName` is unset.
+    pub fn from_inputs(
+        raw: &TaskInputs,
+        subscription_id: &str,
+        context: &PipelineContext,
+        epoch_ms: u128,
+    ) -> Result<BuildPlan, Vec<InputError>> {
+        let mut c = Checks::default();
+
+        let resource_group = c
+            .take(inputs::required("ibAzureResourceGroup", &raw.ib_azure_resource_group, "a resource group name"))
+            .and_then(|rg| {
+                if valid_resource_group_name(rg) {
+                    Some(rg.to_owned())
+                } else {
+                    c.fail("ibAzureResourceGroup", format!("expected a resource group name (letters, digits, - _ . ( ), at most 90, not ending in '.'), got '{rg}'"));
+                    None
+                }
+            });
+        let location = c
+            .take(inputs::required(
+                "ibLocation",
+                &raw.ib_location,
+                "an Azure region such as westeurope",
+            ))
+            .and_then(|l| region(&mut c, "ibLocation", l));
+        let identity = c.required_resource(
+            "managedIdentity",
+            &raw.managed_identity,
+            Kind::UserAssignedIdentity,
+        );
+        let subnet = inputs::value(&raw.vnet_subnet_id)
+            .and_then(|v| c.resource("vnetSubnetId", Kind::Subnet, v));
+
+        // Source.
+        let source_kind = c
+            .take(inputs::choice(
+                "imageSource",
+                &raw.image_source,
+                IMAGE_SOURCES,
+            ))
+            .map(|k| k.unwrap_or(SourceKind::Marketplace));
+        let source = match source_kind {
+            Some(SourceKind::Marketplace) => {
+                let typed = inputs::value(&raw.base_image_pub_offer_sku)
+                    .filter(|v| !v.eq_ignore_ascii_case(PUB_OFFER_SKU_PLACEHOLDER));
+                let (input, value) = match (typed, inputs::value(&raw.base_image)) {
+                    (Some(v), _) => ("baseImagePubOfferSku", Some(v)),
+                    (None, Some(v)) => ("baseImage", Some(v)),
+                    (None, None) => ("baseImage", None),
+                };
+                let version = inputs::value(&raw.base_image_version).unwrap_or("latest");
+                if !image_version(version) {
+                    c.fail(
+                        "baseImageVersion",
+                        format!(
+                            "expected latest or a version such as 22.04.202411010, got '{version}'"
+                        ),
+                    );
+                }
+                match value {
+                    None => {
+                        c.fail("baseImage", "is required for a marketplace image: expected Publisher:Offer:Sku (or set baseImagePubOfferSku)");
+                        None
+                    }
+                    Some(v) => {
+                        publisher_offer_sku(&mut c, input, v).map(|(publisher, offer, sku)| {
+                            Source::Marketplace {
+                                publisher,
+                                offer,
+                                sku,
+                                version: if version.eq_ignore_ascii_case("latest") {
+                                    "latest".into()
+                                } else {
+                                    version.to_owned()
+                                },
+                            }
+                        })
+                    }
+                }
+            }
+            Some(SourceKind::Managed) => c
+                .required_resource(
+                    "customImageResourceId",
+                    &raw.custom_image_resource_id,
+                    Kind::ManagedImage,
+                )
+                .map(|image_id| Source::ManagedImage { image_id }),
+            Some(SourceKind::Gallery) => c
+                .required_resource(
+                    "imageVersionId",
+                    &raw.image_version_id,
+                    Kind::GalleryImageVersion,
+                )
+                .map(|image_version_id| Source::SharedImageVersion { image_version_id }),
+            None => None,
+        };
+
+        // Customization.
+        let os = c
+            .take(inputs::choice(
+                "provisioner",
+                &raw.provisioner,
+                PROVISIONERS,
+            ))
+            .map(|o| o.unwrap_or(Os::Linux));
+        let windows_update = c.take(inputs::boolean(
+            "windowsUpdateProvisioner",
+            &raw.windows_update_provisioner,
+            false,
+        ));
+        let run_elevated = c.take(inputs::boolean("runElevated", &raw.run_elevated, false));
+        let run_as_system = c.take(inputs::boolean("runAsSystem", &raw.run_as_system, false));
+        let windows_restart = c.take(inputs::boolean(
+            "windowsRestart",
+            &raw.windows_restart,
+            false,
+        ));
+        let cleanup_artifacts = c.take(inputs::boolean(
+            "cleanupArtifactsOnImage",
+            &raw.cleanup_artifacts_on_image,
+            false,
+        ));
+        if os == Some(Os::Linux) {
+            for (input, set) in [
+                ("windowsUpdateProvisioner", windows_update),
+                ("runElevated", run_elevated),
+                ("runAsSystem", run_as_system),
+                ("windowsRestart", windows_restart),
+            ] {
+                if set == Some(true) {
+                    c.fail(input, "applies to Windows images only: set provisioner to powershell, or this input to false");
+                }
+            }
+        }
+        if run_as_system == Some(true) && run_elevated == Some(false) && os == Some(Os::Windows) {
+            c.fail(
+                "runAsSystem",
+                "needs runElevated true (Image Builder runs as SYSTEM only when elevated)",
+            );
+        }
+        let inline_script: Vec<String> = inputs::value(&raw.inline_script)
+            .map(|s| {
+                s.lines()
+                    .map(|l| l.trim_end_matches('\r').to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let package_path = c
+            .take(inputs::required("packagePath", &raw.package_path, "the folder whose contents go onto the image"))
+            .and_then(|p| {
+                let path = crate::staging::resolve_package_path(p, context);
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_dir() => Some(path),
+                    Ok(_) => {
+                        c.fail("packagePath", format!("'{}' is a file; expected a folder (its contents are copied onto the image)", path.display()));
+                        None
+                    }
+                    Err(e) => {
+                        c.fail("packagePath", format!("the folder '{}' cannot be read: {e}", path.display()));
+                        None
+                    }
+                }
+            });
+
+        let storage_account = c
+            .take(inputs::required("storageAccountName", &raw.storage_account_name, "the name of a storage account in the subscription"))
+            .and_then(|n| {
+                let name = n.to_ascii_lowercase();
+                if (3..=24).contains(&name.len()) && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit()) {
+                    Some(name)
+                } else {
+                    c.fail("storageAccountName", format!("expected a storage account name (3 to 24 lower-case letters and digits), got '{n}'"));
+                    None
+                }
+            });
+
+        // Distribution.
+        let distribution = match c.take(inputs::choice(
+            "distributeType",
+            &raw.distribute_type,
+            DISTRIBUTE_TYPES,
+        )) {
+            Some(None) => {
+                c.fail(
+                    "distributeType",
+                    "is required: expected managedimage, sig or vhd",
+                );
+                None
+            }
+            Some(Some(DistributeKind::ManagedImage)) => {
+                let image_id = c.required_resource(
+                    "imageIdForDistribute",
+                    &raw.image_id_for_distribute,
+                    Kind::ManagedImage,
+                );
+                let location = c
+                    .take(inputs::required(
+                        "managedImageLocation",
+                        &raw.managed_image_location,
+                        "the region of the managed image",
+                    ))
+                    .and_then(|l| region(&mut c, "managedImageLocation", l));
+                match (image_id, location) {
+                    (Some(image_id), Some(location)) => {
+                        Some(Distribution::ManagedImage { image_id, location })
+                    }
+                    _ => None,
+                }
+            }
+            Some(Some(DistributeKind::Gallery)) => {
+                let gallery_image_id = c.required_resource(
+                    "galleryImageId",
+                    &raw.gallery_image_id,
+                    Kind::GalleryImage,
+                );
+                let mut regions = Vec::new();
+                for r in inputs::list(&raw.replication_regions) {
+                    if let Some(r) = region(&mut c, "replicationRegions", &r)
+                        && !regions.contains(&r)
+                    {
+                        regions.push(r);
+                    }
+                }
+                if regions.is_empty()
+                    && let Some(l) = &location
+                {
+                    regions.push(l.clone());
+                }
+                let exclude_from_latest = c.take(inputs::boolean(
+                    "excludeFromLatest",
+                    &raw.exclude_from_latest,
+                    false,
+                ));
+                let storage_account_type = c
+                    .take(inputs::choice(
+                        "storageAccountType",
+                        &raw.storage_account_type,
+                        STORAGE_ACCOUNT_TYPES,
+                    ))
+                    .map(|t| t.map(str::to_owned));
+                match (gallery_image_id, exclude_from_latest, storage_account_type) {
+                    (
+                        Some(gallery_image_id),
+                        Some(exclude_from_latest),
+                        Some(storage_account_type),
+                    ) => Some(Distribution::SharedImage {
+                        gallery_image_id,
+                        regions,
+                        exclude_from_latest,
+                        storage_account_type,
+                    }),
+                    _ => None,
+                }
+            }
+            Some(Some(DistributeKind::Vhd)) => Some(Distribution::Vhd),
+            None => None,
+        };
+        let gallery = matches!(distribution, Some(Distribution::SharedImage { .. }));
+        for (input, set) in [
+            (
+                "excludeFromLatest",
+                inputs::value(&raw.exclude_from_latest)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            ),
+            (
+                "storageAccountType",
+                inputs::value(&raw.storage_account_type).is_some(),
+            ),
+        ] {
+            if set && !gallery && distribution.is_some() {
+                c.fail(input, "applies to gallery images only (distributeType sig)");
+            }
+        }
+
+        let vm_size = inputs::value(&raw.vm_size).and_then(|s| {
+            if s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                Some(s.to_owned())
+            } else {
+                c.fail(
+                    "vmSize",
+                    format!("expected a VM size such as Standard_D2s_v3, got '{s}'"),
+                );
+                None
+            }
+        });
+        let os_disk_size_gb = c
+            .take(inputs::integer(
+                "osDiskSizeGB",
+                &raw.os_disk_size_gb,
+                0,
+                4095,
+            ))
+            .flatten()
+            .filter(|&n| n > 0);
+        let build_timeout_minutes = c
+            .take(inputs::integer(
+                "buildTimeoutInMinutes",
+                &raw.build_timeout_in_minutes,
+                0,
+                960,
+            ))
+            .map(|t| match t {
+                None | Some(0) => DEFAULT_BUILD_TIMEOUT_MINUTES,
+                Some(n) => n,
+            });
+        let template_name = match inputs::value(&raw.template_name) {
+            Some(name) if valid_template_name(name) => Some(name.to_owned()),
+            Some(name) => {
+                c.fail(
+                    "templateName",
+                    format!("expected 1 to 64 letters, digits, '-', '_' or '.', got '{name}'"),
+                );
+                None
+            }
+            None => Some(default_template_name(context, epoch_ms)),
+        };
+        let staging_resource_group = inputs::value(&raw.staging_resource_group)
+            .and_then(|v| c.resource("stagingResourceGroup", Kind::ResourceGroup, v));
+        let image_tags = c
+            .take(inputs::key_values("imageTags", &raw.image_tags))
+            .and_then(|tags| {
+                for (k, v) in &tags {
+                    if let Err(problem) = valid_tag(k, v) {
+                        c.fail("imageTags", problem);
+                        return None;
+                    }
+                }
+                Some(tags)
+            });
+        let keep_template_on_failure = c.take(inputs::boolean(
+            "keepTemplateOnFailure",
+            &raw.keep_template_on_failure,
+            true,
+        ));
+        let wait_for_template_deletion = c.take(inputs::boolean(
+            "waitForTemplateDeletion",
+            &raw.wait_for_template_deletion,
+            false,
+        ));
+
+        if !c.errors.is_empty() {
+            return Err(c.errors);
+        }
+        // Every value is Some when no error was recorded.
+        fn missing<T>() -> T {
+            unreachable!("a check failed without recording an error")
+        }
+        Ok(BuildPlan {
+            subscription_id: subscription_id.to_owned(),
+            resource_group: resource_group.unwrap_or_else(missing),
+            location: location.unwrap_or_else(missing),
+            identity: identity.unwrap_or_else(missing),
+            template_name: template_name.unwrap_or_else(missing),
+            source: source.unwrap_or_else(missing),
+            customization: Customization {
+                os: os.unwrap_or_else(missing),
+                inline_script,
+                run_elevated: run_elevated.unwrap_or_else(missing) || run_as_system == Some(true),
+                run_as_system: run_as_system.unwrap_or_else(missing),
+                windows_restart: windows_restart.unwrap_or_else(missing),
+                windows_update: windows_update.unwrap_or_else(missing),
+                cleanup_artifacts: cleanup_artifacts.unwrap_or_else(missing),
+            },
+            package_path: package_path.unwrap_or_else(missing),
+            storage_account: storage_account.unwrap_or_else(missing),
+            distribution: distribution.unwrap_or_else(missing),
+            vm_size,
+            os_disk_size_gb,
+            subnet,
+            build_timeout_minutes: build_timeout_minutes.unwrap_or_else(missing),
+            staging_resource_group,
+            image_tags: image_tags.unwrap_or_else(missing),
+            keep_template_on_failure: keep_template_on_failure.unwrap_or_else(missing),
+            wait_for_template_deletion: wait_for_template_deletion.unwrap_or_else(missing),
+        })
+    }
+}
