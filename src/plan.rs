@@ -669,3 +669,284 @@ impl BuildPlan {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::Environment;
+
+    const SUB: &str = "0e5c4a1d-7e57-4a1b-9000-000000000002";
+
+    fn rid(rest: &str) -> String {
+        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/{rest}")
+    }
+
+    fn context(dir: &std::path::Path) -> PipelineContext {
+        PipelineContext::from_env(&Environment::from_pairs([
+            ("SYSTEM_DEFAULTWORKINGDIRECTORY", dir.to_str().unwrap()),
+            ("BUILD_BUILDID", "42"),
+        ]))
+    }
+
+    /// A complete, valid set of inputs for a Linux marketplace build to a managed image.
+    fn valid(dir: &std::path::Path) -> TaskInputs {
+        std::fs::create_dir_all(dir.join("drop")).unwrap();
+        let s = |v: &str| Some(v.to_owned());
+        TaskInputs {
+            ib_subscription: s("conn"),
+            ib_azure_resource_group: s("rg-images"),
+            ib_location: s("West Europe"),
+            managed_identity: s(&rid("Microsoft.ManagedIdentity/userAssignedIdentities/aib")),
+            image_source: s("marketplace"),
+            base_image: s("Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2"),
+            base_image_pub_offer_sku: s(PUB_OFFER_SKU_PLACEHOLDER),
+            base_image_version: s("latest"),
+            provisioner: s("shell"),
+            package_path: s("drop"),
+            inline_script: s("sudo apt-get update\r\necho done"),
+            storage_account_name: s("AibArtifacts01"),
+            distribute_type: s("managedimage"),
+            image_id_for_distribute: s(&rid("Microsoft.Compute/images/webapp")),
+            managed_image_location: s("westeurope"),
+            ..Default::default()
+        }
+    }
+
+    fn plan(inputs: &TaskInputs, dir: &std::path::Path) -> Result<BuildPlan, Vec<InputError>> {
+        BuildPlan::from_inputs(inputs, SUB, &context(dir), 1764219600000)
+    }
+
+    fn errors(inputs: &TaskInputs, dir: &std::path::Path) -> Vec<(&'static str, String)> {
+        plan(inputs, dir)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.input, e.problem))
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_linux_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(&valid(dir.path()), dir.path()).unwrap();
+        assert_eq!(p.location, "westeurope");
+        assert_eq!(p.storage_account, "aibartifacts01");
+        assert_eq!(p.template_name, "t_42_1764219600000");
+        assert_eq!(p.build_timeout_minutes, 240);
+        assert_eq!(p.package_path, dir.path().join("drop"));
+        assert_eq!(p.customization.os, Os::Linux);
+        assert_eq!(
+            p.customization.inline_script,
+            ["sudo apt-get update", "echo done"]
+        );
+        assert!(p.keep_template_on_failure && !p.wait_for_template_deletion);
+        assert_eq!(
+            p.source,
+            Source::Marketplace {
+                publisher: "Canonical".into(),
+                offer: "0001-com-ubuntu-server-jammy".into(),
+                sku: "22_04-lts-gen2".into(),
+                version: "latest".into()
+            }
+        );
+        assert_eq!(p.distribution.run_output_name(), "ManagedImage_distribute");
+        assert_eq!(p.vm_size, None);
+    }
+
+    #[test]
+    fn typed_pub_offer_sku_wins_over_the_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = valid(dir.path());
+        i.base_image_pub_offer_sku =
+            Some("MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition".into());
+        i.provisioner = Some("PowerShell".into());
+        i.run_as_system = Some("true".into());
+        i.run_elevated = Some("true".into());
+        i.windows_restart = Some("true".into());
+        i.windows_update_provisioner = Some("true".into());
+        let p = plan(&i, dir.path()).unwrap();
+        assert!(
+            matches!(&p.source, Source::Marketplace { publisher, .. } if publisher == "MicrosoftWindowsServer")
+        );
+        assert_eq!(p.customization.os, Os::Windows);
+        assert!(p.customization.run_elevated && p.customization.run_as_system);
+        assert!(p.customization.windows_restart && p.customization.windows_update);
+    }
+
+    #[test]
+    fn gallery_regions_default_to_the_build_location_and_are_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = valid(dir.path());
+        i.distribute_type = Some("SIG".into());
+        i.gallery_image_id = Some(rid("Microsoft.Compute/galleries/g/images/webapp"));
+        let p = plan(&i, dir.path()).unwrap();
+        assert!(
+            matches!(&p.distribution, Distribution::SharedImage { regions, .. } if regions == &["westeurope"])
+        );
+        i.replication_regions = Some("eastus, East US,westeurope".into());
+        i.storage_account_type = Some("standard_zrs".into());
+        i.exclude_from_latest = Some("true".into());
+        let p = plan(&i, dir.path()).unwrap();
+        match p.distribution {
+            Distribution::SharedImage {
+                regions,
+                exclude_from_latest,
+                storage_account_type,
+                ..
+            } => {
+                assert_eq!(regions, ["eastus", "westeurope"]);
+                assert!(exclude_from_latest);
+                assert_eq!(storage_account_type.as_deref(), Some("Standard_ZRS"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_sources_and_vhd() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = valid(dir.path());
+        i.image_source = Some("customimage".into());
+        i.custom_image_resource_id = Some(rid("Microsoft.Compute/images/base"));
+        i.distribute_type = Some("vhd".into());
+        let p = plan(&i, dir.path()).unwrap();
+        assert!(matches!(p.source, Source::ManagedImage { .. }));
+        assert_eq!(p.distribution, Distribution::Vhd);
+        i.image_source = Some("sharedimageversion".into());
+        i.image_version_id = Some(rid("Microsoft.Compute/galleries/g/images/i/versions/1.2.3"));
+        let p = plan(&i, dir.path()).unwrap();
+        assert!(matches!(p.source, Source::SharedImageVersion { .. }));
+    }
+
+    #[test]
+    fn every_bad_input_is_named_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = valid(dir.path());
+        i.ib_location = Some("west-europe!".into());
+        i.vm_size = Some("Standard D2".into());
+        i.build_timeout_in_minutes = Some("1000".into());
+        let found = errors(&i, dir.path());
+        let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            ["ibLocation", "vmSize", "buildTimeoutInMinutes"],
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn rules_that_span_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: Vec<(Box<dyn Fn(&mut TaskInputs)>, &str, &str)> = vec![
+            (
+                Box::new(|i| i.windows_restart = Some("true".into())),
+                "windowsRestart",
+                "Windows images only",
+            ),
+            (
+                Box::new(|i| {
+                    i.provisioner = Some("powershell".into());
+                    i.run_as_system = Some("true".into());
+                    i.run_elevated = Some("false".into());
+                }),
+                "runAsSystem",
+                "needs runElevated",
+            ),
+            (
+                Box::new(|i| i.storage_account_type = Some("Standard_LRS".into())),
+                "storageAccountType",
+                "gallery images only",
+            ),
+            (
+                Box::new(|i| {
+                    i.base_image = None;
+                    i.base_image_pub_offer_sku = Some(PUB_OFFER_SKU_PLACEHOLDER.into());
+                }),
+                "baseImage",
+                "is required",
+            ),
+            (
+                Box::new(|i| i.image_source = Some("managedimage".into())),
+                "customImageResourceId",
+                "is required",
+            ),
+            (
+                Box::new(|i| i.distribute_type = Some("sig".into())),
+                "galleryImageId",
+                "is required",
+            ),
+            (
+                Box::new(|i| i.managed_image_location = None),
+                "managedImageLocation",
+                "is required",
+            ),
+            (
+                Box::new(|i| i.package_path = Some("missing".into())),
+                "packagePath",
+                "cannot be read",
+            ),
+            (
+                Box::new(|i| i.template_name = Some("bad name".into())),
+                "templateName",
+                "1 to 64",
+            ),
+            (
+                Box::new(|i| i.image_tags = Some("a<b=1".into())),
+                "imageTags",
+                "does not allow",
+            ),
+            (
+                Box::new(|i| i.staging_resource_group = Some("rg-staging".into())),
+                "stagingResourceGroup",
+                "/subscriptions/",
+            ),
+            (
+                Box::new(|i| i.base_image_version = Some("1.2".into())),
+                "baseImageVersion",
+                "latest or a version",
+            ),
+        ];
+        for (change, input, problem) in cases {
+            let mut i = valid(dir.path());
+            change(&mut i);
+            let found = errors(&i, dir.path());
+            assert!(
+                found
+                    .iter()
+                    .any(|(n, p)| *n == input && p.contains(problem)),
+                "{input}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_as_build_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file.zip"), "x").unwrap();
+        let mut i = valid(dir.path());
+        i.package_path = Some("file.zip".into());
+        let found = errors(&i, dir.path());
+        assert!(
+            found
+                .iter()
+                .any(|(n, p)| *n == "packagePath" && p.contains("is a file")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn template_names_stay_within_the_rule() {
+        let long = PipelineContext::from_env(&Environment::from_pairs([(
+            "BUILD_BUILDID",
+            "9".repeat(80).as_str(),
+        )]));
+        let name = default_template_name(&long, 1);
+        assert!(valid_template_name(&name) && name.len() == 64, "{name}");
+        let odd =
+            PipelineContext::from_env(&Environment::from_pairs([("RELEASE_RELEASEID", "r/1 2")]));
+        assert_eq!(default_template_name(&odd, 5), "t_r12_5");
+        assert_eq!(
+            default_template_name(&PipelineContext::default(), 5),
+            "t_local_5"
+        );
+    }
+}
