@@ -836,7 +836,8 @@ mod tests {
     #[test]
     fn rules_that_span_inputs() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: Vec<(Box<dyn Fn(&mut TaskInputs)>, &str, &str)> = vec![
+        type Change = Box<dyn Fn(&mut TaskInputs)>;
+        let cases: Vec<(Change, &str, &str)> = vec![
             (
                 Box::new(|i| i.windows_restart = Some("true".into())),
                 "windowsRestart",
