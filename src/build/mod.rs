@@ -3,5 +3,7 @@
 //! log; on cancellation, asking Image Builder to stop).
 
 pub mod log;
+pub mod outputs;
 pub mod progress;
+pub mod source;
 pub mod summary;

@@ -1,0 +1,91 @@
+//! The task's output variables: `imageUri` (the image's resource id, or the VHD's URI),
+//! `pirPublisher`/`pirOffer`/`pirSku`/`pirVersion` for marketplace sources, plus `templateName`
+//! and `templateId`; set as output variables and shown in the original task's banner, which
+//! users search their logs for.
+
+use crate::agent::Console;
+
+/// Values of the output variables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outputs {
+    pub image_uri: String,
+    /// `(publisher, offer, sku, exact version)` of a marketplace source.
+    pub platform_image: Option<(String, String, String, String)>,
+    pub template_name: String,
+    pub template_id: String,
+}
+
+impl Outputs {
+    /// `(name, value)` in the order they are set and shown.
+    pub fn variables(&self) -> Vec<(&'static str, &str)> {
+        let mut vars = vec![("imageUri", self.image_uri.as_str())];
+        if let Some((publisher, offer, sku, version)) = &self.platform_image {
+            vars.extend([
+                ("pirPublisher", publisher.as_str()),
+                ("pirOffer", offer.as_str()),
+                ("pirSku", sku.as_str()),
+                ("pirVersion", version.as_str()),
+            ]);
+        }
+        vars.push(("templateName", self.template_name.as_str()));
+        vars.push(("templateId", self.template_id.as_str()));
+        vars
+    }
+
+    /// Sets each as an output variable, then prints the banner.
+    pub fn emit(&self, console: &Console) {
+        for (name, value) in self.variables() {
+            console.set_variable(name, value, true);
+        }
+        console.info("## task output variables ##");
+        for (name, value) in self.variables() {
+            console.info(format!("$({name}) =  {value}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::command::decode;
+    use crate::agent::console::Capture;
+
+    #[test]
+    fn sets_output_variables_and_prints_the_banner() {
+        let out = Capture::default();
+        let console = Console::with_writer(Box::new(out.clone()), false);
+        Outputs {
+            image_uri: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/web"
+                .into(),
+            platform_image: Some((
+                "Canonical".into(),
+                "jammy".into(),
+                "22_04-lts".into(),
+                "22.04.1".into(),
+            )),
+            template_name: "t_1".into(),
+            template_id: "/subscriptions/s/.../t_1".into(),
+        }
+        .emit(&console);
+        let text = out.text();
+        let set: Vec<(String, String)> = text
+            .lines()
+            .filter_map(decode)
+            .map(|c| (c.property("variable").unwrap().to_owned(), c.message))
+            .collect();
+        assert_eq!(set[0].0, "imageUri");
+        assert_eq!(set[4], ("pirVersion".into(), "22.04.1".into()));
+        assert_eq!(set.len(), 7);
+        assert!(text.contains("\n## task output variables ##\n$(imageUri) =  /subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/web\n"));
+        assert!(text.contains("isOutput=true"));
+
+        let out = Capture::default();
+        let console = Console::with_writer(Box::new(out.clone()), false);
+        Outputs {
+            image_uri: "https://x/y.vhd".into(),
+            ..Default::default()
+        }
+        .emit(&console);
+        assert!(!out.text().contains("pirPublisher"));
+    }
+}
