@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use crate::agent::{Console, Environment, PipelineContext, ServiceConnection, TaskResult};
-use crate::auth::TokenSource;
-use crate::inputs::{self, TaskInputs};
+use crate::agent::{Console, Environment, PipelineContext, TaskResult};
+use crate::arm::ArmClient;
+use crate::auth;
+use crate::inputs::TaskInputs;
 use crate::transport::{self, TransportSettings};
 
 #[derive(Parser, Debug)]
@@ -29,12 +30,44 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Sign in with the service connection named by ibSubscription and report who signed in,
-    /// without changing anything in Azure.
+    /// Sign in (with the service connection named by ibSubscription, else with the AZURE_*
+    /// variables or the Azure CLI), report who signed in and how, and check that the
+    /// subscription is reachable, without changing anything in Azure.
     SignIn {
         #[command(flatten)]
         inputs: TaskInputs,
+        #[command(flatten)]
+        sign_in: SignInFlags,
     },
+}
+
+/// How to sign in outside a pipeline (a service connection, when given, decides everything).
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
+#[command(next_help_heading = "Sign-in outside a pipeline")]
+pub struct SignInFlags {
+    /// The subscription (id) to work in when no service connection names one; default
+    /// AZURE_SUBSCRIPTION_ID.
+    #[arg(long = "subscription", value_name = "ID")]
+    pub subscription: Option<String>,
+    /// The resource manager of a cloud other than the public, China and US Government ones
+    /// (those follow AZURE_AUTHORITY_HOST); default AZURE_RESOURCE_MANAGER_URL.
+    #[arg(long = "resource-manager-url", value_name = "URL")]
+    pub resource_manager_url: Option<String>,
+}
+
+impl SignInFlags {
+    fn options(&self, env: &Environment) -> auth::LocalOptions {
+        auth::LocalOptions {
+            subscription: self
+                .subscription
+                .clone()
+                .or_else(|| env.get("AZURE_SUBSCRIPTION_ID").map(str::to_owned)),
+            resource_manager_url: self
+                .resource_manager_url
+                .clone()
+                .or_else(|| env.get("AZURE_RESOURCE_MANAGER_URL").map(str::to_owned)),
+        }
+    }
 }
 
 /// Runs the command line against a captured environment; the binary's whole life.
@@ -92,51 +125,77 @@ async fn execute(
     console: &Arc<Console>,
 ) -> Result<()> {
     match command {
-        Command::SignIn { inputs } => sign_in(&inputs, env, context, console).await,
+        Command::SignIn { inputs, sign_in } => {
+            sign_in_command(&inputs, &sign_in, env, context, console).await
+        }
     }
 }
 
-async fn sign_in(
+/// The subscription read that proves the token works (any stable version ARM accepts).
+const SUBSCRIPTIONS_API: &str = "2022-12-01";
+
+async fn sign_in_command(
     inputs: &TaskInputs,
+    flags: &SignInFlags,
     env: &Environment,
     _context: &PipelineContext,
     console: &Arc<Console>,
 ) -> Result<()> {
-    let id = inputs::required(
-        "ibSubscription",
-        &inputs.ib_subscription,
-        "the id of an Azure Resource Manager service connection",
-    )?;
-    let connection = ServiceConnection::from_env(env, id, "ibSubscription")?;
-    for secret in connection.credentials.secrets() {
-        console.set_secret(secret);
-    }
-    let cloud = connection.cloud()?;
     let http = transport::build_client(&TransportSettings::from_env(env)?, console)?;
-    let tokens = TokenSource::for_connection(&connection, &cloud, http, Arc::clone(console))?;
+    let signed = auth::sign_in(
+        env,
+        inputs.ib_subscription.as_deref(),
+        &flags.options(env),
+        http.clone(),
+        console,
+    )
+    .await?;
+    let cloud = &signed.cloud;
     console.info(format!(
-        "Signing in with {} at {}",
-        connection.credentials.describe(),
+        "Signing in with {} as {} at {}",
+        signed.source,
+        signed.tokens.identity(),
         cloud
             .authority
             .as_ref()
             .map(|a| a.as_str())
-            .unwrap_or("(discovered authority)")
+            .unwrap_or("the Azure CLI's authority")
     ));
-    tokens
+    signed
+        .tokens
         .token(&cloud.arm_scope())
         .await
         .context("cannot get a token for Azure Resource Manager")?;
     console.info(format!(
-        "Signed in as {} '{}' in tenant '{}' for {} (subscription {})",
-        connection.credentials.describe(),
-        connection.client_id.as_deref().unwrap_or("-"),
-        connection.tenant_id.as_deref().unwrap_or("-"),
+        "Signed in as {} for {} (subscription {}), through {}",
+        signed.tokens.identity(),
         cloud.resource_manager,
-        connection
+        signed
             .subscription_id
             .as_deref()
-            .unwrap_or("not given by the connection"),
+            .unwrap_or("not given: pass --subscription or set AZURE_SUBSCRIPTION_ID"),
+        signed.source,
     ));
+    if let Some(subscription) = &signed.subscription_id {
+        let arm = ArmClient::new(
+            http,
+            cloud.resource_manager.clone(),
+            cloud.arm_scope(),
+            Arc::clone(&signed.tokens),
+            Arc::clone(console),
+        );
+        let body: serde_json::Value = arm
+            .get(
+                "reading the subscription",
+                &format!("/subscriptions/{subscription}"),
+                SUBSCRIPTIONS_API,
+            )
+            .await?;
+        console.info(format!(
+            "Subscription '{}' ({subscription}) is reachable; state {}",
+            body["displayName"].as_str().unwrap_or("?"),
+            body["state"].as_str().unwrap_or("unknown")
+        ));
+    }
     Ok(())
 }
