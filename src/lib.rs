@@ -10,6 +10,7 @@ pub mod arm;
 pub mod auth;
 pub mod build;
 pub mod cli;
+pub mod image_template;
 pub mod inputs;
 pub mod plan;
 pub mod resource_id;

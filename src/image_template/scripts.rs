@@ -1,0 +1,392 @@
+//! The scripts that bring the build artifacts onto the build VM, as the `inline` lines of Shell
+//! (Linux) and PowerShell (Windows) customizers: download with retries, SHA-256 check,
+//! extraction, and removal. Pure text generation; [`super::build_template`] decides which
+//! steps a template gets.
+//!
+//! Every value that comes from outside (the folder name, the download URL, the paths) is
+//! quoted with [`shell_quote`] or [`powershell_quote`], so a build path named `_drop`,
+//! `my app`, `it's $HOME` or `` `rm -rf` `` lands on the VM under exactly that name. Packer joins
+//! a customizer's `inline` lines with newlines into one script file, so one logical script may
+//! span several lines.
+//!
+//! The Linux scripts are POSIX `sh` (Image Builder runs them with `/bin/sh`, which is `dash` on
+//! Ubuntu and Debian) and keep working under `sh -e`: every command that may fail is tested.
+//! They need only what every marketplace Linux image has, and fall back where images differ:
+//! curl, else wget, else python3 to download; `sha256sum`, else `shasum`, else python3 to
+//! check; `unzip`, else python3's `zipfile` (restoring the Unix modes the archive carries) to
+//! extract — Ubuntu images have no `unzip`.
+
+/// Where the archive and the extracted folder live on the VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmPaths {
+    /// The folder the artifacts are copied into (`/tmp`, `C:\buildArtifacts`).
+    pub root: String,
+    /// The downloaded archive: `<root>/<folder>.zip`.
+    pub zip: String,
+    /// The extracted build path: `<root>/<folder>`.
+    pub dir: String,
+}
+
+impl VmPaths {
+    /// `root` with `/` separators (Linux).
+    pub fn linux(root: &str, folder: &str) -> VmPaths {
+        let root = root.trim_end_matches('/');
+        VmPaths {
+            root: root.to_owned(),
+            zip: format!("{root}/{folder}.zip"),
+            dir: format!("{root}/{folder}"),
+        }
+    }
+
+    /// `root` with `\` separators (Windows).
+    pub fn windows(root: &str, folder: &str) -> VmPaths {
+        let root = root.trim_end_matches('\\');
+        VmPaths {
+            root: root.to_owned(),
+            zip: format!("{root}\\{folder}.zip"),
+            dir: format!("{root}\\{folder}"),
+        }
+    }
+}
+
+/// The downloaded archive and how to check it.
+#[derive(Clone, Copy, Debug)]
+pub struct Download<'a> {
+    /// The URL with its read-only SAS (a secret).
+    pub url: &'a str,
+    /// Lower-case hex SHA-256 of the archive.
+    pub sha256_hex: &'a str,
+    pub size: u64,
+}
+
+/// How many times a download is tried before the step fails.
+pub const DOWNLOAD_ATTEMPTS: u32 = 5;
+
+/// Quotes `value` as one word for POSIX shells: inside single quotes nothing is special, and a
+/// single quote is written as `'\''` (close, escaped quote, reopen).
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// Quotes `value` as a PowerShell verbatim string. PowerShell treats the typographic quotes
+/// `‘ ’ ‚ ‛` as single quotes too, so each of them is doubled like `'`.
+pub fn powershell_quote(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('\'');
+    for c in value.chars() {
+        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}') {
+            quoted.push(c);
+        }
+        quoted.push(c);
+    }
+    quoted.push('\'');
+    quoted
+}
+
+/// The URL as the scripts carry it: characters that a URL may hold but that would end a
+/// quoted word or a URL found in a log (`'`, `"`, `` ` ``, `|`, `<`, `>`, `\`, whitespace) are
+/// percent-encoded, which the server reads the same way.
+pub fn script_url(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    for c in url.chars() {
+        match c {
+            '\'' | '"' | '`' | '|' | '<' | '>' | '\\' | ' ' | '\t' | '\r' | '\n' => {
+                out.push_str(&format!("%{:02X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_owned).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linux (POSIX sh).
+
+/// Downloads the archive to `paths.zip` (curl, else wget, else python3; up to
+/// [`DOWNLOAD_ATTEMPTS`] tries) and checks its SHA-256; a damaged download is deleted and fails
+/// the step.
+pub fn linux_download(download: &Download, paths: &VmPaths) -> Vec<String> {
+    let url = shell_quote(&script_url(download.url));
+    let zip = shell_quote(&paths.zip);
+    let sha = shell_quote(download.sha256_hex);
+    let size = download.size;
+    let attempts = DOWNLOAD_ATTEMPTS;
+    lines(&format!(
+        r#"url={url}
+zip={zip}
+expected={sha}
+echo "aib-task: downloading the build artifacts ({size} bytes) to $zip"
+fetch() {{
+  rm -f -- "$zip"
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsSL --connect-timeout 30 -o "$zip" "$url"
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q --tries=1 --timeout=60 -O "$zip" "$url"
+  elif command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import shutil, sys, urllib.request; r = urllib.request.urlopen(sys.argv[1], timeout=60); f = open(sys.argv[2], "wb"); shutil.copyfileobj(r, f, 1048576); f.close()' "$url" "$zip"
+  else
+    echo "aib-task: cannot download the build artifacts: none of curl, wget or python3 is installed" >&2
+    exit 1
+  fi
+}}
+attempt=1
+until fetch; do
+  if [ "$attempt" -ge {attempts} ]; then
+    echo "aib-task: downloading the build artifacts failed {attempts} times; giving up" >&2
+    exit 1
+  fi
+  echo "aib-task: download attempt $attempt failed; trying again in $((attempt * 10)) seconds" >&2
+  sleep $((attempt * 10))
+  attempt=$((attempt + 1))
+done
+if command -v sha256sum >/dev/null 2>&1; then
+  actual=$(sha256sum < "$zip" | cut -c1-64)
+elif command -v shasum >/dev/null 2>&1; then
+  actual=$(shasum -a 256 < "$zip" | cut -c1-64)
+elif command -v python3 >/dev/null 2>&1; then
+  actual=$(python3 -c 'import hashlib, sys; h = hashlib.sha256(); f = open(sys.argv[1], "rb"); [h.update(b) for b in iter(lambda: f.read(1048576), b"")]; print(h.hexdigest())' "$zip")
+else
+  echo "aib-task: cannot check the build artifacts: none of sha256sum, shasum or python3 is installed" >&2
+  exit 1
+fi
+if [ "$actual" != "$expected" ]; then
+  echo "aib-task: the downloaded build artifacts are damaged: SHA-256 $actual, expected $expected" >&2
+  rm -f -- "$zip"
+  exit 1
+fi
+echo "aib-task: downloaded $zip (SHA-256 $expected)""#
+    ))
+}
+
+/// Python that extracts a zip like `unzip` does: names made safe by `zipfile`, then the Unix
+/// permission bits (without set-id bits, as `unzip` without `-K`) applied from each entry's
+/// external attributes, directories last and deepest first so a read-only folder is filled
+/// before it is closed. No single quotes: it travels inside a single-quoted shell word.
+const PYTHON_EXTRACT: &str = r#"
+import os, sys, zipfile
+source, target = sys.argv[1], sys.argv[2]
+folders = []
+with zipfile.ZipFile(source) as archive:
+    for entry in archive.infolist():
+        path = archive.extract(entry, target)
+        mode = (entry.external_attr >> 16) & 0o1777
+        if entry.filename.endswith("/"):
+            folders.append((path, mode))
+        elif mode:
+            os.chmod(path, mode)
+for path, mode in reversed(folders):
+    if mode:
+        os.chmod(path, mode)
+"#;
+
+/// Extracts `paths.zip` into `paths.dir` with `unzip`, else python3.
+pub fn linux_extract(paths: &VmPaths) -> Vec<String> {
+    let zip = shell_quote(&paths.zip);
+    let dir = shell_quote(&paths.dir);
+    let python = shell_quote(PYTHON_EXTRACT);
+    lines(&format!(
+        r#"zip={zip}
+dest={dir}
+mkdir -p -- "$dest"
+if command -v unzip >/dev/null 2>&1; then
+  status=0
+  unzip -o -q "$zip" -d "$dest" || status=$?
+  if [ "$status" -gt 1 ]; then
+    echo "aib-task: unzip could not extract $zip into $dest (exit code $status)" >&2
+    exit 1
+  fi
+elif command -v python3 >/dev/null 2>&1; then
+  if ! python3 -c {python} "$zip" "$dest"; then
+    echo "aib-task: python3 could not extract $zip into $dest" >&2
+    exit 1
+  fi
+else
+  echo "aib-task: cannot extract the build artifacts: neither unzip nor python3 is installed" >&2
+  exit 1
+fi
+echo "aib-task: the build artifacts are in $dest""#
+    ))
+}
+
+/// Removes the extracted folder and the archive (with `sudo` when the user's script left files
+/// only root may delete).
+pub fn linux_cleanup(paths: &VmPaths) -> Vec<String> {
+    let zip = shell_quote(&paths.zip);
+    let dir = shell_quote(&paths.dir);
+    lines(&format!(
+        r#"if ! {{ sudo -n rm -rf -- {dir} {zip} 2>/dev/null || rm -rf -- {dir} {zip}; }}; then
+  echo "aib-task: could not remove the build artifacts "{dir}" from the image" >&2
+  exit 1
+fi
+echo "aib-task: removed the build artifacts from the image""#
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Windows (Windows PowerShell 5.1 and later).
+
+const PS_PRELUDE: &str =
+    "$ErrorActionPreference = 'Stop'\n$ProgressPreference = 'SilentlyContinue'";
+
+/// Downloads the archive to `paths.zip` with `Invoke-WebRequest` (TLS 1.2, up to
+/// [`DOWNLOAD_ATTEMPTS`] tries) and checks its SHA-256 with `Get-FileHash`. The download goes
+/// to a fixed name first (`-OutFile` reads wildcards in a path) and is moved into place once
+/// checked.
+pub fn windows_download(download: &Download, paths: &VmPaths) -> Vec<String> {
+    let url = powershell_quote(&script_url(download.url));
+    let root = powershell_quote(&paths.root);
+    let zip = powershell_quote(&paths.zip);
+    let sha = powershell_quote(download.sha256_hex);
+    let size = download.size;
+    let attempts = DOWNLOAD_ATTEMPTS;
+    lines(&format!(
+        r#"{PS_PRELUDE}
+[Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
+$url = {url}
+$root = {root}
+$zip = {zip}
+$expected = {sha}
+$partial = Join-Path $root 'aib-task-download.partial'
+[void][System.IO.Directory]::CreateDirectory($root)
+Write-Host "aib-task: downloading the build artifacts ({size} bytes) to $zip"
+for ($attempt = 1; ; $attempt++) {{
+  try {{
+    Invoke-WebRequest -Uri $url -OutFile $partial -UseBasicParsing
+    break
+  }} catch {{
+    if ($attempt -ge {attempts}) {{
+      Write-Host "aib-task: downloading the build artifacts failed {attempts} times; giving up: $($_.Exception.Message)"
+      exit 1
+    }}
+    Write-Host "aib-task: download attempt $attempt failed ($($_.Exception.Message)); trying again in $(10 * $attempt) seconds"
+    Start-Sleep -Seconds (10 * $attempt)
+  }}
+}}
+$actual = (Get-FileHash -LiteralPath $partial -Algorithm SHA256).Hash.ToLowerInvariant()
+if ($actual -ne $expected) {{
+  Remove-Item -LiteralPath $partial -Force
+  Write-Host "aib-task: the downloaded build artifacts are damaged: SHA-256 $actual, expected $expected"
+  exit 1
+}}
+if (Test-Path -LiteralPath $zip) {{ Remove-Item -LiteralPath $zip -Force }}
+[System.IO.File]::Move($partial, $zip)
+Write-Host "aib-task: downloaded $zip (SHA-256 $expected)""#
+    ))
+}
+
+/// Extracts `paths.zip` into `paths.dir` with `Expand-Archive -Force`.
+pub fn windows_extract(paths: &VmPaths) -> Vec<String> {
+    let zip = powershell_quote(&paths.zip);
+    let dir = powershell_quote(&paths.dir);
+    lines(&format!(
+        r#"{PS_PRELUDE}
+$zip = {zip}
+$dest = {dir}
+try {{
+  Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force
+}} catch {{
+  Write-Host "aib-task: could not extract $zip into ${{dest}}: $($_.Exception.Message)"
+  exit 1
+}}
+Write-Host "aib-task: the build artifacts are in $dest""#
+    ))
+}
+
+/// Removes the extracted folder and the archive, and the root folder when nothing else is in it.
+pub fn windows_cleanup(paths: &VmPaths) -> Vec<String> {
+    let root = powershell_quote(&paths.root);
+    let zip = powershell_quote(&paths.zip);
+    let dir = powershell_quote(&paths.dir);
+    lines(&format!(
+        r#"{PS_PRELUDE}
+$root = {root}
+try {{
+  foreach ($path in @({dir}, {zip})) {{
+    if (Test-Path -LiteralPath $path) {{ Remove-Item -LiteralPath $path -Recurse -Force }}
+  }}
+  if ((Test-Path -LiteralPath $root) -and -not (Get-ChildItem -LiteralPath $root -Force)) {{
+    Remove-Item -LiteralPath $root -Force
+  }}
+}} catch {{
+  Write-Host "aib-task: could not remove the build artifacts from the image: $($_.Exception.Message)"
+  exit 1
+}}
+Write-Host "aib-task: removed the build artifacts from the image""#
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_nasty_names() {
+        assert_eq!(shell_quote("webapp"), "'webapp'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("''"), r"''\'''\'''");
+        for nasty in [
+            "my app",
+            "_drop",
+            "$HOME",
+            "`id`",
+            "$(id)",
+            "a\\b",
+            "x;y&&z|w",
+            "*?[a]",
+            "ünïcødé ✓",
+            "-rf",
+            "line\nbreak",
+            "\"double\"",
+        ] {
+            let q = shell_quote(nasty);
+            assert!(q.starts_with('\'') && q.ends_with('\''), "{q}");
+            // Between the outer quotes, a quote only ever appears as '\''.
+            let inner = &q[1..q.len() - 1];
+            assert_eq!(inner.replace(r"'\''", ""), nasty.replace('\'', ""));
+        }
+    }
+
+    #[test]
+    fn powershell_quoting_doubles_every_single_quote_form() {
+        assert_eq!(powershell_quote("webapp"), "'webapp'");
+        assert_eq!(powershell_quote("it's"), "'it''s'");
+        assert_eq!(powershell_quote("$env:TEMP `n"), "'$env:TEMP `n'");
+        assert_eq!(powershell_quote("a\u{2019}b"), "'a\u{2019}\u{2019}b'");
+        assert_eq!(
+            powershell_quote("\u{2018}\u{201A}\u{201B}"),
+            "'\u{2018}\u{2018}\u{201A}\u{201A}\u{201B}\u{201B}'"
+        );
+        assert_eq!(
+            powershell_quote(r"C:\buildArtifacts\my app"),
+            r"'C:\buildArtifacts\my app'"
+        );
+    }
+
+    #[test]
+    fn script_urls_have_nothing_that_ends_a_word() {
+        assert_eq!(
+            script_url("https://a.blob.core.windows.net/c/it's|x y.zip?sv=1&sig=a%2B"),
+            "https://a.blob.core.windows.net/c/it%27s%7Cx%20y.zip?sv=1&sig=a%2B"
+        );
+    }
+
+    #[test]
+    fn paths_join_with_the_os_separator() {
+        let l = VmPaths::linux("/tmp/", "my app");
+        assert_eq!(l.zip, "/tmp/my app.zip");
+        assert_eq!(l.dir, "/tmp/my app");
+        let w = VmPaths::windows(r"C:\buildArtifacts", "_drop");
+        assert_eq!(w.zip, r"C:\buildArtifacts\_drop.zip");
+        assert_eq!(w.dir, r"C:\buildArtifacts\_drop");
+    }
+
+    #[test]
+    fn the_extract_snippet_fits_in_single_quotes() {
+        assert!(!PYTHON_EXTRACT.contains('\''));
+    }
+}
