@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod identity;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
