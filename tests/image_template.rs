@@ -1,0 +1,833 @@
+//! The template built from the plan, checked three ways:
+//!
+//! * every combination of source, distributor and customization validates against the real
+//!   2024-02-01 swagger (`../shared/specs`, or `AIB_SPECS_DIR`; skipped with a message when
+//!   absent);
+//! * the generated Linux steps really run: under `dash` and `bash`, they download an archive
+//!   made by `archive::write_archive` from a local HTTP server (curl, wget, or python3 alone),
+//!   check its SHA-256 (a tampered archive is refused), extract it with `unzip` or python3
+//!   (modes kept) into a folder with a hostile name, and remove it again;
+//! * answers read back into the same types: the spec's examples and the emulator's GET.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use aib_emulator::swagger::SwaggerSpec;
+use aib_emulator::{Config, Emulator, defaults};
+use aib_task::agent::PipelineContext;
+use aib_task::image_template::{
+    self, ArtifactRef, Customizer, ImageTemplate, ProvisioningState, RunOutput, Source,
+    TemplateOptions, build_template, build_template_with, step,
+};
+use aib_task::plan::{self, BuildPlan, Customization, Distribution, Os};
+use aib_task::resource_id::{Kind, ResourceId, parse};
+use sha2::Digest as _;
+
+const TEMPLATE_PATH: &str = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.VirtualMachineImages/imageTemplates/{imageTemplateName}";
+const SUB: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups";
+const SAS_URL: &str = "https://acct.blob.core.windows.net/imagebuilder-vststask/webapp/42-1/webapp_1.zip?sv=2022-11-02&sr=b&sp=r&spr=https&sig=VGhpc0lzU2VjcmV0%3D";
+
+/// A folder name that breaks naive quoting in both shells.
+const NASTY_FOLDER: &str = "_my app's $HOME `id` \"q\" ünï";
+
+fn id(kind: Kind, tail: &str) -> ResourceId {
+    parse(kind, &format!("{SUB}/{tail}")).unwrap()
+}
+
+fn base_plan(os: Os, source: plan::Source, distribution: Distribution) -> BuildPlan {
+    BuildPlan {
+        subscription_id: "00000000-0000-0000-0000-000000000000".into(),
+        resource_group: "rg-aib".into(),
+        location: "westeurope".into(),
+        identity: id(
+            Kind::UserAssignedIdentity,
+            "rg-aib/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aib",
+        ),
+        template_name: "t_42_1764219600000".into(),
+        source,
+        customization: Customization {
+            os,
+            inline_script: vec![],
+            run_elevated: false,
+            run_as_system: false,
+            windows_restart: false,
+            windows_update: false,
+            cleanup_artifacts: false,
+        },
+        package_path: PathBuf::from("/agent/_work/r1/a/webapp"),
+        storage_account: "aibstaging".into(),
+        distribution,
+        vm_size: None,
+        os_disk_size_gb: None,
+        subnet: None,
+        build_timeout_minutes: 240,
+        staging_resource_group: None,
+        image_tags: vec![],
+        keep_template_on_failure: true,
+        wait_for_template_deletion: false,
+    }
+}
+
+fn sources() -> Vec<plan::Source> {
+    vec![
+        plan::Source::Marketplace {
+            publisher: "Canonical".into(),
+            offer: "ubuntu-24_04-lts".into(),
+            sku: "server".into(),
+            version: "latest".into(),
+        },
+        plan::Source::ManagedImage {
+            image_id: id(
+                Kind::ManagedImage,
+                "rg/providers/Microsoft.Compute/images/base",
+            ),
+        },
+        plan::Source::SharedImageVersion {
+            image_version_id: id(
+                Kind::GalleryImageVersion,
+                "rg/providers/Microsoft.Compute/galleries/g/images/i/versions/1.2.3",
+            ),
+        },
+    ]
+}
+
+fn distributions() -> Vec<Distribution> {
+    vec![
+        Distribution::ManagedImage {
+            image_id: id(
+                Kind::ManagedImage,
+                "rg/providers/Microsoft.Compute/images/out",
+            ),
+            location: "westeurope".into(),
+        },
+        Distribution::SharedImage {
+            gallery_image_id: id(
+                Kind::GalleryImage,
+                "rg/providers/Microsoft.Compute/galleries/g/images/i",
+            ),
+            regions: vec!["westeurope".into(), "eastus2".into()],
+            exclude_from_latest: true,
+            storage_account_type: Some("Standard_ZRS".into()),
+        },
+        Distribution::SharedImage {
+            gallery_image_id: id(
+                Kind::GalleryImage,
+                "rg/providers/Microsoft.Compute/galleries/g/images/i",
+            ),
+            regions: vec!["westeurope".into()],
+            exclude_from_latest: false,
+            storage_account_type: None,
+        },
+        Distribution::Vhd,
+    ]
+}
+
+fn pipeline() -> PipelineContext {
+    PipelineContext {
+        in_pipeline: true,
+        release_id: Some("7".into()),
+        release_attempt: Some("2".into()),
+        build_id: Some("42".into()),
+        collection_uri: Some("https://dev.azure.com/contoso/".into()),
+        team_project: Some("Images & More".into()),
+        definition_name: Some("golden <image> 100%".into()),
+        repository: Some("infra/images".into()),
+        source_version: Some("9143bdf0a1c2".into()),
+        ..PipelineContext::default()
+    }
+}
+
+/// One named customization variant.
+struct Variant {
+    name: &'static str,
+    os: Os,
+    size: u64,
+    apply: fn(&mut BuildPlan),
+}
+
+fn variants() -> Vec<Variant> {
+    vec![
+        Variant {
+            name: "linux, small archive, no script",
+            os: Os::Linux,
+            size: 4096,
+            apply: |_| {},
+        },
+        Variant {
+            name: "linux, large archive, script, cleanup, vm profile",
+            os: Os::Linux,
+            size: image_template::FILE_CUSTOMIZER_MAX_BYTES * 3,
+            apply: |p| {
+                p.customization.inline_script = vec![
+                    "sudo mkdir -p /opt/app".into(),
+                    "sudo cp -r \"/tmp/webapp/\"* /opt/app/".into(),
+                ];
+                p.customization.cleanup_artifacts = true;
+                p.vm_size = Some("Standard_D2s_v5".into());
+                p.os_disk_size_gb = Some(64);
+                p.subnet = Some(id(
+                    Kind::Subnet,
+                    "rg/providers/Microsoft.Network/virtualNetworks/v/subnets/s",
+                ));
+                p.staging_resource_group = Some(id(Kind::ResourceGroup, "rg-staging"));
+                p.image_tags = vec![("team".into(), "platform".into())];
+                p.build_timeout_minutes = 960;
+            },
+        },
+        Variant {
+            name: "windows, plain",
+            os: Os::Windows,
+            size: 4096,
+            apply: |p| p.customization.inline_script = vec!["Write-Host hello".into()],
+        },
+        Variant {
+            name: "windows, elevated as system, restart, update, cleanup",
+            os: Os::Windows,
+            size: image_template::FILE_CUSTOMIZER_MAX_BYTES * 3,
+            apply: |p| {
+                p.customization.inline_script =
+                    vec![r"& 'C:\buildArtifacts\webapp\setup.ps1'".into()];
+                p.customization.run_elevated = true;
+                p.customization.run_as_system = true;
+                p.customization.windows_restart = true;
+                p.customization.windows_update = true;
+                p.customization.cleanup_artifacts = true;
+                p.os_disk_size_gb = Some(256);
+            },
+        },
+        Variant {
+            name: "windows, elevated only",
+            os: Os::Windows,
+            size: 4096,
+            apply: |p| {
+                p.customization.inline_script = vec!["Write-Host elevated".into()];
+                p.customization.run_elevated = true;
+                p.customization.windows_update = true;
+            },
+        },
+    ]
+}
+
+fn spec() -> Option<SwaggerSpec> {
+    match SwaggerSpec::default_image_builder_path(image_template::API_VERSION) {
+        Some(path) => Some(SwaggerSpec::load(&path).expect("the swagger loads")),
+        None => {
+            eprintln!(
+                "skipping: the Image Builder {} swagger is not in ../shared/specs (set AIB_SPECS_DIR to the folder holding specification/)",
+                image_template::API_VERSION
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn every_combination_is_valid_against_the_swagger() {
+    let Some(spec) = spec() else { return };
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for source in sources() {
+        for distribution in distributions() {
+            for variant in variants() {
+                let mut plan = base_plan(variant.os, source.clone(), distribution.clone());
+                (variant.apply)(&mut plan);
+                let artifact = ArtifactRef {
+                    download_url: SAS_URL,
+                    sha256_hex: &"ab".repeat(32),
+                    size: variant.size,
+                    folder: NASTY_FOLDER,
+                };
+                let template = build_template(&plan, &artifact, &pipeline());
+                let body = serde_json::to_value(&template).unwrap();
+                if let Err(issues) = spec.validate_request_body("PUT", TEMPLATE_PATH, &body) {
+                    problems.push(format!(
+                        "{source:?} / {distribution:?} / {}: {issues:#?}",
+                        variant.name
+                    ));
+                }
+                // The redacted form is the same shape.
+                let shown = serde_json::to_value(image_template::redacted(&template)).unwrap();
+                assert!(
+                    spec.validate_request_body("PUT", TEMPLATE_PATH, &shown)
+                        .is_ok()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    assert_eq!(checked, 3 * 4 * 5);
+
+    // The validator is live: a wrong field is caught.
+    let plan = base_plan(Os::Linux, sources().remove(0), Distribution::Vhd);
+    let artifact = ArtifactRef {
+        download_url: SAS_URL,
+        sha256_hex: &"ab".repeat(32),
+        size: 1,
+        folder: "webapp",
+    };
+    let mut body = serde_json::to_value(build_template(&plan, &artifact, &pipeline())).unwrap();
+    body["properties"]["distribute"][0]["runOutputName"] = "not valid!".into();
+    body["properties"]["customize"][0]["replicaCount"] = 1.into();
+    let issues = spec
+        .validate_request_body("PUT", TEMPLATE_PATH, &body)
+        .unwrap_err();
+    assert_eq!(issues.len(), 2, "{issues:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the Linux steps.
+
+/// Serves `body` for every GET on 127.0.0.1 and records the request lines.
+struct Server {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+fn serve(body: Vec<u8>) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            seen.lock()
+                .unwrap()
+                .push(head.lines().next().unwrap_or("").to_owned());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    Server {
+        // A quote and a space in the path, a SAS-like query: quoting must hold.
+        url: format!(
+            "http://127.0.0.1:{port}/imagebuilder-vststask/it's%20here/a.zip?sv=2022-11-02&sp=r&sig=abc%2Bdef%3D"
+        ),
+        requests,
+    }
+}
+
+/// The build path the tests archive: nested folders, an empty one, a read-only one, executable
+/// and read-only files, awkward names.
+fn make_tree(root: &Path) {
+    let file = |rel: &str, data: &[u8], mode: u32| {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, data).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    file("run.sh", b"#!/bin/sh\necho hi\n", 0o755);
+    file("readonly.txt", b"do not touch\n", 0o444);
+    file("sub dir/it's $x.txt", b"quoted\n", 0o640);
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    file("sub dir/deeper/ünï `b`.bin", &noise, 0o600);
+    file("locked/inside.txt", b"in a read-only folder\n", 0o644);
+    fs::create_dir_all(root.join("empty")).unwrap();
+    fs::set_permissions(root.join("empty"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(root.join("locked"), fs::Permissions::from_mode(0o555)).unwrap();
+}
+
+/// Every entry under `root`: relative path → (mode bits, content for files).
+fn snapshot(root: &Path) -> BTreeMap<String, (u32, Option<Vec<u8>>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Option<Vec<u8>>)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_dir() {
+                out.insert(rel, (mode, None));
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, (mode, Some(fs::read(&path).unwrap())));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+struct Fixture {
+    _temp: tempfile::TempDir,
+    source: PathBuf,
+    /// The VM's `/tmp`.
+    vm_root: PathBuf,
+    zip: Vec<u8>,
+    sha256_hex: String,
+    bin: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let temp = tempfile::tempdir().unwrap();
+    let source = temp.path().join("agent").join("webapp");
+    make_tree(&source);
+    let (zip, summary) = aib_task::archive::write_archive(&source, Vec::new()).unwrap();
+    assert_eq!(summary.files, 5);
+    let sha256_hex = hex(&sha2::Sha256::digest(&zip));
+    let vm_root = temp.path().join("vm tmp");
+    fs::create_dir_all(&vm_root).unwrap();
+    let bin = temp.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    Fixture {
+        _temp: temp,
+        source,
+        vm_root,
+        zip,
+        sha256_hex,
+        bin,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Fixture {
+    fn template(&self, url: &str, os: Os, force_download: bool, cleanup: bool) -> ImageTemplate {
+        let mut plan = base_plan(os, sources().remove(0), Distribution::Vhd);
+        plan.customization.inline_script = vec!["echo user step".into()];
+        plan.customization.cleanup_artifacts = cleanup;
+        let options = TemplateOptions {
+            linux_root: self.vm_root.display().to_string(),
+            file_customizer_max_bytes: if force_download { 0 } else { u64::MAX },
+            ..TemplateOptions::default()
+        };
+        let artifact = ArtifactRef {
+            download_url: url,
+            sha256_hex: &self.sha256_hex,
+            size: self.zip.len() as u64,
+            folder: NASTY_FOLDER,
+        };
+        build_template_with(&plan, &artifact, &pipeline(), &options)
+    }
+
+    fn vm_zip(&self) -> PathBuf {
+        self.vm_root.join(format!("{NASTY_FOLDER}.zip"))
+    }
+
+    fn vm_dir(&self) -> PathBuf {
+        self.vm_root.join(NASTY_FOLDER)
+    }
+
+    /// A PATH holding only `tools` (found on the current PATH).
+    fn path_with(&self, name: &str, tools: &[&str]) -> String {
+        let dir = self.bin.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        for tool in tools {
+            let target = if *tool == "python3" {
+                let out = Command::new("python3")
+                    .args(["-c", "import sys; print(sys.executable)"])
+                    .output()
+                    .expect("python3 runs");
+                PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+            } else {
+                which(tool).unwrap_or_else(|| panic!("{tool} is not installed"))
+            };
+            symlink(target, dir.join(tool)).unwrap();
+        }
+        dir.display().to_string()
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn shell_steps(template: &ImageTemplate) -> Vec<(String, String)> {
+    template
+        .properties
+        .customize
+        .iter()
+        .filter_map(|c| match c {
+            Customizer::Shell { name, inline, .. } => Some((name.clone(), inline.join("\n"))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs one step as Packer does (the lines as one script file), with `sh -e`.
+fn run_step(shell: &str, script: &str, path: Option<&str>, dir: &Path) -> Output {
+    let file = dir.join("step.sh");
+    fs::write(&file, script).unwrap();
+    let shell = which(shell).unwrap_or_else(|| panic!("{shell} is not installed"));
+    let mut command = Command::new(shell);
+    command.arg("-e").arg(&file);
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    command.output().unwrap()
+}
+
+fn step_named<'a>(steps: &'a [(String, String)], name: &str) -> &'a str {
+    &steps.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+fn assert_ok(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Downloads with the tools on `path` and extracts; the tree must come out identical.
+fn download_and_extract(shell: &str, tools: Option<&[&str]>, label: &str) {
+    let f = fixture();
+    let server = serve(f.zip.clone());
+    let template = f.template(&server.url, Os::Linux, true, true);
+    let steps = shell_steps(&template);
+    assert_eq!(
+        steps.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        [
+            step::DOWNLOAD,
+            step::EXTRACT,
+            step::INLINE_SCRIPT,
+            step::REMOVE_ARTIFACTS
+        ]
+    );
+    let path = tools.map(|t| f.path_with(label, t));
+    let work = f.bin.clone();
+    let out = run_step(
+        shell,
+        step_named(&steps, step::DOWNLOAD),
+        path.as_deref(),
+        &work,
+    );
+    assert_ok(&out, &format!("{label}: download"));
+    assert_eq!(fs::read(f.vm_zip()).unwrap(), f.zip, "{label}");
+    let requests = server.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(
+        requests[0].starts_with("GET /imagebuilder-vststask/it%27s%20here/a.zip?sv="),
+        "{requests:?}"
+    );
+
+    let out = run_step(
+        shell,
+        step_named(&steps, step::EXTRACT),
+        path.as_deref(),
+        &work,
+    );
+    assert_ok(&out, &format!("{label}: extract"));
+    assert_eq!(snapshot(&f.vm_dir()), snapshot(&f.source), "{label}");
+
+    let out = run_step(
+        shell,
+        step_named(&steps, step::REMOVE_ARTIFACTS),
+        path.as_deref(),
+        &work,
+    );
+    assert_ok(&out, &format!("{label}: cleanup"));
+    assert!(!f.vm_dir().exists() && !f.vm_zip().exists(), "{label}");
+    assert!(
+        f.vm_root.exists(),
+        "{label}: only the artifacts are removed"
+    );
+}
+
+#[test]
+fn curl_sha256sum_and_unzip_under_dash_and_bash() {
+    download_and_extract("dash", None, "dash, full PATH");
+    download_and_extract("bash", None, "bash, full PATH");
+}
+
+#[test]
+fn wget_when_there_is_no_curl() {
+    download_and_extract(
+        "dash",
+        Some(&["rm", "mkdir", "cut", "sleep", "wget", "sha256sum", "unzip"]),
+        "wget",
+    );
+}
+
+#[test]
+fn python3_alone_downloads_checks_and_extracts_with_modes() {
+    let tools: &[&str] = &["rm", "mkdir", "cut", "sleep", "python3"];
+    download_and_extract("dash", Some(tools), "python3 only, dash");
+    download_and_extract("bash", Some(tools), "python3 only, bash");
+}
+
+#[test]
+fn a_small_archive_from_the_file_customizer_is_extracted_by_either_tool() {
+    for (label, tools) in [
+        ("unzip", None),
+        ("python3", Some(&["mkdir", "python3"][..])),
+    ] {
+        let f = fixture();
+        let template = f.template(SAS_URL, Os::Linux, false, false);
+        let Customizer::File {
+            source_uri,
+            destination,
+            sha256_checksum,
+            ..
+        } = &template.properties.customize[0]
+        else {
+            panic!("{:?}", template.properties.customize[0]);
+        };
+        assert_eq!(source_uri, SAS_URL);
+        assert_eq!(Path::new(destination), f.vm_zip());
+        assert_eq!(sha256_checksum.as_deref(), Some(f.sha256_hex.as_str()));
+        // What Image Builder's File customizer does.
+        fs::write(destination, &f.zip).unwrap();
+        let steps = shell_steps(&template);
+        let path = tools.map(|t| f.path_with(label, t));
+        let out = run_step(
+            "dash",
+            step_named(&steps, step::EXTRACT),
+            path.as_deref(),
+            &f.bin,
+        );
+        assert_ok(&out, label);
+        assert_eq!(snapshot(&f.vm_dir()), snapshot(&f.source), "{label}");
+        assert!(f.vm_zip().exists(), "the archive stays without cleanup");
+    }
+}
+
+#[test]
+fn a_tampered_archive_is_refused_and_removed() {
+    let f = fixture();
+    let mut tampered = f.zip.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x55;
+    let server = serve(tampered);
+    let template = f.template(&server.url, Os::Linux, true, false);
+    let steps = shell_steps(&template);
+    for (label, tools) in [
+        ("sha256sum", None),
+        (
+            "python3",
+            Some(&["rm", "mkdir", "cut", "sleep", "curl", "python3"][..]),
+        ),
+    ] {
+        let path = tools.map(|t| f.path_with(label, t));
+        let out = run_step(
+            "dash",
+            step_named(&steps, step::DOWNLOAD),
+            path.as_deref(),
+            &f.bin,
+        );
+        assert!(!out.status.success(), "{label}: a damaged archive passed");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("damaged") && stderr.contains(&f.sha256_hex),
+            "{label}: {stderr}"
+        );
+        assert!(!f.vm_zip().exists(), "{label}: the damaged download stays");
+    }
+}
+
+#[test]
+fn no_download_tool_fails_at_once_with_a_clear_message() {
+    let f = fixture();
+    let template = f.template("http://127.0.0.1:9/x.zip?sig=a", Os::Linux, true, false);
+    let steps = shell_steps(&template);
+    let path = f.path_with("nothing", &["rm", "cut"]);
+    let out = run_step(
+        "dash",
+        step_named(&steps, step::DOWNLOAD),
+        Some(&path),
+        &f.bin,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("none of curl, wget or python3 is installed"),
+        "{stderr}"
+    );
+    let path = f.path_with("no-extractor", &["mkdir"]);
+    fs::write(f.vm_zip(), &f.zip).unwrap();
+    let out = run_step(
+        "dash",
+        step_named(&steps, step::EXTRACT),
+        Some(&path),
+        &f.bin,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("neither unzip nor python3 is installed"),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading answers.
+
+fn example(name: &str) -> Option<serde_json::Value> {
+    let spec = SwaggerSpec::default_image_builder_path(image_template::API_VERSION)?;
+    let path = spec.parent()?.join("examples").join(name);
+    match fs::read_to_string(&path) {
+        Ok(text) => Some(serde_json::from_str(&text).unwrap()),
+        Err(_) => {
+            eprintln!("skipping: {} is absent", path.display());
+            None
+        }
+    }
+}
+
+#[test]
+fn the_specs_examples_read_into_the_models() {
+    let Some(get) = example("GetImageTemplate.json") else {
+        eprintln!("skipping: the 2024-02-01 examples are not in ../shared/specs");
+        return;
+    };
+    let template: ImageTemplate =
+        serde_json::from_value(get["responses"]["200"]["body"].clone()).unwrap();
+    assert_eq!(template.name.as_deref(), Some("myImageTemplate"));
+    assert!(matches!(
+        template.properties.source,
+        Source::ManagedImage { .. }
+    ));
+    assert!(matches!(
+        &template.properties.customize[0],
+        Customizer::Shell {
+            script_uri: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(
+        template.properties.distribute[0].run_output_name(),
+        "image_it_pir_1"
+    );
+    assert_eq!(
+        template
+            .properties
+            .vm_profile
+            .as_ref()
+            .unwrap()
+            .os_disk_size_gb,
+        Some(64)
+    );
+    let identity = template
+        .identity
+        .user_assigned_identities
+        .values()
+        .next()
+        .unwrap();
+    assert!(identity.client_id.is_some());
+
+    let output = example("GetRunOutput.json").unwrap();
+    let output: RunOutput =
+        serde_json::from_value(output["responses"]["200"]["body"].clone()).unwrap();
+    assert_eq!(output.name, "myManagedImageOutput");
+    assert!(
+        output
+            .properties
+            .artifact_id
+            .unwrap()
+            .ends_with("/images/output_managed_image")
+    );
+    assert_eq!(
+        output.properties.provisioning_state,
+        Some(ProvisioningState::Succeeded)
+    );
+
+    // The create examples read too (their request bodies).
+    for name in [
+        "CreateImageTemplateLinux.json",
+        "CreateImageTemplateWindows.json",
+    ] {
+        let Some(create) = example(name) else {
+            continue;
+        };
+        let body = create["parameters"]["parameters"].clone();
+        let parsed: Result<ImageTemplate, _> = serde_json::from_value(body);
+        assert!(parsed.is_ok(), "{name}: {parsed:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_emulators_answer_reads_back() {
+    let emulator = Emulator::start(Config::default()).await.unwrap();
+    let signed = common::sign_in(&emulator);
+    let mut plan = base_plan(
+        Os::Linux,
+        plan::Source::Marketplace {
+            publisher: "Canonical".into(),
+            offer: "ubuntu-24_04-lts".into(),
+            sku: "server".into(),
+            version: "latest".into(),
+        },
+        Distribution::Vhd,
+    );
+    plan.location = defaults::LOCATION.into();
+    plan.identity = parse(
+        Kind::UserAssignedIdentity,
+        defaults::MANAGED_IDENTITY_RESOURCE_ID,
+    )
+    .unwrap();
+    plan.customization.inline_script = vec!["echo hello".into()];
+    let artifact = ArtifactRef {
+        download_url: SAS_URL,
+        sha256_hex: &"ab".repeat(32),
+        size: 1000,
+        folder: "webapp",
+    };
+    let template = build_template(&plan, &artifact, &pipeline());
+    let path = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/t_roundtrip",
+        defaults::SUBSCRIPTION_ID,
+        defaults::RESOURCE_GROUP
+    );
+    let url = signed.arm.url(&path, image_template::API_VERSION).unwrap();
+    let body = serde_json::to_value(&template).unwrap();
+    let started = signed
+        .arm
+        .send("put template", reqwest::Method::PUT, url, Some(&body))
+        .await
+        .unwrap();
+    let status = signed
+        .arm
+        .wait("put template", &started, None)
+        .await
+        .unwrap();
+    assert!(status.succeeded(), "{status:?}");
+    let read: ImageTemplate = signed
+        .arm
+        .get("get template", &path, image_template::API_VERSION)
+        .await
+        .unwrap();
+    assert_eq!(read.name.as_deref(), Some("t_roundtrip"));
+    assert_eq!(
+        read.properties.provisioning_state,
+        Some(ProvisioningState::Succeeded)
+    );
+    assert_eq!(read.properties.customize, template.properties.customize);
+    assert_eq!(read.properties.distribute, template.properties.distribute);
+    assert_eq!(read.tags, template.tags);
+    assert_eq!(read.location, template.location);
+}
