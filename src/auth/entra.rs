@@ -225,9 +225,14 @@ impl EntraError {
 
 impl std::fmt::Display for EntraError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.code.is_some() {
+            "refused the sign-in"
+        } else {
+            "answered"
+        };
         write!(
             f,
-            "Entra ID refused the sign-in ({} {}): {}",
+            "Entra ID {verb} ({} {}): {}",
             self.status,
             self.error,
             self.description.trim()
