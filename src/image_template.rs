@@ -851,10 +851,11 @@ pub fn merge_tags(
 // ---------------------------------------------------------------------------------------------
 // Printing without secrets.
 
+// Neither pattern crosses a quote or a backslash, so masking JSON text keeps it valid JSON.
 static URL_WITH_QUERY: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"(https?://[^\s'"<>`|?]+)\?([^\s'"<>`|]*)"#).unwrap());
+    LazyLock::new(|| Regex::new(r#"(https?://[^\s'"<>`|?\\]+)\?([^\s'"<>`|\\]*)"#).unwrap());
 static SAS_SIGNATURE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"(?i)\bsig=[^&\s'"<>`|]*"#).unwrap());
+    LazyLock::new(|| Regex::new(r#"(?i)\bsig=[^&\s'"<>`|\\]*"#).unwrap());
 
 /// `text` with the query of every URL that carries a SAS signature (`sig=`) replaced by `***`,
 /// and any other `sig=` value masked.
@@ -892,11 +893,11 @@ pub fn redacted(template: &ImageTemplate) -> ImageTemplate {
     serde_json::from_value(value).expect("a redacted template reads back")
 }
 
-/// The template as indented JSON with every SAS masked, for the log.
+/// The template as indented JSON, fields in the order Azure documents them, with every SAS
+/// masked: for the log.
 pub fn to_display_json(template: &ImageTemplate) -> String {
-    let mut value = serde_json::to_value(template).expect("a template serializes");
-    redact_value(&mut value);
-    serde_json::to_string_pretty(&value).expect("JSON prints")
+    let json = serde_json::to_string_pretty(template).expect("a template serializes");
+    redact_text(&json).into_owned()
 }
 
 #[cfg(test)]
@@ -1245,7 +1246,7 @@ mod tests {
         };
         assert_eq!(
             inline[3],
-            r"$dest = 'C:\buildArtifacts\_it''s $HOME `id` ünï'"
+            r"$dest = ('' + 'C:\buildArtifacts\_it''s $HOME `id` ' + [char]0x00FC + 'n' + [char]0x00EF)"
         );
     }
 
@@ -1361,8 +1362,14 @@ mod tests {
             assert!(shown.contains("webapp_1.zip?***"), "{shown}");
             let r = serde_json::to_string(&redacted(&t)).unwrap();
             assert!(!r.contains("c2VjcmV0") && !r.contains("sig="), "{r}");
-            // Nothing but the SAS changed.
+            // Nothing but the SAS changed, and the text is the same JSON.
             assert_eq!(names(&redacted(&t)), names(&t));
+            let parsed: serde_json::Value = serde_json::from_str(&shown).unwrap();
+            assert_eq!(parsed, serde_json::to_value(redacted(&t)).unwrap());
+            assert!(
+                shown.trim_start().starts_with("{\n  \"location\""),
+                "{shown}"
+            );
         }
         assert_eq!(
             redact_text(

@@ -253,6 +253,13 @@ fn every_combination_is_valid_against_the_swagger() {
                         variant.name
                     ));
                 }
+                // What the log shows is JSON without the SAS.
+                let shown = image_template::to_display_json(&template);
+                assert!(!shown.contains("VGhpc0lzU2VjcmV0"), "{shown}");
+                assert_eq!(
+                    serde_json::from_str::<serde_json::Value>(&shown).unwrap(),
+                    serde_json::to_value(image_template::redacted(&template)).unwrap()
+                );
                 // The redacted form is the same shape.
                 let shown = serde_json::to_value(image_template::redacted(&template)).unwrap();
                 assert!(
@@ -830,4 +837,41 @@ async fn the_emulators_answer_reads_back() {
     assert_eq!(read.properties.distribute, template.properties.distribute);
     assert_eq!(read.tags, template.tags);
     assert_eq!(read.location, template.location);
+}
+
+#[test]
+fn the_emulator_finds_the_download_and_its_checksum_in_each_layout() {
+    let sha = "cd".repeat(32);
+    let endpoints = ["https://acct.blob.core.windows.net/".to_owned()];
+    for (os, size, kind) in [
+        (Os::Linux, 10, "File"),
+        (
+            Os::Linux,
+            image_template::FILE_CUSTOMIZER_MAX_BYTES + 1,
+            "Shell",
+        ),
+        (Os::Windows, 10, "PowerShell"),
+    ] {
+        let mut plan = base_plan(os, sources().remove(0), Distribution::Vhd);
+        plan.customization.inline_script = vec!["echo done".into()];
+        let artifact = ArtifactRef {
+            download_url: SAS_URL,
+            sha256_hex: &sha,
+            size,
+            folder: NASTY_FOLDER,
+        };
+        let template = build_template(&plan, &artifact, &pipeline());
+        let body = serde_json::to_value(&template).unwrap();
+        let customize = body["properties"]["customize"].as_array().unwrap();
+        assert_eq!(customize[0]["type"], kind);
+        let fetches = aib_emulator::artifacts::plan(customize, &endpoints);
+        assert_eq!(fetches.len(), 1, "{kind}: {fetches:?}");
+        assert_eq!(fetches[0].url, SAS_URL, "{kind}");
+        assert_eq!(
+            fetches[0].expected_sha256,
+            std::slice::from_ref(&sha),
+            "{kind}"
+        );
+        assert_eq!(fetches[0].customizer, step::DOWNLOAD);
+    }
 }

@@ -83,24 +83,57 @@ pub fn powershell_quote(value: &str) -> String {
     quoted
 }
 
-/// The URL as the scripts carry it: characters that a URL may hold but that would end a
-/// quoted word or a URL found in a log (`'`, `"`, `` ` ``, `|`, `<`, `>`, `\`, whitespace) are
-/// percent-encoded, which the server reads the same way.
+/// Writes `value` as a PowerShell expression made of ASCII only: a verbatim string, with each
+/// character beyond ASCII spliced in as `[char]0x…` (UTF-16 units). Packer writes inline lines
+/// to a `.ps1` file without a byte order mark, which Windows PowerShell 5.1 reads in the
+/// system's ANSI code page, so a literal `ü` in a path would come out as `Ã¼`.
+pub fn powershell_string(value: &str) -> String {
+    if value.is_ascii() {
+        return powershell_quote(value);
+    }
+    // Starting from '' makes every `+` a string concatenation.
+    let mut parts = vec!["''".to_owned()];
+    let mut ascii = String::new();
+    for c in value.chars() {
+        if c.is_ascii() {
+            ascii.push(c);
+            continue;
+        }
+        if !ascii.is_empty() {
+            parts.push(powershell_quote(&std::mem::take(&mut ascii)));
+        }
+        let mut units = [0u16; 2];
+        for unit in c.encode_utf16(&mut units) {
+            parts.push(format!("[char]0x{unit:04X}"));
+        }
+    }
+    if !ascii.is_empty() {
+        parts.push(powershell_quote(&ascii));
+    }
+    format!("({})", parts.join(" + "))
+}
+
+/// The URL as the scripts carry it: ASCII only, and without the characters that would end a
+/// quoted word or a URL found in a log (`'`, `"`, `` ` ``, `|`, `<`, `>`, `\`, whitespace and
+/// other controls). Those are percent-encoded (UTF-8), which the server reads the same way.
 pub fn script_url(url: &str) -> String {
     let mut out = String::with_capacity(url.len());
     for c in url.chars() {
-        match c {
-            '\'' | '"' | '`' | '|' | '<' | '>' | '\\' | ' ' | '\t' | '\r' | '\n' => {
-                out.push_str(&format!("%{:02X}", c as u32));
+        if c.is_ascii_graphic() && !matches!(c, '\'' | '"' | '`' | '|' | '<' | '>' | '\\') {
+            out.push(c);
+        } else {
+            let mut bytes = [0u8; 4];
+            for b in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("%{b:02X}"));
             }
-            c => out.push(c),
         }
     }
     out
 }
 
+/// The `inline` entries of a script (split on `\n` only, so a quoted value keeps any `\r`).
 fn lines(text: &str) -> Vec<String> {
-    text.lines().map(str::to_owned).collect()
+    text.split('\n').map(str::to_owned).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,7 +252,7 @@ pub fn linux_cleanup(paths: &VmPaths) -> Vec<String> {
     let dir = shell_quote(&paths.dir);
     lines(&format!(
         r#"if ! {{ sudo -n rm -rf -- {dir} {zip} 2>/dev/null || rm -rf -- {dir} {zip}; }}; then
-  echo "aib-task: could not remove the build artifacts "{dir}" from the image" >&2
+  echo "aib-task: could not remove the build artifacts from the image" >&2
   exit 1
 fi
 echo "aib-task: removed the build artifacts from the image""#
@@ -238,8 +271,8 @@ const PS_PRELUDE: &str =
 /// checked.
 pub fn windows_download(download: &Download, paths: &VmPaths) -> Vec<String> {
     let url = powershell_quote(&script_url(download.url));
-    let root = powershell_quote(&paths.root);
-    let zip = powershell_quote(&paths.zip);
+    let root = powershell_string(&paths.root);
+    let zip = powershell_string(&paths.zip);
     let sha = powershell_quote(download.sha256_hex);
     let size = download.size;
     let attempts = DOWNLOAD_ATTEMPTS;
@@ -280,8 +313,8 @@ Write-Host "aib-task: downloaded $zip (SHA-256 $expected)""#
 
 /// Extracts `paths.zip` into `paths.dir` with `Expand-Archive -Force`.
 pub fn windows_extract(paths: &VmPaths) -> Vec<String> {
-    let zip = powershell_quote(&paths.zip);
-    let dir = powershell_quote(&paths.dir);
+    let zip = powershell_string(&paths.zip);
+    let dir = powershell_string(&paths.dir);
     lines(&format!(
         r#"{PS_PRELUDE}
 $zip = {zip}
@@ -298,9 +331,9 @@ Write-Host "aib-task: the build artifacts are in $dest""#
 
 /// Removes the extracted folder and the archive, and the root folder when nothing else is in it.
 pub fn windows_cleanup(paths: &VmPaths) -> Vec<String> {
-    let root = powershell_quote(&paths.root);
-    let zip = powershell_quote(&paths.zip);
-    let dir = powershell_quote(&paths.dir);
+    let root = powershell_string(&paths.root);
+    let zip = powershell_string(&paths.zip);
+    let dir = powershell_string(&paths.dir);
     lines(&format!(
         r#"{PS_PRELUDE}
 $root = {root}
@@ -368,11 +401,46 @@ mod tests {
     }
 
     #[test]
+    fn powershell_strings_are_ascii_only() {
+        assert_eq!(powershell_string(r"C:\x\it's"), r"'C:\x\it''s'");
+        assert_eq!(
+            powershell_string(r"C:\b\ünï's"),
+            r"('' + 'C:\b\' + [char]0x00FC + 'n' + [char]0x00EF + '''s')"
+        );
+        // Beyond the BMP: a surrogate pair. A typographic quote is spliced in like any other
+        // character, so it cannot end the string.
+        assert_eq!(
+            powershell_string("\u{1F600}\u{2019}"),
+            "('' + [char]0xD83D + [char]0xDE00 + [char]0x2019)"
+        );
+        assert!(powershell_string("日本語 ‘x’").is_ascii());
+    }
+
+    #[test]
     fn script_urls_have_nothing_that_ends_a_word() {
         assert_eq!(
-            script_url("https://a.blob.core.windows.net/c/it's|x y.zip?sv=1&sig=a%2B"),
-            "https://a.blob.core.windows.net/c/it%27s%7Cx%20y.zip?sv=1&sig=a%2B"
+            script_url("https://a.blob.core.windows.net/c/it's|x y`ü.zip?sv=1&sig=a%2B"),
+            "https://a.blob.core.windows.net/c/it%27s%7Cx%20y%60%C3%BC.zip?sv=1&sig=a%2B"
         );
+    }
+
+    #[test]
+    fn windows_scripts_are_ascii_whatever_the_folder() {
+        let paths = VmPaths::windows(r"C:\buildArtifacts", "ünï ✓ 日本");
+        let download = Download {
+            url: "https://a/ü.zip?sig=x",
+            sha256_hex: "00",
+            size: 1,
+        };
+        for script in [
+            windows_download(&download, &paths),
+            windows_extract(&paths),
+            windows_cleanup(&paths),
+        ] {
+            for line in &script {
+                assert!(line.is_ascii(), "{line}");
+            }
+        }
     }
 
     #[test]
