@@ -385,6 +385,43 @@ impl ArmClient {
         }
     }
 
+    /// One attempt with a time limit and no retries: for the last calls made while the task is
+    /// being cancelled, when the agent allows only seconds before it kills the process.
+    pub async fn send_once(
+        &self,
+        operation: &str,
+        method: Method,
+        url: Url,
+        limit: Duration,
+    ) -> Result<ArmResponse> {
+        let attempt = async {
+            let token = self.tokens.token(&self.scope).await?;
+            let response = self
+                .http
+                .request(method, url)
+                .bearer_auth(token.secret())
+                .header("content-length", "0")
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!(crate::auth::error_chain(&e)))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.unwrap_or_default();
+            if status.is_success() {
+                Ok(ArmResponse {
+                    status,
+                    headers,
+                    body,
+                })
+            } else {
+                Err(ArmError::from_response(operation, status, &headers, &body).into())
+            }
+        };
+        tokio::time::timeout(limit, attempt)
+            .await
+            .map_err(|_| anyhow::anyhow!("{operation}: no answer within {} s", limit.as_secs()))?
+    }
+
     fn note_retry(&self, operation: &str, reason: &str, wait: Duration, attempt: u32) {
         self.console.info(format!(
             "{operation}: {reason}; trying again in {:.1} s (attempt {} of {})",

@@ -1,9 +1,690 @@
-//! The image build: staging the artifact, creating the template, running it and following it to
-//! the end, reading its outputs, and cleaning up (or, on failure, showing why with the build
-//! log; on cancellation, asking Image Builder to stop).
+//! The image build, end to end: the base image's exact version resolved, the artifact staged,
+//! the template created, run and followed to the end, its outputs read and set, and everything
+//! cleaned up; on failure the reason with the build log, on cancellation a cancel request to
+//! Image Builder. Every Azure write happens here, after the inputs were validated (`crate::plan`).
 
 pub mod log;
 pub mod outputs;
 pub mod progress;
 pub mod source;
 pub mod summary;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use azure_core::credentials::TokenCredential;
+use reqwest::Method;
+use tokio::sync::watch;
+
+use crate::agent::{Console, PipelineContext};
+use crate::arm::{ArmClient, ArmError};
+use crate::image_template::{
+    self, ArtifactRef, ImageTemplate, ProvisioningState, RunOutput, RunState,
+    Source as TemplateSource,
+};
+use crate::plan::{BuildPlan, Distribution, Source};
+use crate::staging::{self, Staged, StagingRequest};
+use crate::upload::UploadSettings;
+use outputs::Outputs;
+use progress::{Event, Watcher};
+use summary::Summary;
+
+/// How often and how long the build is watched.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// Between two looks at the run's state.
+    pub poll: Duration,
+    /// A reminder line when a phase lasts this long without change.
+    pub heartbeat: Duration,
+    /// Waiting stops this long after the build timeout (queueing and distribution take extra).
+    pub deadline_margin: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            poll: Duration::from_secs(15),
+            heartbeat: Duration::from_secs(300),
+            deadline_margin: Duration::from_secs(45 * 60),
+        }
+    }
+}
+
+impl Timing {
+    /// The defaults, with `AIB_POLL_INTERVAL` (seconds) for demos and tests against emulators.
+    pub fn from_env(env: &crate::agent::Environment) -> Timing {
+        let mut timing = Timing::default();
+        if let Some(secs) = env
+            .get("AIB_POLL_INTERVAL")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            && secs > 0.0
+        {
+            timing.poll = Duration::from_secs_f64(secs);
+        }
+        timing
+    }
+}
+
+/// A watch that turns true when the agent asks the task to stop (SIGINT, then SIGTERM).
+pub fn cancellation() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Why a build ended without outputs.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cancelled(pub String);
+
+/// What a build needs besides its plan.
+pub struct Builder<'a> {
+    pub arm: &'a ArmClient,
+    pub http: reqwest::Client,
+    pub credential: Arc<dyn TokenCredential>,
+    pub console: &'a Arc<Console>,
+    pub context: &'a PipelineContext,
+    pub timing: Timing,
+    pub upload: UploadSettings,
+    pub cancel: watch::Receiver<bool>,
+}
+
+fn template_path(plan: &BuildPlan) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/{}",
+        plan.subscription_id, plan.resource_group, plan.template_name
+    )
+}
+
+fn describe_source(source: &Source, exact: Option<&str>) -> String {
+    match source {
+        Source::Marketplace {
+            publisher,
+            offer,
+            sku,
+            version,
+        } => {
+            format!("{publisher}:{offer}:{sku}:{}", exact.unwrap_or(version))
+        }
+        Source::ManagedImage { image_id } => format!("managed image {image_id}"),
+        Source::SharedImageVersion { image_version_id } => {
+            format!("gallery image version {image_version_id}")
+        }
+    }
+}
+
+fn describe_distribution(distribution: &Distribution) -> String {
+    match distribution {
+        Distribution::ManagedImage { image_id, location } => {
+            format!("managed image {image_id} ({location})")
+        }
+        Distribution::SharedImage {
+            gallery_image_id,
+            regions,
+            ..
+        } => {
+            format!("gallery image {gallery_image_id} ({})", regions.join(", "))
+        }
+        Distribution::Vhd => "VHD".to_owned(),
+    }
+}
+
+/// `az` commands that remove a template (and with it its staging group).
+fn removal_hint(plan: &BuildPlan) -> String {
+    format!(
+        "az image builder delete --name {} --resource-group {} --subscription {}",
+        plan.template_name, plan.resource_group, plan.subscription_id
+    )
+}
+
+impl Builder<'_> {
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Runs the whole build. The run summary is uploaded whatever the outcome.
+    pub async fn run(&mut self, plan: &BuildPlan) -> Result<Outputs> {
+        let started = Instant::now();
+        let mut summary = Summary {
+            template_name: plan.template_name.clone(),
+            resource_group: plan.resource_group.clone(),
+            location: plan.location.clone(),
+            source: describe_source(&plan.source, None),
+            distribution: describe_distribution(&plan.distribution),
+            ..Default::default()
+        };
+        let outcome = self.run_inner(plan, &mut summary, started).await;
+        summary.total = started.elapsed();
+        summary.succeeded = outcome.is_ok();
+        if let Err(e) = &outcome {
+            summary.error = Some(self.console.mask(&format!("{e:#}")));
+        }
+        self.upload_summary(&summary);
+        outcome
+    }
+
+    fn upload_summary(&self, summary: &Summary) {
+        let path = self
+            .context
+            .temp_directory
+            .join(format!("aib-task-summary-{}.md", summary.template_name));
+        match std::fs::write(&path, self.console.mask(&summary.markdown())) {
+            Ok(()) if self.context.in_pipeline => self.console.upload_summary(&path),
+            Ok(()) => self
+                .console
+                .debug(format!("run summary written to {}", path.display())),
+            Err(e) => self.console.warning(format!(
+                "could not write the run summary {}: {e}",
+                path.display()
+            )),
+        }
+    }
+
+    async fn run_inner(
+        &mut self,
+        plan: &BuildPlan,
+        summary: &mut Summary,
+        started: Instant,
+    ) -> Result<Outputs> {
+        // Reads first: nothing is written to Azure until the base image is known to exist.
+        let exact_version = match &plan.source {
+            Source::Marketplace {
+                publisher,
+                offer,
+                sku,
+                version,
+            } => Some(
+                source::exact_version(
+                    self.arm,
+                    &plan.subscription_id,
+                    &plan.location,
+                    (publisher, offer, sku),
+                    version,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        summary.source = describe_source(&plan.source, exact_version.as_deref());
+
+        let phase = Instant::now();
+        let staged = {
+            let _group = self.console.group("Staging the build path");
+            let request = StagingRequest {
+                subscription: &plan.subscription_id,
+                storage_account: &plan.storage_account,
+                package_path: plan.package_path.clone(),
+                build_timeout_minutes: plan.build_timeout_minutes,
+                upload: self.upload.clone(),
+            };
+            let staging = staging::stage(
+                self.arm,
+                self.http.clone(),
+                Arc::clone(&self.credential),
+                request,
+                self.context,
+                self.console,
+            );
+            let mut cancel = self.cancel.clone();
+            tokio::select! {
+                staged = staging => staged?,
+                _ = cancel.wait_for(|c| *c) => {
+                    return Err(Cancelled(
+                        "cancelled while uploading the build path; nothing was created in Image Builder. Uncommitted blocks of the upload are discarded by Azure Storage within 7 days".into(),
+                    ).into());
+                }
+            }
+        };
+        summary
+            .phases
+            .push(("Staging the build path".into(), phase.elapsed()));
+        summary.artifact = Some(format!(
+            "{} ({} files, {:.1} MiB, sha256 {})",
+            staged.folder,
+            staged.uploaded.archive.files,
+            staged.uploaded.bytes as f64 / 1048576.0,
+            staged.uploaded.sha256_hex()
+        ));
+
+        let outcome = self
+            .build_with(plan, &staged, summary, started, exact_version)
+            .await;
+        // The blob is only needed while the build runs.
+        if let Err(e) = staged.remove(self.console).await {
+            self.console.warning(format!("{e:#}"));
+        }
+        outcome
+    }
+
+    async fn build_with(
+        &mut self,
+        plan: &BuildPlan,
+        staged: &Staged,
+        summary: &mut Summary,
+        started: Instant,
+        exact_version: Option<String>,
+    ) -> Result<Outputs> {
+        let sha256 = staged.uploaded.sha256_hex();
+        let artifact = ArtifactRef {
+            download_url: staged.download_url.secret(),
+            sha256_hex: &sha256,
+            size: staged.uploaded.bytes,
+            folder: &staged.folder,
+        };
+        let template = image_template::build_template(plan, &artifact, self.context);
+        let source_json = serde_json::to_string(&template.properties.source).unwrap_or_default();
+        self.console
+            .info(format!("Source for image:  {source_json}"));
+        self.console
+            .info(format!("template name:  {}", plan.template_name));
+        {
+            let _group = self.console.group("Image template");
+            self.console
+                .info(image_template::to_display_json(&template));
+        }
+
+        let phase = Instant::now();
+        let path = template_path(plan);
+        self.put_template(plan, &path, &template).await?;
+        summary
+            .phases
+            .push(("Creating the template".into(), phase.elapsed()));
+
+        if self.cancelled() {
+            return Err(self.cancel_build(plan, &path, staged, false).await);
+        }
+        self.console.info("starting run template...");
+        let url = self
+            .arm
+            .url(&format!("{path}/run"), image_template::API_VERSION)?;
+        self.arm
+            .send("starting the build", Method::POST, url, None)
+            .await
+            .map_err(|e| self.keep_note(plan, e))?;
+
+        let finished = self.watch(plan, &path, staged, summary, started).await?;
+        let status = finished
+            .properties
+            .last_run_status
+            .clone()
+            .unwrap_or_default();
+        let state = status.run_state.unwrap_or(RunState::Unknown);
+        if state != RunState::Succeeded {
+            return Err(self.fail(plan, &path, &finished, summary).await);
+        }
+        self.console.info("run template:  Succeeded");
+
+        let phase = Instant::now();
+        let run_output_name = plan.distribution.run_output_name();
+        self.console
+            .info(format!("getting runOutput for  {run_output_name}"));
+        let output: RunOutput = self
+            .arm
+            .get(
+                "reading the build's output",
+                &format!("{path}/runOutputs/{run_output_name}"),
+                image_template::API_VERSION,
+            )
+            .await?;
+        let image_uri = output
+            .properties
+            .artifact_id
+            .clone()
+            .or(output.properties.artifact_uri.clone())
+            .ok_or_else(|| anyhow!("the build's output {run_output_name} names no image"))?;
+        summary.image_uri = Some(image_uri.clone());
+        let platform_image = match (&plan.source, &finished.properties.source) {
+            (
+                Source::Marketplace {
+                    publisher,
+                    offer,
+                    sku,
+                    ..
+                },
+                TemplateSource::PlatformImage {
+                    exact_version: built,
+                    ..
+                },
+            ) => Some((
+                publisher.clone(),
+                offer.clone(),
+                sku.clone(),
+                built
+                    .clone()
+                    .or(exact_version)
+                    .unwrap_or_else(|| "latest".into()),
+            )),
+            _ => None,
+        };
+        let outputs = Outputs {
+            image_uri,
+            platform_image,
+            template_name: plan.template_name.clone(),
+            template_id: finished.id.clone().unwrap_or_else(|| path.clone()),
+        };
+        outputs.emit(self.console);
+        self.delete_template(plan, &path).await;
+        summary
+            .phases
+            .push(("Outputs and clean-up".into(), phase.elapsed()));
+        Ok(outputs)
+    }
+
+    /// Creates the template and waits until it is provisioned.
+    async fn put_template(
+        &self,
+        plan: &BuildPlan,
+        path: &str,
+        template: &ImageTemplate,
+    ) -> Result<()> {
+        self.console.info("starting put template...");
+        let body = serde_json::to_value(template).context("serialising the template")?;
+        let url = self.arm.url(path, image_template::API_VERSION)?;
+        let operation = format!("creating template {}", plan.template_name);
+        let started = match self
+            .arm
+            .send(&operation, Method::PUT, url, Some(&body))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let conflict = e
+                    .downcast_ref::<ArmError>()
+                    .is_some_and(|a| a.status == 409);
+                let detail = e
+                    .downcast_ref::<ArmError>()
+                    .map(ArmError::describe)
+                    .unwrap_or_else(|| format!("{e:#}"));
+                if conflict {
+                    bail!(
+                        "{detail}\nA template named {} already exists in {} and Image Builder cannot update templates: set templateName to a new name, or remove the old one with: {}",
+                        plan.template_name,
+                        plan.resource_group,
+                        removal_hint(plan)
+                    );
+                }
+                bail!("{detail}");
+            }
+        };
+        let status = self.arm.wait(&operation, &started, None).await?;
+        let current: ImageTemplate = self
+            .arm
+            .get(&operation, path, image_template::API_VERSION)
+            .await?;
+        let provisioned =
+            current.properties.provisioning_state == Some(ProvisioningState::Succeeded);
+        if !status.succeeded() || !provisioned {
+            let reason = current
+                .properties
+                .provisioning_error
+                .and_then(|e| {
+                    Some(format!(
+                        "{}: {}",
+                        e.provisioning_error_code.unwrap_or_default(),
+                        e.message?
+                    ))
+                })
+                .or_else(|| status.error.map(|e| format!("{}: {}", e.code, e.message)))
+                .unwrap_or_else(|| format!("provisioning ended {}", status.status));
+            bail!(
+                "creating template {} failed: {reason}\nThe template was kept for inspection; remove it with: {}",
+                plan.template_name,
+                removal_hint(plan)
+            );
+        }
+        self.console.info("put template:  Succeeded");
+        Ok(())
+    }
+
+    fn keep_note(&self, plan: &BuildPlan, e: anyhow::Error) -> anyhow::Error {
+        e.context(format!(
+            "the template {} was kept; remove it with: {}",
+            plan.template_name,
+            removal_hint(plan)
+        ))
+    }
+
+    /// Follows the run until it ends, the deadline passes, or the task is cancelled.
+    async fn watch(
+        &mut self,
+        plan: &BuildPlan,
+        path: &str,
+        staged: &Staged,
+        summary: &mut Summary,
+        started: Instant,
+    ) -> Result<ImageTemplate> {
+        let watch_started = Instant::now();
+        let deadline = watch_started
+            + Duration::from_secs(u64::from(plan.build_timeout_minutes) * 60)
+            + self.timing.deadline_margin;
+        let mut watcher = Watcher::new(self.timing.heartbeat);
+        let _group = self.console.group("Building the image");
+        loop {
+            let current: ImageTemplate = self
+                .arm
+                .get(
+                    "reading the build's state",
+                    path,
+                    image_template::API_VERSION,
+                )
+                .await?;
+            let status = current
+                .properties
+                .last_run_status
+                .clone()
+                .unwrap_or_default();
+            let state = status.run_state.unwrap_or(RunState::Running);
+            let sub_state = status.run_sub_state.map(|s| format!("{s:?}"));
+            if let Some(event) = watcher.observe(
+                &format!("{state:?}"),
+                sub_state.as_deref(),
+                watch_started.elapsed(),
+            ) {
+                match event {
+                    Event::Phase {
+                        name,
+                        percent,
+                        line,
+                    } => {
+                        self.console.info(line);
+                        self.console
+                            .set_progress(percent, &format!("Image Builder: {name}"));
+                    }
+                    Event::Heartbeat { line } => self.console.info(line),
+                }
+            }
+            if state.is_finished() {
+                watcher.finish(watch_started.elapsed());
+                summary.phases.extend(watcher.phases.drain(..));
+                self.console
+                    .set_progress(100, &format!("Image Builder: {state:?}"));
+                return Ok(current);
+            }
+            if Instant::now() >= deadline {
+                let e = self.cancel_build(plan, path, staged, true).await;
+                return Err(e.context(format!(
+                    "the build ran longer than buildTimeoutInMinutes ({}) plus {} minutes (total {})",
+                    plan.build_timeout_minutes,
+                    self.timing.deadline_margin.as_secs() / 60,
+                    progress::elapsed(started.elapsed())
+                )));
+            }
+            let mut cancel = self.cancel.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(self.timing.poll) => {}
+                _ = cancel.wait_for(|c| *c) => {
+                    return Err(self.cancel_build(plan, path, staged, false).await);
+                }
+            }
+        }
+    }
+
+    /// Asks Image Builder to stop, removes the artifact, and says what is left. Quick: the agent
+    /// kills the task 7.5 s after asking it to stop.
+    async fn cancel_build(
+        &self,
+        plan: &BuildPlan,
+        path: &str,
+        staged: &Staged,
+        timed_out: bool,
+    ) -> anyhow::Error {
+        let why = if timed_out {
+            "the build timed out"
+        } else {
+            "the task was cancelled"
+        };
+        self.console.info(format!(
+            "{why}: asking Image Builder to cancel the build of {}",
+            plan.template_name
+        ));
+        let limit = Duration::from_secs(3);
+        let cancel = async {
+            let url = self
+                .arm
+                .url(&format!("{path}/cancel"), image_template::API_VERSION)?;
+            self.arm
+                .send_once("cancelling the build", Method::POST, url, limit)
+                .await
+        };
+        let (cancelled, removed) = tokio::join!(
+            cancel,
+            tokio::time::timeout(limit, staged.store.delete_blob(&staged.blob))
+        );
+        match cancelled {
+            Ok(_) => self
+                .console
+                .info("cancel requested: Image Builder stops the build and removes its build VM"),
+            Err(e) => self
+                .console
+                .warning(format!("could not ask Image Builder to cancel: {e:#}")),
+        }
+        if !matches!(removed, Ok(Ok(()))) {
+            self.console.warning(format!(
+                "the artifact {} may be left behind; delete it with: az storage blob delete --account-name {} --container-name {} --name '{}'",
+                staged.url, staged.store.account.name, crate::storage::CONTAINER, staged.blob
+            ));
+        }
+        Cancelled(format!(
+            "{why}. The template {} remains in resource group {} with its staging resource group (IT_{}_{}_…), which goes with it; once the cancellation has finished, remove them with: {}",
+            plan.template_name,
+            plan.resource_group,
+            plan.resource_group,
+            plan.template_name,
+            removal_hint(plan)
+        ))
+        .into()
+    }
+
+    /// Explains a failed run with its build log, then keeps or deletes the template.
+    async fn fail(
+        &self,
+        plan: &BuildPlan,
+        path: &str,
+        finished: &ImageTemplate,
+        summary: &mut Summary,
+    ) -> anyhow::Error {
+        let status = finished
+            .properties
+            .last_run_status
+            .clone()
+            .unwrap_or_default();
+        let state = status.run_state.unwrap_or(RunState::Unknown);
+        let message = status
+            .message
+            .unwrap_or_else(|| "Image Builder gave no reason".into());
+        self.console.info(format!("run template:  {state:?}"));
+        let staging_group = finished
+            .properties
+            .exact_staging_resource_group
+            .clone()
+            .unwrap_or_else(|| format!("IT_{}_{}_…", plan.resource_group, plan.template_name));
+        let log_url = log::log_url(&message);
+        if let Some(url) = &log_url {
+            summary.log_url = Some(url.to_string());
+            // Read before any deletion: the log lives in the staging group.
+            match log::read(self.arm, &self.http, &plan.subscription_id, url).await {
+                Ok(text) => {
+                    let _group = self
+                        .console
+                        .group("Build log (last 100 lines of customization.log)");
+                    self.console.info(log::tail(&text, 100));
+                }
+                Err(e) => self
+                    .console
+                    .warning(format!("could not read the build log {url}: {e:#}")),
+            }
+        }
+        let kept = if plan.keep_template_on_failure {
+            format!(
+                "The template and its staging resource group {staging_group} were kept for inspection; remove them with: {}",
+                removal_hint(plan)
+            )
+        } else {
+            self.delete_template(plan, path).await;
+            "The template was deleted (keepTemplateOnFailure is false).".to_owned()
+        };
+        anyhow!(
+            "the image build of template {} {}: {message}\nBuild log: {}\n{kept}",
+            plan.template_name,
+            match state {
+                RunState::Canceled => "was cancelled",
+                RunState::PartiallySucceeded => "only partly succeeded",
+                _ => "failed",
+            },
+            log_url
+                .map(|u| u.to_string())
+                .unwrap_or_else(|| "not given by Image Builder".into()),
+        )
+    }
+
+    /// Deletes the template (which takes its staging group with it): accepted and left to finish
+    /// on its own unless `waitForTemplateDeletion`.
+    async fn delete_template(&self, plan: &BuildPlan, path: &str) {
+        self.console
+            .info(format!("deleting template {}...", plan.template_name));
+        let outcome = async {
+            let url = self.arm.url(path, image_template::API_VERSION)?;
+            let operation = format!("deleting template {}", plan.template_name);
+            let accepted = self.arm.send(&operation, Method::DELETE, url, None).await?;
+            if plan.wait_for_template_deletion {
+                let status = self.arm.wait(&operation, &accepted, None).await?;
+                anyhow::ensure!(status.succeeded(), "{operation} ended {}", status.status);
+                self.console.info("delete template:  Succeeded");
+            } else {
+                self.console.info("delete template:  Accepted (Image Builder finishes it, with the staging resource group, in the background)");
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            self.console.warning(format!(
+                "could not delete template {}: {e:#}. Remove it with: {}",
+                plan.template_name,
+                removal_hint(plan)
+            ));
+        }
+    }
+}
