@@ -12,12 +12,14 @@
 //! * **Artifacts onto the VM**, as the original task laid them out: Linux into `/tmp/<folder>`,
 //!   Windows into `C:\buildArtifacts\<folder>`, `<folder>` being the build path's last segment.
 //!   - Linux, archive of at most [`FILE_CUSTOMIZER_MAX_BYTES`] (Image Builder's guidance for
-//!     the File customizer): a `File` customizer to `/tmp/<folder>.zip` with its
-//!     `sha256Checksum`. A larger archive: a Shell step that downloads it (curl, wget or python3,
-//!     with retries) and checks its SHA-256. Then a Shell step extracts it with `unzip`, or
-//!     python3 where there is no `unzip` (Ubuntu images), keeping the Unix modes.
+//!     the File customizer) and a folder name of letters, digits, `.`, `_` and `-`: a `File`
+//!     customizer to `/tmp/<folder>.zip` with its `sha256Checksum`. Otherwise a Shell step
+//!     downloads it (curl, wget or python3, with retries) and checks its SHA-256. Then a Shell
+//!     step extracts it with `unzip`, or python3 where there is no `unzip` (Ubuntu images),
+//!     keeping the Unix modes.
 //!   - Windows: a PowerShell step downloads with `Invoke-WebRequest` (retries, TLS 1.2), checks
-//!     `Get-FileHash`, and one extracts with `Expand-Archive -Force`.
+//!     `Get-FileHash`, and one extracts with `Expand-Archive -Force`. The PowerShell lines are
+//!     ASCII whatever the folder's name (see [`scripts::powershell_string`]).
 //!   - The archive stays beside the folder (as in the original) unless `cleanupArtifactsOnImage`.
 //! * **The user's inline script**, verbatim, one `inline` entry per line, in its own Shell or
 //!   PowerShell customizer (PowerShell with `runElevated`/`runAsSystem`). No `cd` is added:
@@ -655,6 +657,16 @@ fn distributor(
     }
 }
 
+/// A name that needs no quoting anywhere: the File customizer's destination is handed to
+/// Packer's file provisioner, whose quoting of remote paths is not documented, so any other
+/// folder name is brought in by the download script, which quotes it.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 fn shell(name: &str, inline: Vec<String>) -> Customizer {
     Customizer::Shell {
         name: name.to_owned(),
@@ -694,7 +706,7 @@ fn customizers(
     match custom.os {
         Os::Linux => {
             let paths = VmPaths::linux(&options.linux_root, artifact.folder);
-            if artifact.size <= options.file_customizer_max_bytes {
+            if artifact.size <= options.file_customizer_max_bytes && plain_name(artifact.folder) {
                 steps.push(Customizer::File {
                     name: step::DOWNLOAD.to_owned(),
                     source_uri: artifact.download_url.to_owned(),
@@ -1138,6 +1150,24 @@ mod tests {
         }
         // Exactly at the threshold: still the File customizer.
         let t = build_template(&p, &artifact(FILE_CUSTOMIZER_MAX_BYTES), &context());
+        assert!(matches!(t.properties.customize[0], Customizer::File { .. }));
+        // A small archive whose folder name needs quoting: the script, which quotes it.
+        for folder in ["my app", "it's", "ünï", "a[1]", ""] {
+            let odd = ArtifactRef {
+                folder,
+                ..artifact(10)
+            };
+            let t = build_template(&p, &odd, &context());
+            assert!(
+                matches!(&t.properties.customize[0], Customizer::Shell { name, .. } if name == step::DOWNLOAD),
+                "{folder}"
+            );
+        }
+        let plain = ArtifactRef {
+            folder: "_Drop-1.2",
+            ..artifact(10)
+        };
+        let t = build_template(&p, &plain, &context());
         assert!(matches!(t.properties.customize[0], Customizer::File { .. }));
     }
 

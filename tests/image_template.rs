@@ -150,6 +150,7 @@ struct Variant {
     name: &'static str,
     os: Os,
     size: u64,
+    folder: &'static str,
     apply: fn(&mut BuildPlan),
 }
 
@@ -159,12 +160,14 @@ fn variants() -> Vec<Variant> {
             name: "linux, small archive, no script",
             os: Os::Linux,
             size: 4096,
+            folder: "webapp",
             apply: |_| {},
         },
         Variant {
             name: "linux, large archive, script, cleanup, vm profile",
             os: Os::Linux,
             size: image_template::FILE_CUSTOMIZER_MAX_BYTES * 3,
+            folder: NASTY_FOLDER,
             apply: |p| {
                 p.customization.inline_script = vec![
                     "sudo mkdir -p /opt/app".into(),
@@ -186,12 +189,14 @@ fn variants() -> Vec<Variant> {
             name: "windows, plain",
             os: Os::Windows,
             size: 4096,
+            folder: "webapp",
             apply: |p| p.customization.inline_script = vec!["Write-Host hello".into()],
         },
         Variant {
             name: "windows, elevated as system, restart, update, cleanup",
             os: Os::Windows,
             size: image_template::FILE_CUSTOMIZER_MAX_BYTES * 3,
+            folder: NASTY_FOLDER,
             apply: |p| {
                 p.customization.inline_script =
                     vec![r"& 'C:\buildArtifacts\webapp\setup.ps1'".into()];
@@ -207,6 +212,7 @@ fn variants() -> Vec<Variant> {
             name: "windows, elevated only",
             os: Os::Windows,
             size: 4096,
+            folder: "webapp",
             apply: |p| {
                 p.customization.inline_script = vec!["Write-Host elevated".into()];
                 p.customization.run_elevated = true;
@@ -243,7 +249,7 @@ fn every_combination_is_valid_against_the_swagger() {
                     download_url: SAS_URL,
                     sha256_hex: &"ab".repeat(32),
                     size: variant.size,
-                    folder: NASTY_FOLDER,
+                    folder: variant.folder,
                 };
                 let template = build_template(&plan, &artifact, &pipeline());
                 let body = serde_json::to_value(&template).unwrap();
@@ -386,6 +392,8 @@ fn snapshot(root: &Path) -> BTreeMap<String, (u32, Option<Vec<u8>>)> {
 
 struct Fixture {
     _temp: tempfile::TempDir,
+    /// The build path's name, and so the folder's on the VM.
+    folder: &'static str,
     source: PathBuf,
     /// The VM's `/tmp`.
     vm_root: PathBuf,
@@ -395,6 +403,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_named(NASTY_FOLDER)
+}
+
+fn fixture_named(folder: &'static str) -> Fixture {
     let temp = tempfile::tempdir().unwrap();
     let source = temp.path().join("agent").join("webapp");
     make_tree(&source);
@@ -407,6 +419,7 @@ fn fixture() -> Fixture {
     fs::create_dir_all(&bin).unwrap();
     Fixture {
         _temp: temp,
+        folder,
         source,
         vm_root,
         zip,
@@ -433,17 +446,17 @@ impl Fixture {
             download_url: url,
             sha256_hex: &self.sha256_hex,
             size: self.zip.len() as u64,
-            folder: NASTY_FOLDER,
+            folder: self.folder,
         };
         build_template_with(&plan, &artifact, &pipeline(), &options)
     }
 
     fn vm_zip(&self) -> PathBuf {
-        self.vm_root.join(format!("{NASTY_FOLDER}.zip"))
+        self.vm_root.join(format!("{}.zip", self.folder))
     }
 
     fn vm_dir(&self) -> PathBuf {
-        self.vm_root.join(NASTY_FOLDER)
+        self.vm_root.join(self.folder)
     }
 
     /// A PATH holding only `tools` (found on the current PATH).
@@ -594,7 +607,8 @@ fn a_small_archive_from_the_file_customizer_is_extracted_by_either_tool() {
         ("unzip", None),
         ("python3", Some(&["mkdir", "python3"][..])),
     ] {
-        let f = fixture();
+        // The File customizer is only for names that need no quoting.
+        let f = fixture_named("_Drop-1.2");
         let template = f.template(SAS_URL, Os::Linux, false, false);
         let Customizer::File {
             source_uri,
@@ -843,14 +857,16 @@ async fn the_emulators_answer_reads_back() {
 fn the_emulator_finds_the_download_and_its_checksum_in_each_layout() {
     let sha = "cd".repeat(32);
     let endpoints = ["https://acct.blob.core.windows.net/".to_owned()];
-    for (os, size, kind) in [
-        (Os::Linux, 10, "File"),
+    for (os, size, folder, kind) in [
+        (Os::Linux, 10, "webapp", "File"),
+        (Os::Linux, 10, NASTY_FOLDER, "Shell"),
         (
             Os::Linux,
             image_template::FILE_CUSTOMIZER_MAX_BYTES + 1,
+            "webapp",
             "Shell",
         ),
-        (Os::Windows, 10, "PowerShell"),
+        (Os::Windows, 10, NASTY_FOLDER, "PowerShell"),
     ] {
         let mut plan = base_plan(os, sources().remove(0), Distribution::Vhd);
         plan.customization.inline_script = vec!["echo done".into()];
@@ -858,7 +874,7 @@ fn the_emulator_finds_the_download_and_its_checksum_in_each_layout() {
             download_url: SAS_URL,
             sha256_hex: &sha,
             size,
-            folder: NASTY_FOLDER,
+            folder,
         };
         let template = build_template(&plan, &artifact, &pipeline());
         let body = serde_json::to_value(&template).unwrap();

@@ -311,16 +311,23 @@ Write-Host "aib-task: downloaded $zip (SHA-256 $expected)""#
     ))
 }
 
-/// Extracts `paths.zip` into `paths.dir` with `Expand-Archive -Force`.
+/// Extracts `paths.zip` into `paths.dir` with `Expand-Archive -Force`. `Expand-Archive` reads
+/// wildcards in its destination (it checks it with `Test-Path -Path`), so a folder whose name
+/// holds `[`, `]`, `*` or `?` is extracted with .NET's `ZipFile.ExtractToDirectory` instead.
 pub fn windows_extract(paths: &VmPaths) -> Vec<String> {
     let zip = powershell_string(&paths.zip);
     let dir = powershell_string(&paths.dir);
+    let extract = if paths.dir.contains(['[', ']', '*', '?']) {
+        "Add-Type -AssemblyName System.IO.Compression.FileSystem\n  [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)"
+    } else {
+        "Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force"
+    };
     lines(&format!(
         r#"{PS_PRELUDE}
 $zip = {zip}
 $dest = {dir}
 try {{
-  Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force
+  {extract}
 }} catch {{
   Write-Host "aib-task: could not extract $zip into ${{dest}}: $($_.Exception.Message)"
   exit 1
@@ -422,6 +429,19 @@ mod tests {
             script_url("https://a.blob.core.windows.net/c/it's|x y`ü.zip?sv=1&sig=a%2B"),
             "https://a.blob.core.windows.net/c/it%27s%7Cx%20y%60%C3%BC.zip?sv=1&sig=a%2B"
         );
+    }
+
+    #[test]
+    fn windows_extraction_avoids_expand_archive_wildcards() {
+        let plain = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", "_drop 1"));
+        assert!(plain.contains(
+            &"  Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force".to_owned()
+        ));
+        let wild = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", "drop[1]"));
+        assert!(!wild.join("\n").contains("Expand-Archive"));
+        assert!(wild.contains(
+            &"  [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)".to_owned()
+        ));
     }
 
     #[test]
