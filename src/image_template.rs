@@ -796,7 +796,7 @@ fn customizers(
 pub mod tag {
     /// `System.CollectionUri`.
     pub const COLLECTION: &str = "aib-task.collection";
-    /// `System.TeamProject`.
+    /// `System.TeamProject` (else `System.TeamProjectId`).
     pub const PROJECT: &str = "aib-task.project";
     /// `Build.DefinitionName` (or `Release.DefinitionName`).
     pub const DEFINITION: &str = "aib-task.definition";
@@ -821,7 +821,13 @@ pub fn pipeline_tags(context: &PipelineContext) -> BTreeMap<String, String> {
     let attempt = context.run_id().map(|_| context.attempt());
     for (name, value) in [
         (tag::COLLECTION, context.collection_uri.as_deref()),
-        (tag::PROJECT, context.team_project.as_deref()),
+        (
+            tag::PROJECT,
+            context
+                .team_project
+                .as_deref()
+                .or(context.team_project_id.as_deref()),
+        ),
         (tag::DEFINITION, context.definition_name.as_deref()),
         (tag::BUILD_ID, context.build_id.as_deref()),
         (tag::BUILD_NUMBER, context.build_number.as_deref()),

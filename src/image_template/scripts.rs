@@ -156,7 +156,7 @@ echo "aib-task: downloading the build artifacts ({size} bytes) to $zip"
 fetch() {{
   rm -f -- "$zip"
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --connect-timeout 30 -o "$zip" "$url"
+    curl -fsSL --connect-timeout 30 --speed-limit 1024 --speed-time 120 -o "$zip" "$url"
   elif command -v wget >/dev/null 2>&1; then
     wget -q --tries=1 --timeout=60 -O "$zip" "$url"
   elif command -v python3 >/dev/null 2>&1; then
@@ -196,7 +196,7 @@ echo "aib-task: downloaded $zip (SHA-256 $expected)""#
 }
 
 /// Python that extracts a zip like `unzip` does: names made safe by `zipfile`, then the Unix
-/// permission bits (without set-id bits, as `unzip` without `-K`) applied from each entry's
+/// permission bits (without the set-id and sticky bits, as `unzip` without `-K`) from each entry's
 /// external attributes, directories last and deepest first so a read-only folder is filled
 /// before it is closed. No single quotes: it travels inside a single-quoted shell word.
 const PYTHON_EXTRACT: &str = r#"
@@ -206,7 +206,7 @@ folders = []
 with zipfile.ZipFile(source) as archive:
     for entry in archive.infolist():
         path = archive.extract(entry, target)
-        mode = (entry.external_attr >> 16) & 0o1777
+        mode = (entry.external_attr >> 16) & 0o777
         if entry.filename.endswith("/"):
             folders.append((path, mode))
         elif mode:
