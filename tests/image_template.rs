@@ -299,13 +299,18 @@ fn every_combination_is_valid_against_the_swagger() {
 // ---------------------------------------------------------------------------------------------
 // Running the Linux steps.
 
-/// Serves `body` for every GET on 127.0.0.1 and records the request lines.
+/// Serves `body` for every GET on 127.0.0.1 (after answering the first `failures` with 503) and
+/// records the request lines.
 struct Server {
     url: String,
     requests: Arc<Mutex<Vec<String>>>,
 }
 
 fn serve(body: Vec<u8>) -> Server {
+    serve_flaky(body, 0)
+}
+
+fn serve_flaky(body: Vec<u8>, failures: usize) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -322,9 +327,18 @@ fn serve(body: Vec<u8>) -> Server {
                 }
             }
             let head = String::from_utf8_lossy(&head).into_owned();
-            seen.lock()
-                .unwrap()
-                .push(head.lines().next().unwrap_or("").to_owned());
+            let count = {
+                let mut seen = seen.lock().unwrap();
+                seen.push(head.lines().next().unwrap_or("").to_owned());
+                seen.len()
+            };
+            if count <= failures {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                continue;
+            }
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -889,5 +903,51 @@ fn the_emulator_finds_the_download_and_its_checksum_in_each_layout() {
             "{kind}"
         );
         assert_eq!(fetches[0].customizer, step::DOWNLOAD);
+    }
+}
+
+/// A `sleep` that returns at once and notes how long it was asked to wait.
+fn fake_sleep(dir: &Path) -> PathBuf {
+    let log = dir.join("sleeps.log");
+    let script = dir.join("sleep");
+    fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    log
+}
+
+#[test]
+fn failed_downloads_are_retried_with_growing_waits_then_given_up() {
+    let tools: &[&str] = &["rm", "mkdir", "cut", "curl", "sha256sum"];
+    for (failures, succeeds) in [(2, true), (5, false)] {
+        let f = fixture();
+        let server = serve_flaky(f.zip.clone(), failures);
+        let template = f.template(&server.url, Os::Linux, true, false);
+        let steps = shell_steps(&template);
+        let path = f.path_with("retry", tools);
+        let sleeps = fake_sleep(Path::new(&path));
+        let out = run_step(
+            "dash",
+            step_named(&steps, step::DOWNLOAD),
+            Some(&path),
+            &f.bin,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let waits = fs::read_to_string(&sleeps).unwrap_or_default();
+        if succeeds {
+            assert_ok(&out, "after two failures");
+            assert_eq!(fs::read(f.vm_zip()).unwrap(), f.zip);
+            assert_eq!(waits, "10\n20\n");
+            assert!(stderr.contains("download attempt 2 failed"), "{stderr}");
+        } else {
+            assert!(!out.status.success());
+            assert_eq!(waits, "10\n20\n30\n40\n");
+            assert!(stderr.contains("failed 5 times; giving up"), "{stderr}");
+            assert!(!f.vm_zip().exists());
+        }
+        assert_eq!(server.requests.lock().unwrap().len(), failures.min(4) + 1);
     }
 }
