@@ -8,7 +8,8 @@
 //! # What a template does
 //!
 //! * **Source**: the marketplace image (`latest` stays `latest`; the orchestration resolves the
-//!   exact version for the outputs), the managed image, or the gallery image version.
+//!   exact version for the outputs), the managed image, or the gallery image version. The model
+//!   has the marketplace `planInfo`, which the plan does not carry yet, so it is never sent.
 //! * **Artifacts onto the VM**, as the original task laid them out: Linux into `/tmp/<folder>`,
 //!   Windows into `C:\buildArtifacts\<folder>`, `<folder>` being the build path's last segment.
 //!   - Linux, archive of at most [`FILE_CUSTOMIZER_MAX_BYTES`] (Image Builder's guidance for
@@ -18,8 +19,9 @@
 //!     step extracts it with `unzip`, or python3 where there is no `unzip` (Ubuntu images),
 //!     keeping the Unix modes.
 //!   - Windows: a PowerShell step downloads with `Invoke-WebRequest` (retries, TLS 1.2), checks
-//!     `Get-FileHash`, and one extracts with `Expand-Archive -Force`. The PowerShell lines are
-//!     ASCII whatever the folder's name (see [`scripts::powershell_string`]).
+//!     `Get-FileHash`, and one extracts with `Expand-Archive -Force` (.NET's `ZipFile` for names
+//!     with wildcard characters). The PowerShell lines are ASCII whatever the folder's name
+//!     (see [`scripts::powershell_string`]).
 //!   - The archive stays beside the folder (as in the original) unless `cleanupArtifactsOnImage`.
 //! * **The user's inline script**, verbatim, one `inline` entry per line, in its own Shell or
 //!   PowerShell customizer (PowerShell with `runElevated`/`runAsSystem`). No `cd` is added:
@@ -28,8 +30,8 @@
 //!   A script of blank lines is no step at all.
 //! * Then, on Windows, the optional `WindowsRestart` (timeout [`WINDOWS_RESTART_TIMEOUT`]), the
 //!   original's Windows Update (a five-minute wait, then `WindowsUpdate` with
-//!   `IsInstalled=0`, preview updates excluded, 20 at a time), and last the optional removal of
-//!   the artifacts from the image.
+//!   `IsInstalled=0`, preview updates excluded, 20 at a time). Last, on either system, the
+//!   optional removal of the artifacts (folder and archive) from the image.
 //! * **Distribution**: managed image, gallery image (`targetRegions`, one replica each, with the
 //!   storage account type; `excludeFromLatest`) or VHD, under the original's `runOutputName`.
 //! * **Tags**: the template carries the pipeline's identity ([`pipeline_tags`]); the image
