@@ -33,7 +33,7 @@ pub struct BlobLocation {
 
 pub fn blob_location(url: &Url) -> Option<BlobLocation> {
     let host = url.host_str()?;
-    let mut segments: Vec<String> = url.path_segments()?.map(|s| percent_decode(s)).collect();
+    let mut segments: Vec<String> = url.path_segments()?.map(percent_decode).collect();
     let path_style = url
         .host()
         .is_some_and(|h| matches!(h, url::Host::Ipv4(_) | url::Host::Ipv6(_)))

@@ -518,7 +518,7 @@ impl Builder<'_> {
             }
             if state.is_finished() {
                 watcher.finish(watch_started.elapsed());
-                summary.phases.extend(watcher.phases.drain(..));
+                summary.phases.append(&mut watcher.phases);
                 self.console
                     .set_progress(100, &format!("Image Builder: {state:?}"));
                 return Ok(current);
