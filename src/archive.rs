@@ -182,6 +182,14 @@ pub struct ArchiveSummary {
     pub archive_bytes: u64,
 }
 
+/// How [`write_archive_with`] writes the archive. The default is what the task does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveOptions {
+    /// Store every file, deflating none and probing none: the fastest archive that can be
+    /// written (the staging benchmark's floor).
+    pub store_only: bool,
+}
+
 /// The build path's last segment (used in blob and VM paths), after resolving `.`, `..`, a
 /// trailing slash or a relative path against the current directory, and symbolic links.
 pub fn folder_name(root: &Path) -> Result<String, ArchiveError> {
@@ -202,6 +210,15 @@ pub fn folder_name(root: &Path) -> Result<String, ArchiveError> {
 /// without its central directory (nothing more is written to it after the failure) and must be
 /// discarded.
 pub fn write_archive<W: Write>(root: &Path, sink: W) -> Result<(W, ArchiveSummary), ArchiveError> {
+    write_archive_with(root, sink, &ArchiveOptions::default())
+}
+
+/// [`write_archive`], written as `options` say.
+pub fn write_archive_with<W: Write>(
+    root: &Path,
+    sink: W,
+    options: &ArchiveOptions,
+) -> Result<(W, ArchiveSummary), ArchiveError> {
     let plan = plan(root)?;
 
     let closed = Rc::new(Cell::new(false));
@@ -215,11 +232,14 @@ pub fn write_archive<W: Write>(root: &Path, sink: W) -> Result<(W, ArchiveSummar
     let mut probe = Probe::new();
     let mut summary = ArchiveSummary::default();
 
-    for entry in &plan {
+    // The plan is consumed as the archive is written: each entry's names and paths are freed
+    // while the writer's central directory records grow, so that the two do not add up.
+    for entry in plan {
+        let entry = &entry;
         let result = match entry.kind {
             Kind::Directory => add_directory(&mut zip, entry),
             Kind::File { size } => {
-                add_file(&mut zip, entry, size, &mut buffer, &mut probe).map(|method| {
+                add_file(&mut zip, entry, size, &mut buffer, &mut probe, options).map(|method| {
                     match method {
                         CompressionMethod::Stored => summary.stored_files += 1,
                         _ => summary.deflated_files += 1,
@@ -748,6 +768,7 @@ fn add_file<W: Write>(
     size: u64,
     buffer: &mut [u8],
     probe: &mut Probe,
+    archive_options: &ArchiveOptions,
 ) -> Result<CompressionMethod, ArchiveError> {
     let changed = || ArchiveError::Changed {
         path: entry.shown.clone(),
@@ -760,7 +781,11 @@ fn add_file<W: Write>(
     if got < first_len {
         return Err(changed());
     }
-    let method = probe.choose(&entry.name, size, &buffer[..got]);
+    let method = if archive_options.store_only {
+        CompressionMethod::Stored
+    } else {
+        probe.choose(&entry.name, size, &buffer[..got])
+    };
 
     let options = options(entry, method, needs_zip64(size, method))?;
     zip.start_file(entry.name.as_str(), options)

@@ -3,9 +3,14 @@
 //! the end. No temporary file; memory holds at most `queue + concurrency` blocks whatever the
 //! artifact's size. The archive's SHA-256 is computed on the way. An upload that cannot finish
 //! says how far it got and removes what it wrote.
+//!
+//! [`upload_archive`] is what the task does; it is [`upload_stream`] with the archiver as the
+//! producer. [`upload_file`] sends an existing file through the same blocks (the staging
+//! benchmark's baseline uploads Info-ZIP's archive with it).
 
-use std::io::{self, Write};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::agent::Console;
-use crate::archive::{self, ArchiveSummary, HashingWriter};
+use crate::archive::{self, ArchiveOptions, ArchiveSummary, HashingWriter};
 use crate::arm::RetryPolicy;
 use crate::storage::BlobStore;
 
@@ -57,8 +62,29 @@ pub struct Uploaded {
 
 impl Uploaded {
     pub fn sha256_hex(&self) -> String {
-        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.sha256)
     }
+}
+
+/// What [`upload_stream`] uploaded, with what its producer returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Streamed<T> {
+    pub blob: String,
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+    pub blocks: usize,
+    pub elapsed: Duration,
+    pub produced: T,
+}
+
+impl<T> Streamed<T> {
+    pub fn sha256_hex(&self) -> String {
+        hex(&self.sha256)
+    }
+}
+
+fn hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Block ids must all have the same length; the index, zero-padded, is unique and ordered.
@@ -171,21 +197,104 @@ pub async fn upload_archive(
     settings: &UploadSettings,
     console: &Arc<Console>,
 ) -> Result<Uploaded> {
+    upload_archive_with(
+        store,
+        root,
+        blob,
+        settings,
+        &ArchiveOptions::default(),
+        console,
+    )
+    .await
+}
+
+/// [`upload_archive`], the archive written as `options` say.
+pub async fn upload_archive_with(
+    store: &BlobStore,
+    root: PathBuf,
+    blob: &str,
+    settings: &UploadSettings,
+    options: &ArchiveOptions,
+    console: &Arc<Console>,
+) -> Result<Uploaded> {
+    let options = *options;
+    let streamed = upload_stream(store, blob, settings, console, move |sink| {
+        let (_, summary) = archive::write_archive_with(&root, sink, &options)?;
+        Ok(summary)
+    })
+    .await?;
+    Ok(Uploaded {
+        blob: streamed.blob,
+        bytes: streamed.bytes,
+        sha256: streamed.sha256,
+        blocks: streamed.blocks,
+        archive: streamed.produced,
+        elapsed: streamed.elapsed,
+    })
+}
+
+/// Uploads the existing file `path` as block blob `blob`, read sequentially into the same blocks.
+pub async fn upload_file(
+    store: &BlobStore,
+    path: PathBuf,
+    blob: &str,
+    settings: &UploadSettings,
+    console: &Arc<Console>,
+) -> Result<Streamed<()>> {
+    upload_stream(store, blob, settings, console, move |sink| {
+        copy_file(&path, sink)
+    })
+    .await
+}
+
+/// Copies the file at `path` into `sink` with a 256 KiB buffer (the archiver's read size).
+fn copy_file(path: &Path, sink: &mut dyn Write) -> Result<()> {
+    let mut file = File::open(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read '{}'", path.display()));
+            }
+        };
+        sink.write_all(&buffer[..n])
+            .with_context(|| format!("uploading '{}' failed", path.display()))?;
+    }
+}
+
+/// Uploads what `producer` writes (on a blocking thread) as block blob `blob`: cut into blocks
+/// of `settings.block_size`, staged `settings.concurrency` at a time, hashed on the way, and
+/// committed once the producer has returned. If the producer or a block fails, what was written
+/// is removed and the error says how far the upload got.
+pub async fn upload_stream<T, P>(
+    store: &BlobStore,
+    blob: &str,
+    settings: &UploadSettings,
+    console: &Arc<Console>,
+    producer: P,
+) -> Result<Streamed<T>>
+where
+    T: Send + 'static,
+    P: FnOnce(&mut dyn Write) -> Result<T> + Send + 'static,
+{
     let started = Instant::now();
     let client = Arc::new(store.block_blob_client(blob)?);
     let retry = Arc::new(RetryPolicy::default());
     let (tx, mut rx) = mpsc::channel::<Bytes>(settings.queue.max(1));
     let block_size = settings.block_size;
     let archiver = tokio::task::spawn_blocking(move || {
-        let sink = HashingWriter::new(BlockSink::new(tx, block_size));
-        let (hashing, summary) = archive::write_archive(&root, sink)?;
-        let (sink, sha256, bytes) = hashing.finish();
+        let mut sink = HashingWriter::new(BlockSink::new(tx, block_size));
+        let produced = producer(&mut sink)?;
+        let (sink, sha256, bytes) = sink.finish();
         sink.finish()
             .map_err(|source| archive::ArchiveError::Write {
                 at: "the last block".into(),
                 source,
             })?;
-        Ok::<_, archive::ArchiveError>((summary, sha256, bytes))
+        Ok::<_, anyhow::Error>((produced, sha256, bytes))
     });
 
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
@@ -256,21 +365,21 @@ pub async fn upload_archive(
             mib(done_bytes),
             mib(staged_bytes)
         ))),
-        (None, Err(e)) => Err(anyhow::Error::new(e)),
-        (None, Ok((summary, sha256, bytes))) => {
+        (None, Err(e)) => Err(e),
+        (None, Ok((produced, sha256, bytes))) => {
             let ids: Vec<Vec<u8>> = (0..blocks).map(block_id).collect();
             let list = BlockLookupList {
                 latest: Some(ids),
                 ..Default::default()
             };
             match client.commit_block_list(list.try_into()?, None).await {
-                Ok(_) => Ok(Uploaded {
+                Ok(_) => Ok(Streamed {
                     blob: blob.to_owned(),
                     bytes,
                     sha256,
                     blocks,
-                    archive: summary,
                     elapsed: started.elapsed(),
+                    produced,
                 }),
                 Err(e) => Err(anyhow!(crate::auth::error_chain(&e)).context(format!(
                     "committing the {blocks} blocks of {} failed",
