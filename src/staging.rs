@@ -82,11 +82,6 @@ pub async fn stage(
     let folder =
         crate::archive::folder_name(&request.package_path).context("input 'packagePath'")?;
     console.info(format!(
-        "found build at:  {}",
-        request.package_path.display()
-    ));
-
-    console.info(format!(
         "getting storage account details for {}",
         request.storage_account
     ));
