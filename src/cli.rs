@@ -33,6 +33,12 @@ pub enum Command {
     /// Sign in (with the service connection named by ibSubscription, else with the AZURE_*
     /// variables or the Azure CLI), report who signed in and how, and check that the
     /// subscription is reachable, without changing anything in Azure.
+    ///
+    /// Outside a pipeline: AZURE_TENANT_ID and AZURE_CLIENT_ID with AZURE_CLIENT_SECRET,
+    /// AZURE_CLIENT_CERTIFICATE_PATH (an unencrypted PEM with certificate and key) or
+    /// AZURE_FEDERATED_TOKEN_FILE; AZURE_AUTHORITY_HOST for another cloud; else `az login`.
+    /// A managed identity connection asks IMDS at http://169.254.169.254/ unless
+    /// AIB_IMDS_ENDPOINT names another address.
     SignIn {
         #[command(flatten)]
         inputs: TaskInputs,

@@ -129,7 +129,7 @@ impl ManagedIdentity {
             (400, None) => " Check that the agent's VM has a system-assigned managed identity, or set the connection's managed identity client id.".to_owned(),
             _ => String::new(),
         };
-        let error = anyhow!("IMDS refused the token request ({status}): {text}{hint}");
+        let error = anyhow!("IMDS answered {status} to the token request: {text}{hint}");
         // IMDS answers 404 while an identity is being assigned and 410 while it is updated.
         Err(Failure::from_status(status, &headers, error, &[404, 410]))
     }
