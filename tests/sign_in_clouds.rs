@@ -79,6 +79,7 @@ async fn an_adfs_authority_takes_no_tenant_segment() {
         .collect();
     assert!(fields.contains(&"resource"), "{form}");
     assert!(!fields.contains(&"scope"), "{form}");
+    assert_no_secrets(&task.text(), &[defaults::CLIENT_SECRET]);
     emulator.shutdown().await;
 }
 
@@ -152,5 +153,6 @@ async fn an_unknown_application_is_explained() {
         text.contains("no application with this client id"),
         "{text}"
     );
+    assert_no_secrets(&task.text(), &[defaults::CLIENT_SECRET]);
     emulator.shutdown().await;
 }

@@ -105,6 +105,7 @@ async fn every_exchange_gets_a_fresh_oidc_token() {
         .filter(|s| jwt_claims_opt(s).is_some_and(|c| c["aud"] == defaults::FEDERATED_AUDIENCE))
         .count();
     assert_eq!(oidc_tokens, exchanges, "each OIDC token is a new one");
+    assert_no_secrets(&task.text(), &[defaults::JOB_ACCESS_TOKEN]);
     emulator.shutdown().await;
 }
 
@@ -132,6 +133,7 @@ async fn the_oidc_url_is_built_from_the_job_when_the_agent_gives_none() {
         oidc[0].path,
         emulator.oidc_request_uri(PLAN_ID, JOB_ID).path()
     );
+    assert_no_secrets(&task.text(), &[defaults::JOB_ACCESS_TOKEN]);
     emulator.shutdown().await;
 }
 
@@ -166,6 +168,7 @@ async fn an_oidc_endpoint_that_keeps_failing_is_reported() {
     assert!(text.contains("OIDC token"), "{text}");
     assert_eq!(oidc_requests(&emulator).len(), 4);
     assert!(token_requests(&emulator).is_empty());
+    assert_no_secrets(&task.text(), &[defaults::JOB_ACCESS_TOKEN]);
     emulator.shutdown().await;
 }
 

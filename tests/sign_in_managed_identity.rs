@@ -84,6 +84,7 @@ async fn system_assigned_identity_sends_no_client_id() {
     );
     task.list_storage_accounts().await.unwrap();
     assert!(!imds_requests(&emulator)[0].query.contains("client_id"));
+    assert_no_secrets(&task.text(), &[]);
     emulator.shutdown().await;
 }
 

@@ -110,5 +110,6 @@ async fn a_failing_renewal_is_retried_then_reported() {
     );
     assert!(text.contains("failed 4 times"), "{text}");
     assert!(text.contains("503"), "{text}");
+    assert_no_secrets(&task.text(), &[defaults::CLIENT_SECRET]);
     emulator.shutdown().await;
 }
