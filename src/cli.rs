@@ -8,11 +8,18 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::agent::{Console, Environment, PipelineContext, TaskResult};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::anyhow;
+
+use crate::agent::{Console, Environment, PipelineContext, ServiceConnection, TaskResult};
 use crate::arm::ArmClient;
 use crate::auth;
 use crate::inputs::TaskInputs;
+use crate::plan::{self, BuildPlan};
 use crate::transport::{self, TransportSettings};
+use crate::upload::UploadSettings;
+use crate::{archive, build, image_template, inputs, staging, storage};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,16 +27,36 @@ use crate::transport::{self, TransportSettings};
     version,
     about = "Azure VM Image Builder for Azure Pipelines, as one native binary",
     long_about = "Azure VM Image Builder for Azure Pipelines, as one native binary.\n\nIn a pipeline the agent starts it with its inputs in INPUT_* variables and the service connection in ENDPOINT_* variables; from a terminal every input is also a flag.",
-    subcommand_required = true,
-    arg_required_else_help = true
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// With no command: `run`, as the agent starts the task.
+    #[command(flatten)]
+    pub run: TaskArgs,
+}
+
+/// The task's inputs and how to sign in when no service connection is given.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    pub inputs: TaskInputs,
+    #[command(flatten)]
+    pub sign_in: SignInFlags,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Build the image: stage the build path, create and run the Image Builder template, set
+    /// the output variables, clean up. What the agent runs (also the default with no command).
+    Run(TaskArgs),
+    /// Print the exact template JSON the build would create, with the artifact's real checksum
+    /// and a placeholder for its SAS, making no change in Azure (it signs in to read the
+    /// storage account and the base image's versions).
+    Template(TaskArgs),
+    /// Check every input and the service connection's variables, without signing in.
+    Validate(TaskArgs),
     /// Sign in (with the service connection named by ibSubscription, else with the AZURE_*
     /// variables or the Azure CLI), report who signed in and how, and check that the
     /// subscription is reachable, without changing anything in Azure.
@@ -109,7 +136,8 @@ pub fn main_with(env: Environment, args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(execute(cli.command, &env, &context, &console));
+    let command = cli.command.unwrap_or(Command::Run(cli.run));
+    let outcome = runtime.block_on(execute(command, &env, &context, &console));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -131,6 +159,9 @@ async fn execute(
     console: &Arc<Console>,
 ) -> Result<()> {
     match command {
+        Command::Run(args) => run_command(&args, env, context, console).await,
+        Command::Template(args) => template_command(&args, env, context, console).await,
+        Command::Validate(args) => validate_command(&args, env, context, console).map(|_| ()),
         Command::SignIn { inputs, sign_in } => {
             sign_in_command(&inputs, &sign_in, env, context, console).await
         }
@@ -204,4 +235,192 @@ async fn sign_in_command(
         ));
     }
     Ok(())
+}
+
+/// The subscription the build works in, known without signing in: the service connection's
+/// `SUBSCRIPTIONID`, else `--subscription` / `AZURE_SUBSCRIPTION_ID`.
+fn subscription_for(args: &TaskArgs, env: &Environment) -> Result<String> {
+    let local = args.sign_in.options(env).subscription;
+    if let Some(id) = inputs::value(&args.inputs.ib_subscription) {
+        let connection = ServiceConnection::from_env(env, id, "ibSubscription")?;
+        return connection.subscription_id.or(local).ok_or_else(|| {
+            anyhow!(
+                "the service connection '{id}' names no subscription (ENDPOINT_DATA_{id}_SUBSCRIPTIONID): use a connection scoped to a subscription"
+            )
+        });
+    }
+    local.ok_or_else(|| {
+        anyhow!(
+            "input 'ibSubscription' is not set and no subscription is given: outside a pipeline pass --subscription or set AZURE_SUBSCRIPTION_ID"
+        )
+    })
+}
+
+/// Reads and checks every input, as the original task announced it; every bad input is listed.
+fn validate_command(
+    args: &TaskArgs,
+    env: &Environment,
+    context: &PipelineContext,
+    console: &Arc<Console>,
+) -> Result<BuildPlan> {
+    console.info("start reading task parameters...");
+    let subscription = subscription_for(args, env)?;
+    let epoch_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let plan = BuildPlan::from_inputs(&args.inputs, &subscription, context, epoch_ms).map_err(
+        |errors| {
+            for e in &errors {
+                console.error(e.to_string());
+            }
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow!(
+                "{} invalid input{}: {}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                list.join("; ")
+            )
+        },
+    )?;
+    console.info(format!("found build at:  {}", plan.package_path.display()));
+    console.info("end reading parameters");
+    Ok(plan)
+}
+
+/// Signs in and sets up the ARM client for a build.
+async fn connect(
+    args: &TaskArgs,
+    env: &Environment,
+    console: &Arc<Console>,
+) -> Result<(reqwest::Client, auth::SignedIn, ArmClient)> {
+    let http = transport::build_client(&TransportSettings::from_env(env)?, console)?;
+    let signed = auth::sign_in(
+        env,
+        args.inputs.ib_subscription.as_deref(),
+        &args.sign_in.options(env),
+        http.clone(),
+        console,
+    )
+    .await?;
+    console.info(format!(
+        "signed in as {} through {}",
+        signed.tokens.identity(),
+        signed.source
+    ));
+    let arm = ArmClient::new(
+        http.clone(),
+        signed.cloud.resource_manager.clone(),
+        signed.cloud.arm_scope(),
+        Arc::clone(&signed.tokens),
+        Arc::clone(console),
+    );
+    Ok((http, signed, arm))
+}
+
+async fn run_command(
+    args: &TaskArgs,
+    env: &Environment,
+    context: &PipelineContext,
+    console: &Arc<Console>,
+) -> Result<()> {
+    // Listen for the agent's stop signal from the start: a cancelled task must not be killed
+    // mid-way without asking Image Builder to stop.
+    let cancel = build::cancellation();
+    let plan = validate_command(args, env, context, console)?;
+    let (http, signed, arm) = connect(args, env, console).await?;
+    let mut builder = build::Builder {
+        arm: &arm,
+        http,
+        credential: signed.tokens.clone(),
+        console,
+        context,
+        timing: build::Timing::from_env(env),
+        upload: UploadSettings::default(),
+        cancel,
+    };
+    builder.run(&plan).await.map(|_| ())
+}
+
+async fn template_command(
+    args: &TaskArgs,
+    env: &Environment,
+    context: &PipelineContext,
+    console: &Arc<Console>,
+) -> Result<()> {
+    let plan = validate_command(args, env, context, console)?;
+    let (_http, _signed, arm) = connect(args, env, console).await?;
+    if let plan::Source::Marketplace {
+        publisher,
+        offer,
+        sku,
+        version,
+    } = &plan.source
+    {
+        let exact = build::source::exact_version(
+            &arm,
+            &plan.subscription_id,
+            &plan.location,
+            (publisher, offer, sku),
+            version,
+        )
+        .await?;
+        console.info(format!(
+            "{publisher}:{offer}:{sku}:{version} is version {exact} today"
+        ));
+    }
+    let account = storage::find_account(&arm, &plan.subscription_id, &plan.storage_account).await?;
+    // The archive is made here only to know its checksum and size; nothing is uploaded.
+    let root = plan.package_path.clone();
+    let (summary, sha256, size) = tokio::task::spawn_blocking(move || {
+        let sink = archive::HashingWriter::new(std::io::sink());
+        let (hashing, summary) = archive::write_archive(&root, sink)?;
+        let (_, sha256, size) = hashing.finish();
+        Ok::<_, archive::ArchiveError>((summary, sha256, size))
+    })
+    .await
+    .context("the archiver failed")?
+    .context("input 'packagePath'")?;
+    let folder = archive::folder_name(&plan.package_path).context("input 'packagePath'")?;
+    let sha256_hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+    let blob = staging::blob_name(&folder, context, 0).replace("_0.zip", "_<epoch-ms>.zip");
+    let mut url = account.blob_endpoint.clone();
+    url.path_segments_mut()
+        .map_err(|_| anyhow!("the blob endpoint cannot take a path"))?
+        .pop_if_empty()
+        .push(storage::CONTAINER)
+        .extend(blob.split('/'));
+    let download_url = format!("{url}?<read-only SAS made at run time>");
+    let template = image_template::build_template(
+        &plan,
+        &image_template::ArtifactRef {
+            download_url: &download_url,
+            sha256_hex: &sha256_hex,
+            size,
+            folder: &folder,
+        },
+        context,
+    );
+    console.info(format!(
+        "archive of {}: {} files, {:.1} MiB, sha256 {sha256_hex}",
+        plan.package_path.display(),
+        summary.files,
+        size as f64 / 1048576.0
+    ));
+    console.info(format!(
+        "PUT {}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/{}?api-version={}",
+        arm_base(&arm),
+        plan.subscription_id,
+        plan.resource_group,
+        plan.template_name,
+        image_template::API_VERSION
+    ));
+    console.info(serde_json::to_string_pretty(&template).context("serialising the template")?);
+    Ok(())
+}
+
+fn arm_base(arm: &ArmClient) -> String {
+    arm.url("/", "x")
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
 }

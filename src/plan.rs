@@ -90,6 +90,8 @@ pub struct BuildPlan {
     pub location: String,
     pub identity: ResourceId,
     pub template_name: String,
+    /// The user chose the name (`templateName`); a generated one may be replaced when taken.
+    pub template_name_given: bool,
     pub source: Source,
     pub customization: Customization,
     pub package_path: PathBuf,
@@ -645,6 +647,7 @@ impl BuildPlan {
             location: location.unwrap_or_else(missing),
             identity: identity.unwrap_or_else(missing),
             template_name: template_name.unwrap_or_else(missing),
+            template_name_given: inputs::value(&raw.template_name).is_some(),
             source: source.unwrap_or_else(missing),
             customization: Customization {
                 os: os.unwrap_or_else(missing),

@@ -10,7 +10,7 @@ pub mod source;
 pub mod summary;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use azure_core::credentials::TokenCredential;
@@ -99,6 +99,11 @@ pub fn cancellation() -> watch::Receiver<bool> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Cancelled(pub String);
+
+/// The template name is taken by a template with another definition (409).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NameTaken(String);
 
 /// What a build needs besides its plan.
 pub struct Builder<'a> {
@@ -307,8 +312,51 @@ impl Builder<'_> {
         }
 
         let phase = Instant::now();
+        // A generated name can be taken by a parallel job of the same run in the same
+        // millisecond: take a new one. A name the user chose is never changed.
+        let mut named = plan.clone();
+        let mut renames = 0u128;
+        loop {
+            match self
+                .put_template(&named, &template_path(&named), &template)
+                .await
+            {
+                Ok(()) => break,
+                Err(e)
+                    if e.downcast_ref::<NameTaken>().is_some()
+                        && !named.template_name_given
+                        && renames < 3 =>
+                {
+                    renames += 1;
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis())
+                        .unwrap_or_default();
+                    let fresh = crate::plan::default_template_name(self.context, now + renames);
+                    self.console.info(format!(
+                        "template name {} is taken; using {fresh}",
+                        named.template_name
+                    ));
+                    self.console.info(format!("template name:  {fresh}"));
+                    named.template_name = fresh;
+                    summary.template_name = named.template_name.clone();
+                }
+                Err(e) => {
+                    return Err(match e.downcast::<NameTaken>() {
+                        Ok(taken) => anyhow!(
+                            "{}\nA template named {} already exists in {} and Image Builder cannot update templates: set templateName to a new name, or remove the old one with: {}",
+                            taken.0,
+                            named.template_name,
+                            named.resource_group,
+                            removal_hint(&named)
+                        ),
+                        Err(e) => e,
+                    });
+                }
+            }
+        }
+        let plan = &named;
         let path = template_path(plan);
-        self.put_template(plan, &path, &template).await?;
         summary
             .phases
             .push(("Creating the template".into(), phase.elapsed()));
@@ -419,12 +467,7 @@ impl Builder<'_> {
                     .map(ArmError::describe)
                     .unwrap_or_else(|| format!("{e:#}"));
                 if conflict {
-                    bail!(
-                        "{detail}\nA template named {} already exists in {} and Image Builder cannot update templates: set templateName to a new name, or remove the old one with: {}",
-                        plan.template_name,
-                        plan.resource_group,
-                        removal_hint(plan)
-                    );
+                    return Err(NameTaken(detail).into());
                 }
                 bail!("{detail}");
             }

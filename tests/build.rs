@@ -1,0 +1,694 @@
+//! The image build end to end, run exactly as the agent runs the task (INPUT_* and ENDPOINT_*
+//! variables in, logging commands out) against the emulator and Azurite: every source with
+//! every distributor on Linux and Windows, failure with the build log, cancellation, throttling
+//! and server errors, short-lived tokens, and a table of bad inputs that never reach Azure.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aib_emulator::{Config, Fault, RunSubState, defaults};
+use aib_task::agent::command::{ParsedCommand, decode};
+use common::*;
+
+const RG: &str = defaults::RESOURCE_GROUP;
+
+fn rid(rest: &str) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/{RG}/providers/{rest}",
+        defaults::SUBSCRIPTION_ID
+    )
+}
+
+fn sample_artifacts(root: &Path) {
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    std::fs::write(
+        root.join("scripts/install.sh"),
+        "#!/bin/sh\necho installing webapp\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("app.conf"), "listen=8080\n".repeat(100)).unwrap();
+}
+
+/// The variables the agent would set for a Linux marketplace build to a managed image.
+fn pipeline(stack: &Stack, package: &Path, temp: &Path) -> BTreeMap<String, String> {
+    let mut vars = spn_secret_connection(&stack.emulator, defaults::CLIENT_SECRET);
+    let inputs = [
+        ("IBAZURERESOURCEGROUP", RG.to_owned()),
+        ("IBLOCATION", defaults::LOCATION.to_owned()),
+        (
+            "MANAGEDIDENTITY",
+            defaults::MANAGED_IDENTITY_RESOURCE_ID.to_owned(),
+        ),
+        ("IMAGESOURCE", "marketplace".to_owned()),
+        (
+            "BASEIMAGE",
+            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2".to_owned(),
+        ),
+        ("BASEIMAGEPUBOFFERSKU", "Publisher:Offer:Sku".to_owned()),
+        ("BASEIMAGEVERSION", "latest".to_owned()),
+        ("PROVISIONER", "shell".to_owned()),
+        ("WINDOWSUPDATEPROVISIONER", "false".to_owned()),
+        ("PACKAGEPATH", package.display().to_string()),
+        (
+            "INLINESCRIPT",
+            "sudo mkdir -p /opt/webapp\nsudo cp -r /tmp/webapp/* /opt/webapp/".to_owned(),
+        ),
+        ("STORAGEACCOUNTNAME", defaults::STORAGE_ACCOUNT.to_owned()),
+        ("DISTRIBUTETYPE", "managedimage".to_owned()),
+        (
+            "IMAGEIDFORDISTRIBUTE",
+            rid("Microsoft.Compute/images/webapp-image"),
+        ),
+        ("MANAGEDIMAGELOCATION", defaults::LOCATION.to_owned()),
+        ("VMSIZE", String::new()),
+    ];
+    for (name, value) in inputs {
+        vars.insert(format!("INPUT_{name}"), value);
+    }
+    for (name, value) in [
+        (
+            "SSL_CERT_FILE",
+            stack.emulator.ca_pem_path().display().to_string(),
+        ),
+        ("AGENT_TEMPDIRECTORY", temp.display().to_string()),
+        ("SYSTEM_DEFAULTWORKINGDIRECTORY", temp.display().to_string()),
+        ("BUILD_BUILDID", "4711".to_owned()),
+        ("SYSTEM_JOBATTEMPT", "1".to_owned()),
+        (
+            "SYSTEM_COLLECTIONURI",
+            "https://dev.azure.com/aib-test-org/".to_owned(),
+        ),
+        ("SYSTEM_TEAMPROJECT", defaults::DEVOPS_PROJECT.to_owned()),
+        ("BUILD_REPOSITORY_NAME", "webapp".to_owned()),
+        (
+            "BUILD_SOURCEVERSION",
+            "0123456789abcdef0123456789abcdef01234567".to_owned(),
+        ),
+        ("AIB_POLL_INTERVAL", "0.2".to_owned()),
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+    ] {
+        vars.insert(name.to_owned(), value);
+    }
+    vars
+}
+
+fn commands(out: &str) -> Vec<ParsedCommand> {
+    out.lines().filter_map(decode).collect()
+}
+
+fn output_variables(out: &str) -> BTreeMap<String, String> {
+    commands(out)
+        .into_iter()
+        .filter(|c| c.action == "setvariable")
+        .map(|c| (c.property("variable").unwrap().to_owned(), c.message))
+        .collect()
+}
+
+async fn run(vars: BTreeMap<String, String>) -> (std::process::Output, String) {
+    let output = tokio::task::spawn_blocking(move || run_task(&[], &vars))
+        .await
+        .unwrap();
+    let out = stdout(&output);
+    (output, out)
+}
+
+fn writes(stack: &Stack) -> Vec<String> {
+    stack
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET" && !r.path.ends_with("/oauth2/v2.0/token"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The blobs (committed or not) left in the artifact container.
+async fn blobs_in_container(stack: &Stack) -> Vec<String> {
+    let mut grant = aib_task::sas::AccountSas::for_task_writes(
+        defaults::STORAGE_ACCOUNT,
+        time::OffsetDateTime::now_utc(),
+        1,
+        aib_task::sas::Protocol::HttpsOnly,
+    );
+    grant.permissions = "l".into();
+    let sas = grant.sign(defaults::STORAGE_ACCOUNT_KEY).unwrap();
+    let url = format!(
+        "{}imagebuilder-vststask?restype=container&comp=list&include=uncommittedblobs&{}",
+        stack.azurite.blob_endpoint(defaults::STORAGE_ACCOUNT),
+        sas.query
+    );
+    let client = reqwest::Client::builder()
+        .tls_certs_only(
+            reqwest::Certificate::from_pem_bundle(stack.emulator.ca().cert_pem().as_bytes())
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let listing = client.get(url).send().await.unwrap().text().await.unwrap();
+    assert!(listing.contains("<EnumerationResults"), "{listing}");
+    listing
+        .split("<Name>")
+        .skip(1)
+        .filter_map(|s| s.split("</Name>").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn secrets_of(out: &str) -> Vec<String> {
+    // Everything announced is a secret; none may be printed anywhere else.
+    commands(out)
+        .into_iter()
+        .filter(|c| c.action == "setsecret")
+        .map(|c| c.message)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_linux_marketplace_build_to_a_managed_image() {
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let package = temp.path().join("webapp");
+    sample_artifacts(&package);
+    let (output, out) = run(pipeline(&stack, &package, temp.path())).await;
+    assert!(
+        output.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let vars = output_variables(&out);
+    assert_eq!(
+        vars["imageUri"],
+        rid("Microsoft.Compute/images/webapp-image")
+    );
+    assert_eq!(vars["pirPublisher"], "Canonical");
+    assert_eq!(vars["pirOffer"], "0001-com-ubuntu-server-jammy");
+    assert_eq!(vars["pirSku"], "22_04-lts-gen2");
+    assert_eq!(
+        vars["pirVersion"], "22.04.202411010",
+        "latest resolved to the exact version"
+    );
+    let template = &vars["templateName"];
+    assert!(template.starts_with("t_4711_"), "{template}");
+    assert!(
+        commands(&out)
+            .iter()
+            .filter(|c| c.action == "setvariable")
+            .all(|c| c.property("isOutput") == Some("true"))
+    );
+
+    // The original task's log lines, which users search for, in order.
+    let mut at = 0;
+    for line in [
+        "start reading task parameters...".to_owned(),
+        format!("found build at:  {}", package.display()),
+        "end reading parameters".to_owned(),
+        format!(
+            "getting storage account details for {}",
+            defaults::STORAGE_ACCOUNT
+        ),
+        "created archive ".to_owned(),
+        "Source for image:  {".to_owned(),
+        format!("template name:  {template}"),
+        "starting put template...".to_owned(),
+        "put template:  Succeeded".to_owned(),
+        "starting run template...".to_owned(),
+        "run template:  Succeeded".to_owned(),
+        "getting runOutput for  ManagedImage_distribute".to_owned(),
+        "## task output variables ##".to_owned(),
+        format!("$(imageUri) =  {}", vars["imageUri"]),
+        format!("deleting template {template}..."),
+        "deleting storage blob imagebuilder-vststask\\webapp/4711-1/webapp_".to_owned(),
+    ] {
+        let found = out[at..]
+            .find(&line)
+            .unwrap_or_else(|| panic!("missing or out of order: {line}\n{out}"));
+        at += found + line.len();
+    }
+    // Progress for the agent's UI and a summary for the run page.
+    assert!(
+        commands(&out)
+            .iter()
+            .any(|c| c.action == "setprogress" && c.message.contains("Customizing"))
+    );
+    let summary = commands(&out)
+        .into_iter()
+        .find(|c| c.action == "uploadsummary")
+        .expect("a run summary");
+    let summary = std::fs::read_to_string(&summary.message).unwrap();
+    assert!(
+        summary.contains("build succeeded") && summary.contains("22.04.202411010"),
+        "{summary}"
+    );
+
+    // Image Builder downloaded the artifact through the SAS, and it was whole.
+    let downloads = stack.emulator.downloads();
+    assert_eq!(downloads.len(), 1, "{downloads:?}");
+    assert_eq!(downloads[0].error, None);
+    assert!(
+        downloads[0]
+            .entries
+            .iter()
+            .any(|e| e == "scripts/install.sh"),
+        "{:?}",
+        downloads[0].entries
+    );
+    // Nothing is left: the template's deletion was accepted (it finishes in the background)
+    // and the blob is gone.
+    let deleting = Instant::now();
+    while !stack
+        .emulator
+        .deleted_templates()
+        .iter()
+        .any(|t| t.ends_with(template.as_str()))
+    {
+        assert!(
+            deleting.elapsed() < Duration::from_secs(10),
+            "the template was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        stack
+            .emulator
+            .template(defaults::SUBSCRIPTION_ID, RG, template)
+            .is_none()
+    );
+    assert!(out.contains("delete template:  Accepted"), "{out}");
+    assert_eq!(blobs_in_container(&stack).await, Vec::<String>::new());
+    let secrets = secrets_of(&out);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret_leaks(&out, &refs);
+    assert!(
+        refs.contains(&defaults::CLIENT_SECRET) && refs.contains(&defaults::STORAGE_ACCOUNT_KEY)
+    );
+}
+
+/// One build of the matrix: `(image source inputs, distribution inputs, windows)`.
+fn matrix_case(
+    vars: &mut BTreeMap<String, String>,
+    source: &str,
+    distribution: &str,
+    windows: bool,
+) {
+    let mut set = |k: &str, v: String| {
+        vars.insert(format!("INPUT_{k}"), v);
+    };
+    match source {
+        "marketplace" if windows => set(
+            "BASEIMAGE",
+            "MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition".into(),
+        ),
+        "marketplace" => {}
+        "managedimage" => {
+            set("IMAGESOURCE", "managedimage".into());
+            set(
+                "CUSTOMIMAGERESOURCEID",
+                rid("Microsoft.Compute/images/golden-base"),
+            );
+        }
+        _ => {
+            set("IMAGESOURCE", "sharedimageversion".into());
+            set(
+                "IMAGEVERSIONID",
+                rid("Microsoft.Compute/galleries/gallery1/images/base/versions/1.0.3"),
+            );
+        }
+    }
+    match distribution {
+        "managedimage" => {}
+        "sig" => {
+            set("DISTRIBUTETYPE", "sig".into());
+            set(
+                "GALLERYIMAGEID",
+                rid("Microsoft.Compute/galleries/gallery1/images/webapp"),
+            );
+            set("REPLICATIONREGIONS", "westus2, eastus".into());
+            set("EXCLUDEFROMLATEST", "true".into());
+            set("STORAGEACCOUNTTYPE", "Standard_ZRS".into());
+        }
+        _ => set("DISTRIBUTETYPE", "vhd".into()),
+    }
+    if windows {
+        set("PROVISIONER", "powershell".into());
+        set("INLINESCRIPT", "New-Item -ItemType Directory -Force C:\\webapp\nCopy-Item -Recurse C:\\buildArtifacts\\webapp\\* C:\\webapp".into());
+        set("RUNELEVATED", "true".into());
+        set("WINDOWSRESTART", "true".into());
+        set("WINDOWSUPDATEPROVISIONER", "true".into());
+        set("CLEANUPARTIFACTSONIMAGE", "true".into());
+    }
+}
+
+#[tokio::test]
+async fn every_source_with_every_distributor_on_linux_and_windows() {
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let package = temp.path().join("webapp");
+    sample_artifacts(&package);
+    let mut runs = Vec::new();
+    for windows in [false, true] {
+        for source in ["marketplace", "managedimage", "sharedimageversion"] {
+            for distribution in ["managedimage", "sig", "vhd"] {
+                let mut vars = pipeline(&stack, &package, temp.path());
+                matrix_case(&mut vars, source, distribution, windows);
+                let label = format!(
+                    "{source} -> {distribution} ({})",
+                    if windows { "Windows" } else { "Linux" }
+                );
+                runs.push((label, vars));
+            }
+        }
+    }
+    // A few at a time: the machine has two cores.
+    for chunk in runs.chunks(3) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .cloned()
+            .map(|(label, vars)| tokio::spawn(async move { (label, run(vars).await) }))
+            .collect();
+        for handle in handles {
+            let (label, (output, out)) = handle.await.unwrap();
+            assert!(output.status.success(), "{label}:\n{out}");
+            let vars = output_variables(&out);
+            let expected_uri = if label.contains("-> managedimage") {
+                rid("Microsoft.Compute/images/webapp-image")
+            } else if label.contains("-> sig") {
+                rid("Microsoft.Compute/galleries/gallery1/images/webapp") + "/versions/"
+            } else {
+                String::new()
+            };
+            if label.contains("-> vhd") {
+                assert!(
+                    vars["imageUri"].starts_with("https://") && vars["imageUri"].contains(".vhd"),
+                    "{label}: {}",
+                    vars["imageUri"]
+                );
+            } else {
+                assert!(
+                    vars["imageUri"].starts_with(&expected_uri),
+                    "{label}: {}",
+                    vars["imageUri"]
+                );
+            }
+            assert_eq!(
+                vars.contains_key("pirVersion"),
+                label.starts_with("marketplace"),
+                "{label}"
+            );
+            if label.starts_with("marketplace") && label.contains("Windows") {
+                assert_eq!(vars["pirVersion"], "20348.2849.241109", "{label}");
+            }
+        }
+    }
+    // Every template PUT passed the emulator's swagger validation.
+    assert!(
+        stack.emulator.swagger_validation_enabled() || std::env::var("CI").is_err(),
+        "CI must validate"
+    );
+    let puts: Vec<u16> = stack
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
+        .map(|r| r.status)
+        .collect();
+    // Parallel jobs of one run may pick the same generated name in the same millisecond;
+    // the task then takes a new one, so every build got its own template.
+    assert_eq!(
+        puts.iter().filter(|s| **s == 200 || **s == 201).count(),
+        18,
+        "{puts:?}"
+    );
+    assert!(puts.iter().all(|s| [200, 201, 409].contains(s)), "{puts:?}");
+    assert_eq!(stack.emulator.downloads().len(), 18);
+    assert!(stack.emulator.downloads().iter().all(|d| d.error.is_none()));
+}
+
+#[tokio::test]
+async fn a_failed_build_shows_the_log_and_keeps_the_template() {
+    let config = Config {
+        fail_at: Some(RunSubState::Customizing),
+        ..Config::default()
+    };
+    let Some(stack) = start_stack(config).await else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let package = temp.path().join("webapp");
+    sample_artifacts(&package);
+    let (output, out) = run(pipeline(&stack, &package, temp.path())).await;
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let cmds = commands(&out);
+    let complete = cmds.last().unwrap();
+    assert_eq!(complete.action, "complete");
+    assert_eq!(complete.property("result"), Some("Failed"));
+    let error = &complete.message;
+    let template = out
+        .lines()
+        .find_map(|l| l.strip_prefix("template name:  "))
+        .unwrap()
+        .to_owned();
+    assert!(error.contains(&template), "{error}");
+    assert!(error.contains("customization.log"), "{error}");
+    assert!(error.contains(&format!("IT_{RG}_{template}")), "{error}");
+    assert!(error.contains("az image builder delete"), "{error}");
+    // The log's tail was printed, in a group, before anything was deleted.
+    let group = out
+        .find("##[group]Build log (last 100 lines of customization.log)")
+        .expect("the log group");
+    let log = &out[group..out[group..].find("##[endgroup]").unwrap() + group];
+    assert!(log.lines().count() > 50, "{log}");
+    assert!(
+        log.contains("sudo mkdir -p /opt/webapp"),
+        "the user's lines are in the log: {log}"
+    );
+    // The template is kept; the blob is not.
+    assert!(
+        stack
+            .emulator
+            .template(defaults::SUBSCRIPTION_ID, RG, &template)
+            .is_some()
+    );
+    assert!(out.contains("deleting storage blob imagebuilder-vststask\\"));
+    assert_eq!(blobs_in_container(&stack).await, Vec::<String>::new());
+    let secrets = secrets_of(&out);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret_leaks(&out, &refs);
+}
+
+#[tokio::test]
+async fn cancellation_asks_image_builder_to_stop_in_time() {
+    let config = Config {
+        timing: aib_emulator::config::Timing {
+            building: Duration::from_secs(30),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let Some(stack) = start_stack(config).await else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let package = temp.path().join("webapp");
+    sample_artifacts(&package);
+    let vars = pipeline(&stack, &package, temp.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aib-task"))
+        .env_clear()
+        .envs(&vars)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the build is running.
+    let started = Instant::now();
+    loop {
+        let building = stack
+            .emulator
+            .template_events()
+            .iter()
+            .any(|e| e.event == "runSubState=Building");
+        if building {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the build never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let signalled = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_millis(7500),
+            "still running 7.5 s after SIGINT"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let elapsed = signalled.elapsed();
+    let mut out = String::new();
+    use std::io::Read as _;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(!status.success());
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    let cancel = stack
+        .emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/cancel"))
+        .expect("a cancel request");
+    assert!(cancel.status < 300, "{cancel:?}");
+    assert!(out.contains("az image builder delete"), "{out}");
+    assert!(out.contains("cancel requested"), "{out}");
+    assert_eq!(blobs_in_container(&stack).await, Vec::<String>::new());
+    let secrets = secrets_of(&out);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret_leaks(&out, &refs);
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_on_arm_calls_are_ridden_out() {
+    let mut config = Config::default();
+    config.token_lifetime = Duration::from_secs(3);
+    config.timing.customizing = Duration::from_secs(5);
+    let Some(stack) = start_stack(config).await else {
+        return;
+    };
+    stack
+        .emulator
+        .add_fault(Fault::throttle("PUT", "/imageTemplates/", 1));
+    stack
+        .emulator
+        .add_fault(Fault::status("POST", "/run$", 503));
+    stack
+        .emulator
+        .add_fault(Fault::status("GET", "/imageTemplates/[^/]+$", 500).times(2));
+    stack
+        .emulator
+        .add_fault(Fault::drop_connection("GET", "/runOutputs/"));
+    stack
+        .emulator
+        .add_fault(Fault::throttle("GET", "/storageAccounts$", 1));
+    let temp = tempfile::tempdir().unwrap();
+    let package = temp.path().join("webapp");
+    sample_artifacts(&package);
+    let (output, out) = run(pipeline(&stack, &package, temp.path())).await;
+    assert!(output.status.success(), "{out}");
+    assert!(output_variables(&out).contains_key("imageUri"));
+    assert!(out.contains("429"), "{out}");
+    // The build outlived several token lifetimes.
+    let tokens = stack
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token") && r.status == 200)
+        .count();
+    assert!(tokens >= 3, "{tokens} tokens");
+}
+
+#[tokio::test]
+async fn bad_inputs_fail_by_name_before_any_azure_write() {
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let package = temp.path().join("webapp");
+    sample_artifacts(&package);
+    std::fs::write(temp.path().join("afile.txt"), "x").unwrap();
+    std::fs::create_dir_all(temp.path().join("empty-folder")).unwrap();
+    let cases: Vec<(&str, &str, &str)> = vec![
+        ("IBAZURERESOURCEGROUP", "", "ibAzureResourceGroup"),
+        (
+            "IBAZURERESOURCEGROUP",
+            "rg with spaces",
+            "ibAzureResourceGroup",
+        ),
+        ("IBLOCATION", "", "ibLocation"),
+        ("IBLOCATION", "west-europe!", "ibLocation"),
+        ("MANAGEDIDENTITY", "", "managedIdentity"),
+        ("MANAGEDIDENTITY", "aib-identity", "managedIdentity"),
+        (
+            "VNETSUBNETID",
+            "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v",
+            "vnetSubnetId",
+        ),
+        ("IMAGESOURCE", "iso", "imageSource"),
+        ("BASEIMAGE", "Canonical:UbuntuServer", "baseImage"),
+        ("BASEIMAGEVERSION", "newest", "baseImageVersion"),
+        ("PROVISIONER", "bash", "provisioner"),
+        (
+            "WINDOWSUPDATEPROVISIONER",
+            "yes",
+            "windowsUpdateProvisioner",
+        ),
+        ("WINDOWSRESTART", "true", "windowsRestart"),
+        ("RUNELEVATED", "maybe", "runElevated"),
+        ("PACKAGEPATH", "", "packagePath"),
+        ("PACKAGEPATH", "does/not/exist", "packagePath"),
+        ("PACKAGEPATH", "afile.txt", "packagePath"),
+        ("STORAGEACCOUNTNAME", "", "storageAccountName"),
+        ("STORAGEACCOUNTNAME", "bad_name!", "storageAccountName"),
+        ("DISTRIBUTETYPE", "", "distributeType"),
+        ("DISTRIBUTETYPE", "aws", "distributeType"),
+        (
+            "IMAGEIDFORDISTRIBUTE",
+            "webapp-image",
+            "imageIdForDistribute",
+        ),
+        ("MANAGEDIMAGELOCATION", "", "managedImageLocation"),
+        ("VMSIZE", "Standard D2", "vmSize"),
+        ("BUILDTIMEOUTINMINUTES", "961", "buildTimeoutInMinutes"),
+        ("BUILDTIMEOUTINMINUTES", "4h", "buildTimeoutInMinutes"),
+        ("OSDISKSIZEGB", "-1", "osDiskSizeGB"),
+        ("TEMPLATENAME", "my template", "templateName"),
+        ("STAGINGRESOURCEGROUP", "rg-staging", "stagingResourceGroup"),
+        ("IMAGETAGS", "novalue", "imageTags"),
+        ("STORAGEACCOUNTTYPE", "Standard_LRS", "storageAccountType"),
+        (
+            "KEEPTEMPLATEONFAILURE",
+            "sometimes",
+            "keepTemplateOnFailure",
+        ),
+        ("IBSUBSCRIPTION", "unknown-connection", "ibSubscription"),
+    ];
+    assert!(cases.len() >= 25);
+    let mut failures = Vec::new();
+    for (variable, value, input) in &cases {
+        let before = writes(&stack).len();
+        let mut vars = pipeline(&stack, &package, temp.path());
+        vars.insert(format!("INPUT_{variable}"), (*value).to_owned());
+        let (output, out) = run(vars).await;
+        let complete = commands(&out).into_iter().rfind(|c| c.action == "complete");
+        let named = complete.as_ref().is_some_and(|c| {
+            c.property("result") == Some("Failed")
+                && c.message.contains(&format!("input '{input}'"))
+        });
+        if output.status.success() || !named || writes(&stack).len() != before {
+            failures.push(format!(
+                "{variable}={value:?}: exit {:?}, named {named}, writes {:?}\n{out}",
+                output.status.code(),
+                &writes(&stack)[before..]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
