@@ -944,6 +944,7 @@ mod tests {
             )
             .unwrap(),
             template_name: "t_42_1".into(),
+            template_name_given: false,
             source: plan::Source::Marketplace {
                 publisher: "Canonical".into(),
                 offer: "ubuntu-24_04-lts".into(),

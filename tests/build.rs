@@ -567,9 +567,14 @@ async fn cancellation_asks_image_builder_to_stop_in_time() {
 
 #[tokio::test]
 async fn throttling_and_server_errors_on_arm_calls_are_ridden_out() {
-    let mut config = Config::default();
-    config.token_lifetime = Duration::from_secs(3);
-    config.timing.customizing = Duration::from_secs(5);
+    let config = Config {
+        token_lifetime: Duration::from_secs(3),
+        timing: aib_emulator::config::Timing {
+            customizing: Duration::from_secs(5),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
     let Some(stack) = start_stack(config).await else {
         return;
     };

@@ -52,6 +52,7 @@ fn base_plan(os: Os, source: plan::Source, distribution: Distribution) -> BuildP
             "rg-aib/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aib",
         ),
         template_name: "t_42_1764219600000".into(),
+        template_name_given: false,
         source,
         customization: Customization {
             os,
