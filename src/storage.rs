@@ -193,6 +193,9 @@ pub async fn choose_access(
 pub struct BlobStore {
     pub account: StorageAccount,
     access: Access,
+    /// The account SAS for the task's own writes, signed once and renewed near its expiry, so
+    /// the agent is told about one secret rather than one per request.
+    write_sas: std::sync::Mutex<Option<(SasToken, OffsetDateTime)>>,
     credential: Arc<dyn TokenCredential>,
     http: reqwest::Client,
     console: Arc<Console>,
@@ -209,6 +212,7 @@ impl BlobStore {
         BlobStore {
             account,
             access,
+            write_sas: std::sync::Mutex::new(None),
             credential,
             http,
             console,
@@ -253,16 +257,25 @@ impl BlobStore {
 
     /// A short-lived account SAS for the task's own writes, announced as a secret.
     fn write_sas(&self, key: &Secret) -> Result<SasToken> {
-        let sas = AccountSas::for_task_writes(
+        let mut cached = self.write_sas.lock().unwrap_or_else(|e| e.into_inner());
+        let now = OffsetDateTime::now_utc();
+        if let Some((sas, expiry)) = cached.as_ref()
+            && *expiry - now > time::Duration::minutes(30)
+        {
+            return Ok(sas.clone());
+        }
+        let grant = AccountSas::for_task_writes(
             &self.account.name,
-            OffsetDateTime::now_utc(),
-            // Long enough for a large upload over a slow link; the blob's deletion signs anew.
+            now,
+            // Long enough for a large upload over a slow link; renewed when a later call (the
+            // blob's deletion after a long build) finds it close to expiry.
             6,
             Protocol::for_endpoint(&self.account.blob_endpoint),
-        )
-        .sign(key.secret())?;
+        );
+        let sas = grant.sign(key.secret())?;
         self.console.set_secret(&sas.signature);
         self.console.set_secret(&sas.query);
+        *cached = Some((sas.clone(), grant.expiry));
         Ok(sas)
     }
 

@@ -562,8 +562,6 @@ impl Builder<'_> {
             if state.is_finished() {
                 watcher.finish(watch_started.elapsed());
                 summary.phases.append(&mut watcher.phases);
-                self.console
-                    .set_progress(100, &format!("Image Builder: {state:?}"));
                 return Ok(current);
             }
             if Instant::now() >= deadline {

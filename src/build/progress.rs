@@ -15,6 +15,7 @@ pub fn percent(run_sub_state: &str) -> u8 {
         "optimizing" => 65,
         "validating" => 70,
         "distributing" => 80,
+        "succeeded" | "partiallysucceeded" | "failed" | "canceled" => 100,
         _ => 10,
     }
 }
