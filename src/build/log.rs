@@ -79,15 +79,15 @@ pub async fn read(
     http: &reqwest::Client,
     subscription: &str,
     url: &Url,
+    console: &crate::agent::Console,
 ) -> Result<String> {
     let location = blob_location(url).ok_or_else(|| anyhow!("'{url}' is not a blob URL"))?;
     let account = storage::find_account(arm, subscription, &location.account)
         .await
         .with_context(|| format!("finding the staging storage account {}", location.account))?;
-    let console = crate::agent::Console::with_writer(Box::new(std::io::sink()), false);
     let mut download = url.clone();
     download.set_query(None);
-    let request = match storage::choose_access(arm, &account, &console).await? {
+    let request = match storage::choose_access(arm, &account, console).await? {
         Access::AccountKey(key) => {
             let sas = BlobSas::read_only_for_build(
                 &account.name,
@@ -98,6 +98,7 @@ pub async fn read(
                 Protocol::for_endpoint(url),
             )
             .sign_with_account_key(azure_core::credentials::Secret::secret(&key))?;
+            console.set_secret(&sas.signature);
             download.set_query(Some(&sas.query));
             http.get(download)
         }

@@ -666,7 +666,15 @@ impl Builder<'_> {
         if let Some(url) = &log_url {
             summary.log_url = Some(url.to_string());
             // Read before any deletion: the log lives in the staging group.
-            match log::read(self.arm, &self.http, &plan.subscription_id, url).await {
+            match log::read(
+                self.arm,
+                &self.http,
+                &plan.subscription_id,
+                url,
+                self.console,
+            )
+            .await
+            {
                 Ok(text) => {
                     let _group = self
                         .console
