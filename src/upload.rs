@@ -1,7 +1,7 @@
 //! The streaming upload: the archive is cut into blocks while it is being written, on a
 //! blocking thread, and the blocks are staged concurrently (bounded) and committed in order at
-//! the end. No temporary file; memory holds at most `queue + concurrency` blocks whatever the
-//! artifact's size. The archive's SHA-256 is computed on the way. An upload that cannot finish
+//! the end. No temporary file; memory holds at most `queue + concurrency + 1` blocks (queued,
+//! being staged, being filled) whatever the artifact's size. The archive's SHA-256 is computed on the way. An upload that cannot finish
 //! says how far it got and removes what it wrote.
 //!
 //! [`upload_archive`] is what the task does; it is [`upload_stream`] with the archiver as the
@@ -39,8 +39,9 @@ pub struct UploadSettings {
 
 impl Default for UploadSettings {
     fn default() -> Self {
-        // 4 MiB blocks × (4 in flight + 2 queued) keeps the task well under 64 MiB while keeping
-        // a fast link busy; 50,000 blocks of 4 MiB allow artifacts up to 195 GiB.
+        // 4 MiB blocks × (4 in flight + 2 queued + 1 being filled) = 28 MiB keeps the task under
+        // 64 MiB while keeping a fast link busy; 50,000 blocks of 4 MiB allow artifacts up to
+        // 195 GiB.
         UploadSettings {
             block_size: 4 * 1024 * 1024,
             concurrency: 4,
@@ -110,7 +111,9 @@ impl BlockSink {
     }
 
     fn send(&mut self) -> io::Result<()> {
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(self.block_size));
+        // The next buffer is only allocated once this block has left (see `write`): while the
+        // send waits for room in the queue, this sink holds one block, not two.
+        let block = std::mem::take(&mut self.buf);
         self.tx
             .blocking_send(Bytes::from(block))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
@@ -126,6 +129,9 @@ impl BlockSink {
 
 impl Write for BlockSink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.block_size);
+        }
         let room = self.block_size - self.buf.len();
         let n = room.min(data.len());
         self.buf.extend_from_slice(&data[..n]);
@@ -305,7 +311,16 @@ where
     let mut last_report = Instant::now();
     let mut failure: Option<anyhow::Error> = None;
 
-    while let Some(data) = rx.recv().await {
+    loop {
+        // A free slot first, then the next block: a block waits in the channel (bounded by
+        // `queue`), never here as one more.
+        let permit = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let Some(data) = rx.recv().await else {
+            break;
+        };
         // Collect finished blocks first, so a failure stops the upload early.
         while let Some(joined) = staging.try_join_next() {
             match joined
@@ -319,10 +334,6 @@ where
         if failure.is_some() {
             break;
         }
-        let permit = Arc::clone(&slots)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
         let (client, retry, console2) =
             (Arc::clone(&client), Arc::clone(&retry), Arc::clone(console));
         let index = blocks;
