@@ -256,12 +256,14 @@ def best(runs: list[dict]) -> dict:
 
 def bench_size(binary: Path, work: Path, size: str, seed: int, runs: int, time_bin: str | None, corpus_dir: Path | None) -> dict:
     root = (corpus_dir or work / f"corpus-{size}") / "webapp"
+    described = root.parent / "corpus.json"
     if root.exists():
         log(f"[{size}] reusing the corpus in {root}")
-        info = None
+        info = json.loads(described.read_text()) if described.exists() else None
     else:
         log(f"[{size}] generating the corpus (seed {seed}) in {root}")
         info = worker(binary, "corpus", "--dir", str(root), "--size", size, "--seed", str(seed))
+        described.write_text(json.dumps(info))
     log(f"[{size}] warming the page cache (store-only archive to nowhere)")
     worker(binary, "archive", "--root", str(root), "--store-only")
     cpu_only = worker(binary, "archive", "--root", str(root))
