@@ -397,6 +397,36 @@ pub fn input_specs() -> Vec<InputSpec> {
         .collect()
 }
 
+/// What the binary assumes for an input left unset, as the agent would pass it; `None` means
+/// no value (the input is required by some choice, or its absence means "Image Builder's
+/// default"). `task.json` declares exactly these `defaultValue`s (tests/task_json.rs checks it,
+/// and that setting each default explicitly builds the same plan as leaving it unset).
+pub fn default_value(name: &str) -> Option<&'static str> {
+    DEFAULTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| *value)
+}
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("imageSource", "marketplace"),
+    (
+        "baseImagePubOfferSku",
+        crate::plan::PUB_OFFER_SKU_PLACEHOLDER,
+    ),
+    ("baseImageVersion", "latest"),
+    ("provisioner", "shell"),
+    ("windowsUpdateProvisioner", "false"),
+    ("buildTimeoutInMinutes", "240"),
+    ("runElevated", "false"),
+    ("runAsSystem", "false"),
+    ("windowsRestart", "false"),
+    ("excludeFromLatest", "false"),
+    ("keepTemplateOnFailure", "true"),
+    ("waitForTemplateDeletion", "false"),
+    ("cleanupArtifactsOnImage", "false"),
+];
+
 /// A bad input value, named as the user wrote it in YAML.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("input '{input}': {problem}")]
@@ -581,6 +611,16 @@ mod tests {
                 "{original} missing"
             );
         }
+    }
+
+    #[test]
+    fn defaults_name_real_inputs() {
+        let specs = input_specs();
+        for (name, _) in DEFAULTS {
+            assert!(specs.iter().any(|s| s.name == *name), "{name} is no input");
+        }
+        assert_eq!(default_value("baseImageVersion"), Some("latest"));
+        assert_eq!(default_value("vmSize"), None);
     }
 
     /// `osDiskSizeGB` → `os-disk-size-gb`: runs of capitals stay one word.
