@@ -2,11 +2,13 @@
 """Draws the extension's icon.png (128x128 RGBA) with the standard library only.
 
 An Azure-blue rounded square with three white stacked layers: a VM image built up from
-customizations. Run `python3 scripts/make-icon.py` to rewrite icon.png at the repo root; the
-output is deterministic, so a re-run changes nothing unless this script did.
+customizations. Run `python3 scripts/make-icon.py` to rewrite icon.png at the repo root (or give another output
+path); the output is deterministic, so a re-run changes nothing unless this script did
+(tests/node/icon.test.js checks that the committed icon is this script's).
 """
 import os
 import struct
+import sys
 import zlib
 
 SIZE = 128
@@ -73,7 +75,9 @@ def png():
 
 
 if __name__ == "__main__":
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "icon.png")
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "icon.png"
+    )
     with open(out, "wb") as f:
         f.write(png())
     print(f"wrote {os.path.normpath(out)}")
