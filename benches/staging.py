@@ -12,8 +12,9 @@ In one run, per corpus size, it
      and generates a reproducible corpus (fixed seed) in a temporary folder: thousands of small
      source-like files (15%), large logs and JSON lines (50%), incompressible data (35%, some
      named .zip/.gz/.png/.jpg/.nupkg/.tgz, some .bin/.dat/.so left to the probe);
-  2. starts Azurite (`node_modules/.bin/azurite-blob`, plain HTTP, the well-known account) afresh
-     for every measured upload, on a free port with its own data folder;
+  2. starts Azurite ($AZURITE_BLOB_BIN, else node_modules/.bin/azurite-blob from `npm ci`; plain
+     HTTP, the well-known account) afresh for every measured upload, on a free port with its own
+     data folder;
   3. measures wall time, MB/s of input (10^6 bytes/s of the files' sizes), archive size and peak
      RSS (VmHWM of the worker; GNU `time -v` for `zip`) of
        ours      the task's staging: archive streamed into concurrently uploaded blocks;
@@ -46,7 +47,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-AZURITE = REPO / "node_modules" / ".bin" / "azurite-blob"
+# As in the Rust harness (emulator/src/azurite.rs): $AZURITE_BLOB_BIN, else the workspace's pinned one.
+AZURITE = Path(os.environ.get("AZURITE_BLOB_BIN") or REPO / "node_modules" / ".bin" / "azurite-blob")
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -162,9 +164,7 @@ class Azurite:
     """azurite-blob on a free loopback port with its own data folder, in its own process group."""
 
     def __init__(self, work: Path):
-        if not AZURITE.exists():
-            log("Azurite is missing: running npm ci at the repository root")
-            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=REPO, check=True)
+        require_azurite()
         self.location = Path(tempfile.mkdtemp(prefix="azurite-", dir=work))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -203,6 +203,13 @@ class Azurite:
 
 
 RUNNING: list[Azurite] = []
+
+
+def require_azurite() -> None:
+    # Not installed from here: `npm ci` empties node_modules first, which breaks anything else
+    # using it at the time.
+    if not AZURITE.exists():
+        raise SystemExit(f"Azurite is not installed: {AZURITE} is missing; run `npm ci` at the repository root (or set AZURITE_BLOB_BIN)")
 
 
 def with_azurite(work: Path, fn):
@@ -364,6 +371,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda n, _f: sys.exit(128 + n))
 
+    require_azurite()
     binary = build_worker(args.worker)
     time_bin = gnu_time()
     if not shutil.which("zip") and not apt_install("zip"):
