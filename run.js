@@ -88,8 +88,13 @@ function main() {
   });
 
   // Cancellation: the agent signals this process; the binary cancels the Image Builder run
-  // and cleans up, so it gets the same signal and we wait for it to exit.
+  // and cleans up, so it gets the same signal and we wait for it to exit. On Windows the
+  // agent's Ctrl+C / Ctrl+Break reach the binary directly (it shares our console), and Node's
+  // kill() there would end it at once, so we only keep waiting.
   const forward = (signal) => {
+    if (process.platform === 'win32') {
+      return;
+    }
     if (child.exitCode === null && child.signalCode === null) {
       try {
         child.kill(signal);
