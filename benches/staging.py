@@ -132,8 +132,9 @@ def run_measured(cmd: list[str], cwd: Path | None = None, time_bin: str | None =
         os.close(fd)
         cmd = [time_bin, "-v", "-o", report] + cmd
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+    proc = tracked(subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env()))
     out, err = proc.communicate()
+    CHILDREN.remove(proc)
     wall = time.perf_counter() - started
     # Popen has reaped the child already; its rusage is not available here, so the fallback
     # without GNU time uses RUSAGE_CHILDREN's maximum (the largest child so far: an upper bound).
@@ -154,10 +155,21 @@ def run_measured(cmd: list[str], cwd: Path | None = None, time_bin: str | None =
 
 
 def worker(binary: Path, *args: str) -> dict:
-    out = subprocess.run([str(binary), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
-    if out.returncode:
-        raise RuntimeError(f"stage_bench {args[0]} failed ({out.returncode}):\n{out.stderr.decode(errors='replace')[-4000:]}")
-    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+    proc = tracked(subprocess.Popen([str(binary), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env()))
+    out, err = proc.communicate()
+    CHILDREN.remove(proc)
+    if proc.returncode:
+        raise RuntimeError(f"stage_bench {args[0]} failed ({proc.returncode}):\n{err.decode(errors='replace')[-4000:]}")
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+CHILDREN: list[subprocess.Popen] = []
+
+
+def tracked(proc: subprocess.Popen) -> subprocess.Popen:
+    """Remembered until it has finished, so that an interrupted run ends it (by its pid)."""
+    CHILDREN.append(proc)
+    return proc
 
 
 class Azurite:
@@ -384,6 +396,9 @@ def main() -> int:
             reports.append(bench_size(binary, work, size.strip(), args.seed, args.runs, time_bin,
                                       corpus_dir / f"corpus-{size.strip()}-seed{args.seed}" if corpus_dir else None))
     finally:
+        for proc in list(CHILDREN):
+            proc.kill()
+            proc.wait()
         for azurite in list(RUNNING):
             azurite.stop()
         if args.keep:
