@@ -136,15 +136,16 @@ async fn client_errors_are_not_retried() {
     );
 }
 
-#[tokio::test]
-async fn long_running_operations_are_followed_to_the_end() {
-    let emulator = Emulator::start(Config::default()).await.unwrap();
-    let signed = sign_in(&emulator);
-    let path = format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/t_arm_test",
+fn template_path(name: &str) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/{name}",
         defaults::SUBSCRIPTION_ID,
         defaults::RESOURCE_GROUP
-    );
+    )
+}
+
+/// Starts creating a small valid template; the answer names the operation to follow.
+async fn start_creating(signed: &SignedIn, name: &str) -> aib_task::arm::ArmResponse {
     let body = json!({
         "location": defaults::LOCATION,
         "identity": {"type": "UserAssigned", "userAssignedIdentities": {defaults::MANAGED_IDENTITY_RESOURCE_ID: {}}},
@@ -154,8 +155,8 @@ async fn long_running_operations_are_followed_to_the_end() {
             "distribute": [{"type": "VHD", "runOutputName": "VHD_distribute"}]
         }
     });
-    let url = signed.arm.url(&path, "2024-02-01").unwrap();
-    let started = signed
+    let url = signed.arm.url(&template_path(name), "2024-02-01").unwrap();
+    signed
         .arm
         .send(
             "creating the template",
@@ -164,7 +165,15 @@ async fn long_running_operations_are_followed_to_the_end() {
             Some(&body),
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn long_running_operations_are_followed_to_the_end() {
+    let emulator = Emulator::start(Config::default()).await.unwrap();
+    let signed = sign_in(&emulator);
+    let path = template_path("t_arm_test");
+    let started = start_creating(&signed, "t_arm_test").await;
     assert!(started.operation_url().is_some(), "the PUT is long-running");
     let status = signed
         .arm
@@ -208,30 +217,7 @@ async fn waiting_stops_at_the_deadline() {
     config.timing.lro = Duration::from_secs(30);
     let emulator = Emulator::start(config).await.unwrap();
     let signed = sign_in(&emulator);
-    let path = format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/t_slow",
-        defaults::SUBSCRIPTION_ID,
-        defaults::RESOURCE_GROUP
-    );
-    let body = json!({
-        "location": defaults::LOCATION,
-        "identity": {"type": "UserAssigned", "userAssignedIdentities": {defaults::MANAGED_IDENTITY_RESOURCE_ID: {}}},
-        "properties": {
-            "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2", "version": "latest"},
-            "distribute": [{"type": "VHD", "runOutputName": "VHD_distribute"}]
-        }
-    });
-    let url = signed.arm.url(&path, "2024-02-01").unwrap();
-    let started = signed
-        .arm
-        .send(
-            "creating the template",
-            reqwest::Method::PUT,
-            url,
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let started = start_creating(&signed, "t_slow").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     let err = signed
         .arm
