@@ -350,6 +350,7 @@ async fn template_command(
 ) -> Result<()> {
     let plan = validate_command(args, env, context, console)?;
     let (_http, _signed, arm) = connect(args, env, console).await?;
+    let mut purchase_plan = None;
     if let plan::Source::Marketplace {
         publisher,
         offer,
@@ -357,17 +358,26 @@ async fn template_command(
         version,
     } = &plan.source
     {
+        let image = (publisher.as_str(), offer.as_str(), sku.as_str());
         let exact = build::source::exact_version(
             &arm,
             &plan.subscription_id,
             &plan.location,
-            (publisher, offer, sku),
+            image,
             version,
         )
         .await?;
         console.info(format!(
             "{publisher}:{offer}:{sku}:{version} is version {exact} today"
         ));
+        purchase_plan = build::source::purchase_plan(
+            &arm,
+            &plan.subscription_id,
+            &plan.location,
+            image,
+            &exact,
+        )
+        .await?;
     }
     let account = storage::find_account(&arm, &plan.subscription_id, &plan.storage_account).await?;
     // The archive is made here only to know its checksum and size; nothing is uploaded.
@@ -391,7 +401,7 @@ async fn template_command(
         .push(storage::CONTAINER)
         .extend(blob.split('/'));
     let download_url = format!("{url}?<read-only SAS made at run time>");
-    let template = image_template::build_template(
+    let mut template = image_template::build_template(
         &plan,
         &image_template::ArtifactRef {
             download_url: &download_url,
@@ -401,6 +411,10 @@ async fn template_command(
         },
         context,
     );
+    if let image_template::Source::PlatformImage { plan_info, .. } = &mut template.properties.source
+    {
+        *plan_info = purchase_plan;
+    }
     console.info(format!(
         "archive of {}: {} files, {:.1} MiB, sha256 {sha256_hex}",
         plan.package_path.display(),

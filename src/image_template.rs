@@ -8,8 +8,9 @@
 //! # What a template does
 //!
 //! * **Source**: the marketplace image (`latest` stays `latest`; the orchestration resolves the
-//!   exact version for the outputs), the managed image, or the gallery image version. The model
-//!   has the marketplace `planInfo`, which the plan does not carry yet, so it is never sent.
+//!   exact version for the outputs), the managed image, or the gallery image version. A
+//!   marketplace image sold with a purchase plan gets its `planInfo` from the orchestration,
+//!   which reads the plan off the image version (`crate::build::source::purchase_plan`).
 //! * **Artifacts onto the VM**, as the original task laid them out: Linux into `/tmp/<folder>`,
 //!   Windows into `C:\buildArtifacts\<folder>`, `<folder>` being the build path's last segment.
 //!   - Linux, archive of at most [`FILE_CUSTOMIZER_MAX_BYTES`] (Image Builder's guidance for

@@ -129,6 +129,14 @@ fn writes(stack: &Stack) -> Vec<String> {
 
 /// The blobs (committed or not) left in the artifact container.
 async fn blobs_in_container(stack: &Stack) -> Vec<String> {
+    container_listing(stack)
+        .await
+        .expect("the artifact container exists")
+}
+
+/// The names in the artifact container, uncommitted blobs included; `None` when there is no
+/// such container.
+async fn container_listing(stack: &Stack) -> Option<Vec<String>> {
     let mut grant = aib_task::sas::AccountSas::for_task_writes(
         defaults::STORAGE_ACCOUNT,
         time::OffsetDateTime::now_utc(),
@@ -149,14 +157,20 @@ async fn blobs_in_container(stack: &Stack) -> Vec<String> {
         )
         .build()
         .unwrap();
-    let listing = client.get(url).send().await.unwrap().text().await.unwrap();
+    let response = client.get(url).send().await.unwrap();
+    if response.status() == 404 {
+        return None;
+    }
+    let listing = response.text().await.unwrap();
     assert!(listing.contains("<EnumerationResults"), "{listing}");
-    listing
-        .split("<Name>")
-        .skip(1)
-        .filter_map(|s| s.split("</Name>").next())
-        .map(str::to_owned)
-        .collect()
+    Some(
+        listing
+            .split("<Name>")
+            .skip(1)
+            .filter_map(|s| s.split("</Name>").next())
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 fn secrets_of(out: &str) -> Vec<String> {
@@ -696,4 +710,96 @@ async fn bad_inputs_fail_by_name_before_any_azure_write() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[tokio::test]
+async fn images_sold_with_a_purchase_plan_carry_it() {
+    let mut config = Config::default();
+    config.platform_images.push(
+        aib_emulator::config::PlatformImageConfig::new(
+            "center-for-internet-security-inc",
+            "cis-ubuntu-linux-2204-l1",
+            "cis-ubuntu2204-l1",
+            &["1.0.7", "1.0.12"],
+            "Linux",
+        )
+        .with_plan(
+            "cis-ubuntu2204-l1",
+            "cis-ubuntu-linux-2204-l1",
+            "center-for-internet-security-inc",
+        ),
+    );
+    let Some(stack) = start_stack(config).await else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let package = temp.path().join("webapp");
+    sample_artifacts(&package);
+    let mut vars = pipeline(&stack, &package, temp.path());
+    vars.insert(
+        "INPUT_BASEIMAGEPUBOFFERSKU".into(),
+        "center-for-internet-security-inc:cis-ubuntu-linux-2204-l1:cis-ubuntu2204-l1".into(),
+    );
+    let (output, out) = run(vars).await;
+    assert!(output.status.success(), "{out}");
+    assert_eq!(output_variables(&out)["pirVersion"], "1.0.12");
+    assert!(
+        out.contains("az vm image terms accept --plan cis-ubuntu2204-l1"),
+        "{out}"
+    );
+    let put = stack
+        .emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
+        .unwrap();
+    let plan = &put.body.as_ref().unwrap()["properties"]["source"]["planInfo"];
+    assert_eq!(plan["planName"], "cis-ubuntu2204-l1");
+    assert_eq!(plan["planProduct"], "cis-ubuntu-linux-2204-l1");
+    assert_eq!(plan["planPublisher"], "center-for-internet-security-inc");
+}
+
+#[tokio::test]
+async fn template_and_validate_change_nothing_in_azure() {
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let package = temp.path().join("webapp");
+    sample_artifacts(&package);
+    let vars = pipeline(&stack, &package, temp.path());
+
+    let run_vars = vars.clone();
+    let output = tokio::task::spawn_blocking(move || run_task(&["validate"], &run_vars))
+        .await
+        .unwrap();
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("end reading parameters"), "{out}");
+    assert!(
+        stack.emulator.requests().is_empty(),
+        "validate signs in to nothing"
+    );
+
+    let output = tokio::task::spawn_blocking(move || run_task(&["template"], &vars))
+        .await
+        .unwrap();
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    let json_start = out.find("\n{").expect("the template JSON") + 1;
+    let template: serde_json::Value =
+        serde_json::from_str(&out[json_start..]).expect("valid JSON at the end");
+    assert_eq!(template["properties"]["source"]["version"], "latest");
+    assert_eq!(
+        template["properties"]["distribute"][0]["runOutputName"],
+        "ManagedImage_distribute"
+    );
+    assert!(out.contains("<read-only SAS made at run time>"), "{out}");
+    assert_eq!(
+        writes(&stack),
+        Vec::<String>::new(),
+        "the template command wrote to Azure"
+    );
+    // Nor to storage: the artifact container was never even created.
+    assert_eq!(container_listing(&stack).await, None);
 }

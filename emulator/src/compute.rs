@@ -87,7 +87,7 @@ pub fn versions(
         } else {
             "V2"
         };
-        return ok(json!({
+        let mut body = json!({
             "properties": {
                 "hyperVGeneration": generation,
                 "architecture": "x64",
@@ -102,7 +102,12 @@ pub fn versions(
             "location": location,
             "name": v,
             "id": version_id(sub, &location, image, v),
-        }));
+        });
+        if let Some((name, product, publisher)) = &image.plan {
+            body["properties"]["plan"] =
+                json!({"name": name, "product": product, "publisher": publisher});
+        }
+        return ok(body);
     }
     if req
         .param("$orderby")

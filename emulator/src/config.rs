@@ -216,6 +216,10 @@ pub struct PlatformImageConfig {
     pub versions: Vec<String>,
     /// `Linux` or `Windows`.
     pub os_type: String,
+    /// A marketplace image sold with a purchase plan: `(name, product, publisher)`, shown as
+    /// `properties.plan` on each version, as Azure does.
+    #[serde(default)]
+    pub plan: Option<(String, String, String)>,
 }
 
 impl Default for PlatformImageConfig {
@@ -238,7 +242,14 @@ impl PlatformImageConfig {
             sku: sku.into(),
             versions: versions.iter().map(|v| v.to_string()).collect(),
             os_type: os_type.into(),
+            plan: None,
         }
+    }
+
+    /// The same image, sold with a purchase plan.
+    pub fn with_plan(mut self, name: &str, product: &str, publisher: &str) -> Self {
+        self.plan = Some((name.into(), product.into(), publisher.into()));
+        self
     }
 }
 

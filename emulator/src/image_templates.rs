@@ -570,6 +570,27 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
                 field("sku")
             ));
         }
+        // An image sold with a purchase plan cannot be built without that plan.
+        if let Some((name, product, publisher)) = image.and_then(|i| i.plan.clone()) {
+            let plan = |k: &str| {
+                source
+                    .pointer(&format!("/planInfo/{k}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            if plan("planName") != name
+                || plan("planProduct") != product
+                || plan("planPublisher") != publisher
+            {
+                return invalid(format!(
+                    "The platform image '{}:{}:{}' requires the purchase plan (planName '{name}', planProduct '{product}', planPublisher '{publisher}') in properties.source.planInfo.",
+                    field("publisher"),
+                    field("offer"),
+                    field("sku")
+                ));
+            }
+        }
     }
 
     let k = key(sub, rg, name);

@@ -234,6 +234,33 @@ impl Builder<'_> {
             _ => None,
         };
         summary.source = describe_source(&plan.source, exact_version.as_deref());
+        let purchase_plan = match (&plan.source, &exact_version) {
+            (
+                Source::Marketplace {
+                    publisher,
+                    offer,
+                    sku,
+                    ..
+                },
+                Some(exact),
+            ) => {
+                source::purchase_plan(
+                    self.arm,
+                    &plan.subscription_id,
+                    &plan.location,
+                    (publisher, offer, sku),
+                    exact,
+                )
+                .await?
+            }
+            _ => None,
+        };
+        if let Some(p) = &purchase_plan {
+            self.console.info(format!(
+                "the base image is sold with purchase plan {} (product {}, publisher {}): its terms must be accepted in the subscription (az vm image terms accept --plan {} --offer {} --publisher {})",
+                p.plan_name, p.plan_product, p.plan_publisher, p.plan_name, p.plan_product, p.plan_publisher
+            ));
+        }
 
         let phase = Instant::now();
         let staged = {
@@ -275,7 +302,14 @@ impl Builder<'_> {
         ));
 
         let outcome = self
-            .build_with(plan, &staged, summary, started, exact_version)
+            .build_with(
+                plan,
+                &staged,
+                summary,
+                started,
+                exact_version,
+                purchase_plan,
+            )
             .await;
         // The blob is only needed while the build runs.
         if let Err(e) = staged.remove(self.console).await {
@@ -291,6 +325,7 @@ impl Builder<'_> {
         summary: &mut Summary,
         started: Instant,
         exact_version: Option<String>,
+        purchase_plan: Option<image_template::PurchasePlan>,
     ) -> Result<Outputs> {
         let sha256 = staged.uploaded.sha256_hex();
         let artifact = ArtifactRef {
@@ -299,7 +334,10 @@ impl Builder<'_> {
             size: staged.uploaded.bytes,
             folder: &staged.folder,
         };
-        let template = image_template::build_template(plan, &artifact, self.context);
+        let mut template = image_template::build_template(plan, &artifact, self.context);
+        if let TemplateSource::PlatformImage { plan_info, .. } = &mut template.properties.source {
+            *plan_info = purchase_plan;
+        }
         let source_json = serde_json::to_string(&template.properties.source).unwrap_or_default();
         self.console
             .info(format!("Source for image:  {source_json}"));

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::arm::{ArmClient, ArmError};
+use crate::image_template::PurchasePlan;
 
 const COMPUTE_API_VERSION: &str = "2024-07-01";
 
@@ -104,9 +105,69 @@ pub async fn exact_version(
         })
 }
 
+#[derive(Deserialize)]
+struct VersionDetails {
+    #[serde(default)]
+    properties: VersionProperties,
+}
+
+#[derive(Default, Deserialize)]
+struct VersionProperties {
+    plan: Option<PlanProperty>,
+}
+
+#[derive(Deserialize)]
+struct PlanProperty {
+    name: String,
+    product: String,
+    publisher: String,
+}
+
+/// The purchase plan a marketplace image version is sold with, if any: Image Builder needs it
+/// as `planInfo` (and the subscription must have accepted its terms) to build from the image.
+pub async fn purchase_plan(
+    arm: &ArmClient,
+    subscription: &str,
+    location: &str,
+    (publisher, offer, sku): (&str, &str, &str),
+    exact_version: &str,
+) -> Result<Option<PurchasePlan>> {
+    let path = format!(
+        "{}/{exact_version}",
+        versions_path(subscription, location, publisher, offer, sku)
+    );
+    let details: VersionDetails = arm
+        .get(
+            &format!("reading {publisher}:{offer}:{sku}:{exact_version}"),
+            &path,
+            COMPUTE_API_VERSION,
+        )
+        .await?;
+    Ok(details.properties.plan.map(|p| PurchasePlan {
+        plan_name: p.name,
+        plan_product: p.product,
+        plan_publisher: p.publisher,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_details_carry_the_plan() {
+        let d: VersionDetails = serde_json::from_str(
+            r#"{"properties":{"plan":{"name":"cis-ubuntu2204-l1","product":"cis-ubuntu-linux-2204-l1","publisher":"center-for-internet-security-inc"},"osDiskImage":{}},"name":"1.0.0"}"#,
+        )
+        .unwrap();
+        let plan = d.properties.plan.unwrap();
+        assert_eq!(
+            (plan.name.as_str(), plan.product.as_str()),
+            ("cis-ubuntu2204-l1", "cis-ubuntu-linux-2204-l1")
+        );
+        let none: VersionDetails = serde_json::from_str(r#"{"properties":{}}"#).unwrap();
+        assert!(none.properties.plan.is_none());
+    }
 
     #[test]
     fn versions_compare_numerically() {
