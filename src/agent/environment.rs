@@ -7,7 +7,14 @@ use std::path::PathBuf;
 
 /// Variable-name prefixes and names that carry secrets; task-lib removes the same ones on load.
 const SECRET_PREFIXES: &[&str] = &["ENDPOINT_AUTH_", "SECRET_", "SECUREFILE_TICKET_"];
-const SECRET_NAMES: &[&str] = &["SYSTEM_ACCESSTOKEN", "AGENT_PROXYPASSWORD"];
+/// `AZURE_CLIENT_SECRET` is read from the snapshot for sign-in outside a pipeline; the Azure CLI,
+/// which the task may start, has no use for it.
+const SECRET_NAMES: &[&str] = &[
+    "SYSTEM_ACCESSTOKEN",
+    "AGENT_PROXYPASSWORD",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+];
 
 /// An immutable snapshot of environment variables.
 #[derive(Clone, Debug, Default)]
@@ -209,6 +216,7 @@ mod tests {
             "SYSTEM_ACCESSTOKEN",
             "AGENT_PROXYPASSWORD",
             "SECUREFILE_TICKET_1",
+            "AZURE_CLIENT_SECRET",
         ] {
             assert!(is_secret_variable(name), "{name}");
         }
