@@ -63,8 +63,9 @@ impl Staged {
         console.info(format!("deleting storage blob {CONTAINER}\\{}", self.blob));
         self.store.delete_blob(&self.blob).await.with_context(|| {
             format!(
-                "the artifact {} was left behind; delete it with: az storage blob delete --account-name {} --container-name {CONTAINER} --name '{}'",
-                self.url, self.store.account.name, self.blob
+                "the artifact {} was left behind; delete it with: {}",
+                self.url,
+                self.store.delete_hint(&self.blob)
             )
         })
     }

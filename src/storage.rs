@@ -223,6 +223,14 @@ impl BlobStore {
         matches!(self.access, Access::AccountKey(_))
     }
 
+    /// The `az` command that deletes `blob`, for messages about an artifact left behind.
+    pub fn delete_hint(&self, blob: &str) -> String {
+        format!(
+            "az storage blob delete --account-name {} --container-name {CONTAINER} --name '{blob}'",
+            self.account.name
+        )
+    }
+
     /// The blob's URL without any query (safe to print).
     pub fn blob_url(&self, blob: &str) -> Url {
         let mut url = self.container_url();

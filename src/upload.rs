@@ -423,10 +423,9 @@ async fn discard(client: &BlockBlobClient, store: &BlobStore, blob: &str, consol
             store.blob_url(blob)
         )),
         Err(e) => console.warning(format!(
-            "could not remove the partial upload {}: {e:#}. Delete it with: az storage blob delete --account-name {} --container-name {} --name '{blob}'",
+            "could not remove the partial upload {}: {e:#}. Delete it with: {}",
             store.blob_url(blob),
-            store.account.name,
-            crate::storage::CONTAINER
+            store.delete_hint(blob)
         )),
     }
 }

@@ -662,8 +662,9 @@ impl Builder<'_> {
         }
         if !matches!(removed, Ok(Ok(()))) {
             self.console.warning(format!(
-                "the artifact {} may be left behind; delete it with: az storage blob delete --account-name {} --container-name {} --name '{}'",
-                staged.url, staged.store.account.name, crate::storage::CONTAINER, staged.blob
+                "the artifact {} may be left behind; delete it with: {}",
+                staged.url,
+                staged.store.delete_hint(&staged.blob)
             ));
         }
         Cancelled(format!(
