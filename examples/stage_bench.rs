@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aib_task::agent::Console;
-use aib_task::archive::{self, ArchiveOptions, DEFLATE_LEVEL, Probe};
+use aib_task::archive::{self, ArchiveOptions, DEFLATE_LEVEL, Method, Probe};
 use aib_task::storage::{Access, BlobStore, StorageAccount};
 use aib_task::transport::{TransportSettings, build_client};
 use aib_task::upload::{self, UploadSettings};
@@ -31,7 +31,6 @@ use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequest
 use clap::{Args, Parser, Subcommand};
 use flate2::{Compress, Compression, FlushCompress};
 use serde_json::json;
-use zip::CompressionMethod;
 
 #[derive(Parser)]
 #[command(about = "Staging benchmark worker (driven by benches/staging.py)")]
@@ -117,7 +116,10 @@ fn main() -> Result<()> {
                 root,
                 &target.blob,
                 &settings,
-                &ArchiveOptions { store_only },
+                &ArchiveOptions {
+                    store_only,
+                    ..ArchiveOptions::default()
+                },
                 &console,
             )
             .await?;
@@ -150,8 +152,14 @@ fn main() -> Result<()> {
         Command::Deflate { root } => deflate_cost(&root),
         Command::Archive { root, store_only } => {
             let started = Instant::now();
-            let (_, a) =
-                archive::write_archive_with(&root, io::sink(), &ArchiveOptions { store_only })?;
+            let (_, a) = archive::write_archive_with(
+                &root,
+                io::sink(),
+                &ArchiveOptions {
+                    store_only,
+                    ..ArchiveOptions::default()
+                },
+            )?;
             report(json!({
                 "seconds": started.elapsed().as_secs_f64(),
                 "input_bytes": a.input_bytes,
@@ -264,7 +272,7 @@ fn deflate_cost(root: &Path) -> Result<()> {
         let mut file = File::open(path)?;
         let size = file.metadata()?.len();
         let first = read_full(&mut file, &mut input)?;
-        if probe.choose(&name, size, &input[..first]) != CompressionMethod::Deflated {
+        if probe.choose(&name, size, &input[..first]) != Method::Deflated {
             continue;
         }
         deflated_files += 1;

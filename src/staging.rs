@@ -11,6 +11,7 @@ use azure_core::credentials::{Secret, TokenCredential};
 use url::Url;
 
 use crate::agent::{Console, PipelineContext};
+use crate::archive::ArchiveOptions;
 use crate::arm::ArmClient;
 use crate::storage::{self, BlobStore, CONTAINER};
 use crate::upload::{self, UploadSettings, Uploaded};
@@ -97,11 +98,18 @@ pub async fn stage(
         .unwrap_or_default();
     let blob = blob_name(&folder, context, epoch_ms);
     let url = store.blob_url(&blob);
-    let uploaded = upload::upload_archive(
+    // Past a few thousand entries the archive's central directory waits in an unnamed file in
+    // the agent's temporary folder rather than in memory.
+    let options = ArchiveOptions {
+        temp_dir: Some(context.temp_directory.clone()),
+        ..ArchiveOptions::default()
+    };
+    let uploaded = upload::upload_archive_with(
         &store,
         request.package_path.clone(),
         &blob,
         &request.upload,
+        &options,
         console,
     )
     .await

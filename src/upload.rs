@@ -223,7 +223,7 @@ pub async fn upload_archive_with(
     options: &ArchiveOptions,
     console: &Arc<Console>,
 ) -> Result<Uploaded> {
-    let options = *options;
+    let options = options.clone();
     let streamed = upload_stream(store, blob, settings, console, move |sink| {
         let (_, summary) = archive::write_archive_with(&root, sink, &options)?;
         Ok(summary)

@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use aib_task::archive::{ArchiveError, ArchiveSummary, HashingWriter, folder_name, write_archive};
+use aib_task::archive::{
+    ArchiveError, ArchiveOptions, ArchiveSummary, HashingWriter, folder_name, write_archive,
+    write_archive_with,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -259,8 +262,16 @@ fn expected_order(dir: &Path, prefix: &str, out: &mut Vec<String>) {
 
 /// Archives `root` into `path` through a writer that cannot seek, hashing on the way.
 fn archive_to(root: &Path, path: &Path) -> (ArchiveSummary, [u8; 32]) {
+    archive_to_with(root, path, &ArchiveOptions::default())
+}
+
+fn archive_to_with(
+    root: &Path,
+    path: &Path,
+    options: &ArchiveOptions,
+) -> (ArchiveSummary, [u8; 32]) {
     let sink = HashingWriter::new(io::BufWriter::new(File::create(path).unwrap()));
-    let (sink, summary) = write_archive(root, sink).unwrap();
+    let (sink, summary) = write_archive_with(root, sink, options).unwrap();
     let (file, sha256, bytes) = sink.finish();
     file.into_inner().unwrap().sync_all().ok();
     assert_eq!(bytes, summary.archive_bytes);
@@ -279,10 +290,42 @@ const DEFLATED: u64 = 8;
 
 #[test]
 fn archive_extracts_identically_with_python_and_unzip() {
+    extracts_identically(&ArchiveOptions::default());
+}
+
+/// The same with a central directory that outgrows its memory after every few records and
+/// waits in a temporary file: readers see no difference.
+#[test]
+fn archive_with_its_central_directory_on_disk_extracts_identically() {
+    let temp = tempfile::tempdir().unwrap();
+    let on_disk = ArchiveOptions {
+        central_directory_memory: 200,
+        temp_dir: Some(temp.path().to_owned()),
+        ..ArchiveOptions::default()
+    };
+    let summary = extracts_identically(&on_disk);
+    assert!(summary.central_directory_on_disk);
+    assert_eq!(
+        fs::read_dir(temp.path()).unwrap().count(),
+        0,
+        "nothing left in the temporary folder"
+    );
+}
+
+fn extracts_identically(options: &ArchiveOptions) -> ArchiveSummary {
     let f = fixture();
     awkward_tree(&f.root);
     let archive = f.work.join("build.zip");
-    let (summary, sha256) = archive_to(&f.root, &archive);
+    let (summary, sha256) = archive_to_with(&f.root, &archive, options);
+    assert_eq!(
+        summary.central_directory_on_disk,
+        options.central_directory_memory < 1000
+    );
+    let (in_memory, _) = write_archive(&f.root, Vec::new()).unwrap();
+    assert!(
+        fs::read(&archive).unwrap() == in_memory,
+        "where the central directory waited changes the archive"
+    );
     assert_eq!(
         sha256,
         <[u8; 32]>::from(Sha256::digest(fs::read(&archive).unwrap()))
@@ -413,6 +456,7 @@ fn archive_extracts_identically_with_python_and_unzip() {
         by_unzip.to_str().unwrap(),
     ]);
     assert_eq!(snapshot(&by_unzip, true), source);
+    summary
 }
 
 #[test]
@@ -660,6 +704,73 @@ fn failing_sink_stops_the_archive() {
     assert_eq!(sink.taken.len(), 300_000);
 }
 
+/// A sink that, at its first write (once the build path has been checked), runs `change` once.
+struct ChangingSink<F: FnMut()> {
+    change: Option<F>,
+    taken: usize,
+}
+
+impl<F: FnMut()> Write for ChangingSink<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(mut change) = self.change.take() {
+            change();
+        }
+        self.taken += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn changed_while_written(root: &Path, change: impl FnMut()) -> ArchiveError {
+    let mut sink = ChangingSink {
+        change: Some(change),
+        taken: 0,
+    };
+    let Err(error) = write_archive(root, &mut sink) else {
+        panic!("the change is not refused");
+    };
+    assert!(sink.taken > 0, "refused after writing began: {error}");
+    error
+}
+
+#[test]
+fn file_growing_while_archived_is_refused() {
+    let f = fixture();
+    // Stored (noise), read in chunks: its first chunk reaches the sink before the rest is read.
+    let a = f.root.join("a.bin");
+    write(&a, &noise(1 << 20, 3));
+    write(&f.root.join("z.txt"), b"short");
+    let error = changed_while_written(&f.root, || {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&a)
+            .unwrap()
+            .write_all(b" and then longer")
+            .unwrap()
+    });
+    assert!(
+        matches!(&error, ArchiveError::Changed { path, expected } if path.ends_with("a.bin") && *expected == 1 << 20),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn link_escaping_after_the_check_is_still_refused() {
+    let f = fixture();
+    write(&f.root.join("a.bin"), &noise(1 << 20, 4));
+    fs::create_dir(f.root.join("z")).unwrap();
+    write(&f.root.join("z/app.txt"), b"app");
+    let link = f.root.join("z/passwd");
+    let error = changed_while_written(&f.root, || symlink("/etc/passwd", &link).unwrap());
+    assert!(
+        matches!(&error, ArchiveError::LinkEscapes { link, .. } if link.ends_with("z/passwd")),
+        "{error:?}"
+    );
+}
+
 #[test]
 fn folder_name_resolves_the_build_path() {
     let f = fixture();
@@ -782,6 +893,10 @@ fn long_zip64_more_than_65535_entries() {
     println!("archived in {:?}: {summary:?}", started.elapsed());
     let entries = dirs * (per_dir + 1);
     assert_eq!(summary.entries, entries);
+    assert!(
+        summary.central_directory_on_disk,
+        "66,200 records outgrow the default memory"
+    );
     assert!(summary.entries > 65_535);
 
     let list = python_list(&archive);
