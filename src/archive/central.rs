@@ -62,7 +62,12 @@ impl CentralDirectory {
             };
             self.spill = match created {
                 Ok(file) => Spill::File(file),
-                Err(_) => Spill::Unavailable,
+                Err(e) => {
+                    tracing::debug!(
+                        "no temporary file for the archive's central directory ({e}): it stays in memory"
+                    );
+                    Spill::Unavailable
+                }
             };
         }
         if let Spill::File(file) = &mut self.spill {

@@ -17,7 +17,9 @@
 //!    entry's central directory record is encoded when the entry ends and kept in a bounded
 //!    buffer that overflows to an anonymous temporary file (`central.rs`); the central
 //!    directory, with Zip64 records where sizes, offsets or the entry count need them, comes
-//!    last. A tree changed between the two walks is refused by name as it is met.
+//!    last. The second walk applies the same checks, so a link that escapes the build path is
+//!    refused even if it appeared after the first; a file whose size changes while it is read
+//!    is refused by name.
 //!
 //! The archive holds the *contents* of the build path at its root (not the folder itself), with
 //! `/` separators, UTF-8 names (flagged as such when they are not ASCII), every directory as a
@@ -357,13 +359,15 @@ pub fn compression_by_name(name: &str) -> Option<Method> {
 }
 
 /// Whether an entry must be written with Zip64 sizes, decided before reading from the size in
-/// the file's metadata. A deflated entry may come out slightly larger than its input (by at most
-/// 5 bytes per stored block of up to 64 KiB, plus a few); the margin covers that, so that a
-/// file just under 4 GiB that does not compress cannot overflow a 32-bit size.
+/// the file's metadata. A deflated entry may come out larger than its input: at levels 2 to 9 a
+/// block ends after about 16K symbols, and data that does not compress is then sent as stored
+/// blocks with 5 bytes of framing each. The margin is zlib's `deflateBound` for its default
+/// settings (about 0.03%) plus 64 KiB, so that a file just under 4 GiB that stops compressing
+/// after its probed head cannot overflow a 32-bit size.
 pub fn needs_zip64(size: u64, method: Method) -> bool {
     let worst = match method {
         Method::Stored => size,
-        Method::Deflated => size + size / 4096 + 1024,
+        Method::Deflated => size + (size >> 12) + (size >> 14) + (size >> 25) + 13 + 64 * 1024,
     };
     worst >= ZIP64_THRESHOLD
 }
@@ -624,6 +628,9 @@ mod tests {
         assert!(needs_zip64(four_gib - 1, Method::Stored));
         assert!(needs_zip64(four_gib - 2, Method::Deflated));
         assert!(needs_zip64(four_gib - 1_000_000, Method::Deflated));
+        // zlib's bound near 4 GiB is about 1.31 MB; with the slack, about 1.376 MB.
+        assert!(needs_zip64(four_gib - 1_375_000, Method::Deflated));
+        assert!(!needs_zip64(four_gib - 1_377_000, Method::Deflated));
         assert!(!needs_zip64(four_gib - 2_000_000, Method::Deflated));
         assert!(!needs_zip64(0, Method::Deflated));
     }

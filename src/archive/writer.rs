@@ -119,9 +119,16 @@ impl<W: Write> ZipStream<W> {
     /// then [`Self::end_file`].
     pub fn begin(&mut self, header: &Header<'_>) -> io::Result<()> {
         debug_assert!(self.open.is_none(), "an entry is still open");
+        let offset = self.out.position;
+        // A file that starts past 4 GiB gets Zip64 sizes too, although they would fit: its
+        // central record needs a Zip64 field for the offset, and Info-ZIP unzip (6.0 with the
+        // overlap check distributions ship) then expects a 64-bit data descriptor.
+        let header = &Header {
+            zip64: header.zip64 || (!header.directory && offset >= format::ZIP64_THRESHOLD),
+            ..*header
+        };
         self.scratch.clear();
         format::local_header(&mut self.scratch, header);
-        let offset = self.out.position;
         self.out.put(&self.scratch)?;
         let open = Open {
             name: header.name.to_owned(),
@@ -247,6 +254,14 @@ impl<W: Write> ZipStream<W> {
         Ok((self.out.inner, self.out.position))
     }
 
+    /// The writer as if `position` bytes had been written already (to test what happens past
+    /// 4 GiB without writing 4 GiB).
+    #[cfg(test)]
+    fn starting_at(mut self, position: u64) -> Self {
+        self.out.position = position;
+        self
+    }
+
     /// Whether central directory records went to a temporary file.
     pub fn central_directory_spilled(&self) -> bool {
         self.central.spilled()
@@ -364,6 +379,46 @@ mod tests {
             zip.data(&text(100)).unwrap();
         }
         assert!(sink.is_empty(), "the small writes were still buffered");
+    }
+
+    #[test]
+    fn a_file_starting_past_4_gib_gets_zip64_sizes_everywhere() {
+        let start = 5u64 << 30;
+        let mut zip = ZipStream::new(Vec::new(), 2, 1 << 20, None).starting_at(start);
+        zip.begin(&header("late/", Method::Stored)).unwrap();
+        let file = zip.out.position;
+        zip.begin(&header("late/a.txt", Method::Deflated)).unwrap();
+        zip.data(&text(1000)).unwrap();
+        zip.end_file().unwrap();
+        let central = zip.out.position;
+        let (bytes, len) = zip.finish().unwrap();
+        assert_eq!(len - start, bytes.len() as u64);
+        let at = |offset: u64| (offset - start) as usize;
+        let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
+
+        // The folder: no Zip64 in its local header.
+        assert_eq!(u16_at(4), 20);
+        // The file: version 4.5 and a Zip64 extra in its local header...
+        let local = at(file);
+        assert_eq!(u32_at(local), 0x0403_4b50);
+        assert_eq!(u16_at(local + 4), 45);
+        assert_eq!(u16_at(local + 30 + 10), 0x0001);
+        // ...a 24-byte data descriptor just before the central directory...
+        assert_eq!(u32_at(at(central) - 24), 0x0807_4b50);
+        // ...and a central record with both sizes and the offset in its Zip64 extra.
+        let records: Vec<usize> = (at(central)..bytes.len() - 4)
+            .filter(|&i| u32_at(i) == 0x0201_4b50)
+            .collect();
+        assert_eq!(records.len(), 2);
+        let record = records[1];
+        assert_eq!(u16_at(record + 6), 45);
+        let extra = record + 46 + "late/a.txt".len();
+        assert_eq!((u16_at(extra), u16_at(extra + 2)), (0x0001, 24));
+        assert_eq!(
+            u64::from_le_bytes(bytes[extra + 20..extra + 28].try_into().unwrap()),
+            file
+        );
     }
 
     use super::super::central;
