@@ -4,7 +4,8 @@
 //! then extracted with Python's `zipfile` and with Info-ZIP `unzip` and compared with the source
 //! byte for byte, mode for mode and (with `unzip`, which restores them) time for time. Also: the
 //! refusals, determinism, and Zip64 (`long_zip64_*`: a file over 4 GiB, an archive over 4 GiB,
-//! more than 65,535 entries).
+//! more than 65,535 entries). .NET's `ZipArchive` (through Mono), which Windows images extract
+//! with, reads the same archives.
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
@@ -800,6 +801,138 @@ fn folder_name_resolves_the_build_path() {
 
 const FOUR_GIB: u64 = 1 << 32;
 
+// ---------------------------------------------------------------------------------------------
+// .NET's reader. Windows images extract the archive with `Expand-Archive` or
+// `ZipFile.ExtractToDirectory`, both System.IO.Compression's `ZipArchive`; Mono's is built from
+// the same sources and runs here. `scripts/test` installs it; on CI its absence fails the test.
+
+const DOTNET_READER: &str = r#"
+using System;
+using System.IO;
+using System.IO.Compression;
+using System.Linq;
+class Reader {
+    static int Main(string[] args) {
+        string command = args[0], path = args[1];
+        if (command == "extract") {
+            ZipFile.ExtractToDirectory(path, args[2]);
+            return 0;
+        }
+        using (var archive = ZipFile.OpenRead(path)) {
+            if (command == "list") {
+                foreach (var e in archive.Entries)
+                    Console.WriteLine(e.FullName + "\t" + e.Length + "\t" + e.CompressedLength);
+            } else if (command == "tail") {
+                var entry = archive.GetEntry(args[2]);
+                int n = int.Parse(args[3]);
+                var last = new byte[n];
+                long total = 0;
+                using (var s = entry.Open()) {
+                    var buffer = new byte[1 << 20];
+                    int got;
+                    while ((got = s.Read(buffer, 0, buffer.Length)) > 0) {
+                        int keep = Math.Min(got, n);
+                        Array.Copy(last, keep, last, 0, n - keep);
+                        Array.Copy(buffer, got - keep, last, n - keep, keep);
+                        total += got;
+                    }
+                }
+                Console.WriteLine(total + "\t" + string.Concat(last.Select(b => b.ToString("x2"))));
+            }
+        }
+        return 0;
+    }
+}
+"#;
+
+/// The .NET reader compiled into `dir`, or `None` (outside CI) when Mono is not installed.
+fn dotnet_reader(dir: &Path) -> Option<PathBuf> {
+    let installed = ["mcs", "mono"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Mono (mcs, mono) is not installed: scripts/test installs it"
+        );
+        eprintln!(
+            "skipping the .NET reader: Mono (mcs, mono) is not installed; scripts/test installs it"
+        );
+        return None;
+    }
+    let source = dir.join("reader.cs");
+    let exe = dir.join("reader.exe");
+    fs::write(&source, DOTNET_READER).unwrap();
+    let compiled = Command::new("mcs")
+        .arg("-r:System.IO.Compression.dll")
+        .arg("-r:System.IO.Compression.FileSystem.dll")
+        .arg(format!("-out:{}", exe.display()))
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        compiled.status.success(),
+        "mcs: {}{}",
+        String::from_utf8_lossy(&compiled.stdout),
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    Some(exe)
+}
+
+fn dotnet(reader: &Path, args: &[&str]) -> String {
+    let output = Command::new("mono")
+        .arg(reader)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "mono {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn archive_extracts_identically_with_dotnet_zip_archive() {
+    let f = fixture();
+    let Some(reader) = dotnet_reader(&f.work) else {
+        return;
+    };
+    awkward_tree(&f.root);
+    let archive = f.work.join("build.zip");
+    archive_to(&f.root, &archive);
+    let by_dotnet = f.work.join("dotnet");
+    dotnet(
+        &reader,
+        &[
+            "extract",
+            archive.to_str().unwrap(),
+            by_dotnet.to_str().unwrap(),
+        ],
+    );
+    // Content and folders (empty ones too); ZipArchive restores neither modes nor, here, times.
+    let content = |tree: BTreeMap<String, (Node, Option<u64>)>| {
+        tree.into_iter()
+            .map(|(k, (n, _))| {
+                let sha256 = match n {
+                    Node::Dir { .. } => None,
+                    Node::File { sha256, .. } => Some(sha256),
+                };
+                (k, sha256)
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        content(snapshot(&by_dotnet, false)),
+        content(snapshot(&f.root, false))
+    );
+}
+
 /// A sparse file of `len` bytes ending with `tail`.
 fn sparse(path: &Path, len: u64, tail: &[u8]) {
     let mut file = File::create(path).unwrap();
@@ -833,6 +966,16 @@ fn long_zip64_deflated_file_over_4_gib() {
     let listing = unzip(&["-l", archive.to_str().unwrap()]);
     assert!(listing.contains(&len.to_string()), "{listing}");
     unzip(&["-tq", archive.to_str().unwrap()]);
+    if let Some(reader) = dotnet_reader(&f.work) {
+        let tail = dotnet(
+            &reader,
+            &["tail", archive.to_str().unwrap(), "big.bin", "21"],
+        );
+        assert_eq!(
+            tail.trim(),
+            format!("{len}\t{}", hex(b"the end of a big file"))
+        );
+    }
     println!("done in {:?}", started.elapsed());
 }
 
@@ -873,6 +1016,19 @@ fn long_zip64_stored_file_and_offsets_over_4_gib() {
     let tail = python(&["tail", archive.to_str().unwrap(), "small.txt", "18"]);
     assert_eq!(tail.trim(), format!("\"{}\"", hex(b"after the big one\n")));
     unzip(&["-tq", archive.to_str().unwrap()]);
+    if let Some(reader) = dotnet_reader(&f.work) {
+        let path = archive.to_str().unwrap();
+        let tail = dotnet(&reader, &["tail", path, "big.gz", "21"]);
+        assert_eq!(
+            tail.trim(),
+            format!("{len}\t{}", hex(b"the end of a big file"))
+        );
+        let tail = dotnet(&reader, &["tail", path, "small.txt", "18"]);
+        assert_eq!(
+            tail.trim(),
+            format!("1800\t{}", hex(b"after the big one\n"))
+        );
+    }
     println!("done in {:?}", started.elapsed());
 }
 
@@ -912,6 +1068,11 @@ fn long_zip64_more_than_65535_entries() {
     assert_eq!(list[0]["name"], "d000/");
     assert_eq!(list[1]["name"], "d000/f000");
     assert_eq!(entry(&list, "d199/f329")["size"], 5);
+    if let Some(reader) = dotnet_reader(&f.work) {
+        let listing = dotnet(&reader, &["list", archive.to_str().unwrap()]);
+        assert_eq!(listing.lines().count() as u64, entries);
+        assert_eq!(listing.lines().last(), Some("d199/f329\t5\t5"));
+    }
     let listing = unzip(&["-l", archive.to_str().unwrap()]);
     assert!(
         listing.contains(&format!("{} files", summary.entries)),
