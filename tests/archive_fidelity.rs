@@ -803,8 +803,9 @@ const FOUR_GIB: u64 = 1 << 32;
 
 // ---------------------------------------------------------------------------------------------
 // .NET's reader. Windows images extract the archive with `Expand-Archive` or
-// `ZipFile.ExtractToDirectory`, both System.IO.Compression's `ZipArchive`; Mono's is built from
-// the same sources and runs here. `scripts/test` installs it; on CI its absence fails the test.
+// `ZipFile.ExtractToDirectory`, both System.IO.Compression's `ZipArchive`; Mono ships .NET's own
+// open-source (corefx) implementation of it, which runs here. `scripts/test` installs Mono; on
+// CI its absence fails the test.
 
 const DOTNET_READER: &str = r#"
 using System;
