@@ -236,10 +236,11 @@ pub fn folder_name(root: &Path) -> Result<String, ArchiveError> {
 /// Writes the contents of the folder `root` as a zip archive to `sink`, and hands the sink back
 /// with a summary. The sink only sees sequential writes; it is flushed at the end.
 ///
-/// Everything that can be refused is refused before the first byte is written. If reading a
-/// file or writing to the sink fails later, the sink has received the beginning of an archive
-/// without its central directory (nothing more is written to it after the failure) and must be
-/// discarded.
+/// Everything that can be refused is refused before the first byte is written (only a tree
+/// that changes while it is archived can be refused later, by name). If that happens, or
+/// reading a file or writing to the sink fails, the sink has received the beginning of an
+/// archive without its central directory (nothing more is written to it after the failure) and
+/// must be discarded.
 pub fn write_archive<W: Write>(root: &Path, sink: W) -> Result<(W, ArchiveSummary), ArchiveError> {
     write_archive_with(root, sink, &ArchiveOptions::default())
 }
