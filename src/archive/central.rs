@@ -9,7 +9,7 @@
 //! larger in memory.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 /// Central directory records held in memory before they are moved to the temporary file.
@@ -117,17 +117,13 @@ impl CentralDirectory {
             let mut left = self.spilled;
             while left > 0 {
                 let want = usize::try_from(left).map_or(buffer.len(), |l| l.min(buffer.len()));
-                let n = match file.read(&mut buffer[..want]) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the central directory's temporary file came back shorter than written",
-                        ));
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
+                let n = super::read_full(file, &mut buffer[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the central directory's temporary file came back shorter than written",
+                    ));
+                }
                 put(&buffer[..n])?;
                 left -= n as u64;
             }

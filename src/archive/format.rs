@@ -134,10 +134,10 @@ pub fn extended_timestamp(unix: i64) -> Option<u32> {
 }
 
 /// What an entry's headers say about it before its data is written.
-#[derive(Clone, Copy, Debug)]
-pub struct Header<'a> {
+#[derive(Clone, Debug)]
+pub struct Header {
     /// `a/b.txt`, or `a/dir/` for a folder. At most 65,535 bytes.
-    pub name: &'a str,
+    pub name: String,
     pub directory: bool,
     pub method: Method,
     /// Permission bits; the file type bits are added here.
@@ -149,7 +149,7 @@ pub struct Header<'a> {
     pub zip64: bool,
 }
 
-impl Header<'_> {
+impl Header {
     /// Files carry a data descriptor: their CRC and sizes are only known after their data.
     /// Folders have none, and say so in the header.
     fn flags(&self) -> u16 {
@@ -216,7 +216,7 @@ fn field32(v: u64, in_zip64: bool) -> u32 {
 /// Appends the local file header of `header`. Files' CRC and sizes are zero (a data descriptor
 /// follows their data); a Zip64 entry has a Zip64 extra field with zero sizes, which tells
 /// readers that its data descriptor has 64-bit sizes.
-pub fn local_header(out: &mut Vec<u8>, header: &Header<'_>) {
+pub fn local_header(out: &mut Vec<u8>, header: &Header) {
     let version = if header.zip64 {
         VERSION_ZIP64
     } else {
@@ -262,7 +262,7 @@ pub fn data_descriptor(out: &mut Vec<u8>, zip64: bool, written: &Written) {
 /// Appends the central directory record of an entry. Sizes of Zip64 entries and offsets past
 /// 4 GiB go to a Zip64 extra field (in that order, only those marked), ahead of the extended
 /// timestamp.
-pub fn central_record(out: &mut Vec<u8>, header: &Header<'_>, written: &Written) {
+pub fn central_record(out: &mut Vec<u8>, header: &Header, written: &Written) {
     let sizes_64 = header.zip64
         || written.compressed >= ZIP64_THRESHOLD
         || written.uncompressed >= ZIP64_THRESHOLD;
@@ -350,15 +350,15 @@ pub fn end_records(out: &mut Vec<u8>, entries: u64, offset: u64, size: u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Fixed part of a central directory record; its name and extra fields follow.
     const CENTRAL_HEADER_LEN: usize = 46;
 
-    fn header(name: &str) -> Header<'_> {
+    fn header(name: &str) -> Header {
         Header {
-            name,
+            name: name.to_owned(),
             directory: false,
             method: Method::Deflated,
             mode: 0o644,
@@ -368,15 +368,16 @@ mod tests {
         }
     }
 
-    fn u16_at(b: &[u8], at: usize) -> u16 {
+    /// Little-endian field of `b` at `at` (also for the writer's tests).
+    pub(in crate::archive) fn u16_at(b: &[u8], at: usize) -> u16 {
         u16::from_le_bytes([b[at], b[at + 1]])
     }
 
-    fn u32_at(b: &[u8], at: usize) -> u32 {
+    pub(in crate::archive) fn u32_at(b: &[u8], at: usize) -> u32 {
         u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
     }
 
-    fn u64_at(b: &[u8], at: usize) -> u64 {
+    pub(in crate::archive) fn u64_at(b: &[u8], at: usize) -> u64 {
         u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
     }
 

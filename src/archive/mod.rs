@@ -45,7 +45,7 @@ use sha2::{Digest, Sha256};
 
 pub use central::DEFAULT_MEMORY_LIMIT as CENTRAL_DIRECTORY_MEMORY;
 pub use format::{DosTime, Method, ZIP64_THRESHOLD, dos_time, extended_timestamp};
-use walk::{Entry, Kind, Walk};
+use walk::{Entry, Kind, Walk, unreadable};
 use writer::ZipStream;
 
 /// The deflate level for entries that are compressed.
@@ -440,9 +440,9 @@ fn write_error(entry: &Entry, source: io::Error) -> ArchiveError {
     }
 }
 
-fn header(entry: &Entry, method: Method, zip64: bool) -> format::Header<'_> {
+fn header(entry: &Entry, method: Method, zip64: bool) -> format::Header {
     format::Header {
-        name: &entry.name,
+        name: entry.name.clone(),
         directory: entry.kind == Kind::Directory,
         method,
         mode: entry.mode,
@@ -453,7 +453,7 @@ fn header(entry: &Entry, method: Method, zip64: bool) -> format::Header<'_> {
 }
 
 fn add_directory<W: Write>(zip: &mut ZipStream<W>, entry: &Entry) -> Result<(), ArchiveError> {
-    zip.begin(&header(entry, Method::Stored, false))
+    zip.begin(header(entry, Method::Stored, false))
         .map_err(|e| write_error(entry, e))
 }
 
@@ -485,14 +485,10 @@ fn add_file<W: Write>(
         path: entry.shown.clone(),
         expected: size,
     };
-    let unreadable = |source| ArchiveError::Unreadable {
-        path: entry.shown.clone(),
-        source,
-    };
-    let mut file = File::open(&entry.source).map_err(unreadable)?;
+    let mut file = File::open(&entry.source).map_err(unreadable(&entry.shown))?;
 
     let first_len = usize::try_from(size).map_or(buffer.len(), |s| s.min(buffer.len()));
-    let got = read_full(&mut file, &mut buffer[..first_len]).map_err(unreadable)?;
+    let got = read_full(&mut file, &mut buffer[..first_len]).map_err(unreadable(&entry.shown))?;
     if got < first_len {
         return Err(changed());
     }
@@ -502,7 +498,7 @@ fn add_file<W: Write>(
         probe.choose(&entry.name, size, &buffer[..got])
     };
 
-    zip.begin(&header(entry, method, needs_zip64(size, method)))
+    zip.begin(header(entry, method, needs_zip64(size, method)))
         .map_err(|e| write_error(entry, e))?;
     zip.data(&buffer[..got])
         .map_err(|e| write_error(entry, e))?;
@@ -510,7 +506,7 @@ fn add_file<W: Write>(
     let mut done = got as u64;
     while done < size {
         let want = usize::try_from(size - done).map_or(buffer.len(), |r| r.min(buffer.len()));
-        let n = read_full(&mut file, &mut buffer[..want]).map_err(unreadable)?;
+        let n = read_full(&mut file, &mut buffer[..want]).map_err(unreadable(&entry.shown))?;
         if n == 0 {
             return Err(changed());
         }
@@ -519,7 +515,7 @@ fn add_file<W: Write>(
     }
     // The size was fixed when the entry was planned (and Zip64 chosen from it): a file that
     // grew since would be cut short.
-    if read_full(&mut file, &mut buffer[..1]).map_err(unreadable)? != 0 {
+    if read_full(&mut file, &mut buffer[..1]).map_err(unreadable(&entry.shown))? != 0 {
         return Err(changed());
     }
     zip.end_file().map_err(|e| write_error(entry, e))?;

@@ -35,7 +35,7 @@ pub struct Entry {
 /// Longest entry name a zip header can hold.
 const MAX_NAME_LEN: usize = u16::MAX as usize;
 
-fn unreadable(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+pub(super) fn unreadable(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
     move |source| ArchiveError::Unreadable {
         path: path.to_owned(),
         source,
@@ -74,7 +74,6 @@ pub struct Walk {
     /// The folders being walked, outermost first: a folder met again inside itself (through a
     /// link) would make the walk endless.
     stack: Vec<Folder>,
-    failed: bool,
 }
 
 struct Folder {
@@ -98,7 +97,6 @@ impl Walk {
                 pending,
             }],
             root: real_root,
-            failed: false,
         })
     }
 
@@ -200,12 +198,10 @@ impl Iterator for Walk {
     type Item = Result<Entry, ArchiveError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
         let item = self.step();
         if matches!(item, Some(Err(_))) {
-            self.failed = true;
+            // Nothing after the first refusal.
+            self.stack.clear();
         }
         item
     }

@@ -52,33 +52,13 @@ impl<W: Write> Output<W> {
     }
 }
 
-/// The entry being written.
+/// The file being written.
 struct Open {
-    name: String,
-    directory: bool,
-    method: Method,
-    mode: u32,
-    time: format::DosTime,
-    unix_time: Option<u32>,
-    zip64: bool,
+    header: Header,
     offset: u64,
     crc: Hasher,
     compressed: u64,
     uncompressed: u64,
-}
-
-impl Open {
-    fn header(&self) -> Header<'_> {
-        Header {
-            name: &self.name,
-            directory: self.directory,
-            method: self.method,
-            mode: self.mode,
-            time: self.time,
-            unix_time: self.unix_time,
-            zip64: self.zip64,
-        }
-    }
 }
 
 pub struct ZipStream<W> {
@@ -117,32 +97,16 @@ impl<W: Write> ZipStream<W> {
 
     /// Starts an entry; a folder's entry is complete at once, a file's takes [`Self::data`]
     /// then [`Self::end_file`].
-    pub fn begin(&mut self, header: &Header<'_>) -> io::Result<()> {
+    pub fn begin(&mut self, mut header: Header) -> io::Result<()> {
         debug_assert!(self.open.is_none(), "an entry is still open");
         let offset = self.out.position;
         // A file that starts past 4 GiB gets Zip64 sizes too, although they would fit: its
         // central record needs a Zip64 field for the offset, and Info-ZIP unzip (6.0 with the
         // overlap check distributions ship) then expects a 64-bit data descriptor.
-        let header = &Header {
-            zip64: header.zip64 || (!header.directory && offset >= format::ZIP64_THRESHOLD),
-            ..*header
-        };
+        header.zip64 |= !header.directory && offset >= format::ZIP64_THRESHOLD;
         self.scratch.clear();
-        format::local_header(&mut self.scratch, header);
+        format::local_header(&mut self.scratch, &header);
         self.out.put(&self.scratch)?;
-        let open = Open {
-            name: header.name.to_owned(),
-            directory: header.directory,
-            method: header.method,
-            mode: header.mode,
-            time: header.time,
-            unix_time: header.unix_time,
-            zip64: header.zip64,
-            offset,
-            crc: Hasher::new(),
-            compressed: 0,
-            uncompressed: 0,
-        };
         if header.directory {
             let written = Written {
                 offset,
@@ -150,12 +114,18 @@ impl<W: Write> ZipStream<W> {
             };
             return self
                 .central
-                .push(|out| format::central_record(out, &open.header(), &written));
+                .push(|out| format::central_record(out, &header, &written));
         }
         if header.method == Method::Deflated {
             self.deflate.reset();
         }
-        self.open = Some(open);
+        self.open = Some(Open {
+            header,
+            offset,
+            crc: Hasher::new(),
+            compressed: 0,
+            uncompressed: 0,
+        });
         Ok(())
     }
 
@@ -164,7 +134,7 @@ impl<W: Write> ZipStream<W> {
         let open = self.open.as_mut().expect("a file entry is open");
         open.crc.update(bytes);
         open.uncompressed += bytes.len() as u64;
-        match open.method {
+        match open.header.method {
             Method::Stored => {
                 self.out.put(bytes)?;
                 open.compressed += bytes.len() as u64;
@@ -172,7 +142,7 @@ impl<W: Write> ZipStream<W> {
             Method::Deflated => {
                 let mut input = bytes;
                 while !input.is_empty() {
-                    let (consumed, produced) = deflate_step(
+                    let (consumed, produced, _) = deflate_step(
                         &mut self.deflate,
                         input,
                         &mut self.deflate_buffer,
@@ -191,27 +161,23 @@ impl<W: Write> ZipStream<W> {
     /// directory record.
     pub fn end_file(&mut self) -> io::Result<()> {
         let mut open = self.open.take().expect("a file entry is open");
-        if open.method == Method::Deflated {
+        if open.header.method == Method::Deflated {
             loop {
-                let before = self.deflate.total_out();
-                let status = self
-                    .deflate
-                    .compress(&[], &mut self.deflate_buffer, FlushCompress::Finish)
-                    .map_err(io::Error::other)?;
-                let produced = (self.deflate.total_out() - before) as usize;
+                let (_, produced, status) = deflate_step(
+                    &mut self.deflate,
+                    &[],
+                    &mut self.deflate_buffer,
+                    FlushCompress::Finish,
+                )?;
                 self.out.put(&self.deflate_buffer[..produced])?;
                 open.compressed += produced as u64;
                 if status == Status::StreamEnd {
                     break;
                 }
-                if produced == 0 {
-                    return Err(io::Error::other(
-                        "deflate stopped before the end of the stream",
-                    ));
-                }
             }
         }
-        if !open.zip64
+        let header = &open.header;
+        if !header.zip64
             && (open.compressed >= format::ZIP64_THRESHOLD
                 || open.uncompressed >= format::ZIP64_THRESHOLD)
         {
@@ -219,20 +185,20 @@ impl<W: Write> ZipStream<W> {
             // refusing beats writing a descriptor whose sizes wrap around.
             return Err(io::Error::other(format!(
                 "'{}' came to more than 4 GiB after its header said it would not",
-                open.name
+                header.name
             )));
         }
         let written = Written {
-            crc32: open.crc.clone().finalize(),
+            crc32: open.crc.finalize(),
             compressed: open.compressed,
             uncompressed: open.uncompressed,
             offset: open.offset,
         };
         self.scratch.clear();
-        format::data_descriptor(&mut self.scratch, open.zip64, &written);
+        format::data_descriptor(&mut self.scratch, header.zip64, &written);
         self.out.put(&self.scratch)?;
         self.central
-            .push(|out| format::central_record(out, &open.header(), &written))
+            .push(|out| format::central_record(out, header, &written))
     }
 
     /// Writes the central directory and the end records, flushes the sink, and hands it back
@@ -268,23 +234,25 @@ impl<W: Write> ZipStream<W> {
     }
 }
 
-/// One call of the compressor on `input` into `output`: (bytes consumed, bytes produced).
+/// One call of the compressor on `input` into `output`: bytes consumed, bytes produced, and
+/// whether the stream has ended. A call that does neither, before the end, is an error rather
+/// than a loop without end.
 fn deflate_step(
     deflate: &mut Compress,
     input: &[u8],
     output: &mut [u8],
     flush: FlushCompress,
-) -> io::Result<(usize, usize)> {
+) -> io::Result<(usize, usize, Status)> {
     let (in_before, out_before) = (deflate.total_in(), deflate.total_out());
-    deflate
+    let status = deflate
         .compress(input, output, flush)
         .map_err(io::Error::other)?;
     let consumed = (deflate.total_in() - in_before) as usize;
     let produced = (deflate.total_out() - out_before) as usize;
-    if consumed == 0 && produced == 0 {
+    if consumed == 0 && produced == 0 && status != Status::StreamEnd {
         return Err(io::Error::other("deflate made no progress"));
     }
-    Ok((consumed, produced))
+    Ok((consumed, produced, status))
 }
 
 #[cfg(test)]
@@ -293,10 +261,11 @@ mod tests {
 
     use super::*;
     use crate::archive::format::dos_time;
+    use crate::archive::format::tests::{u16_at, u32_at, u64_at};
 
-    fn header(name: &str, method: Method) -> Header<'_> {
+    fn header(name: &str, method: Method) -> Header {
         Header {
-            name,
+            name: name.to_owned(),
             directory: name.ends_with('/'),
             method,
             mode: if name.ends_with('/') { 0o755 } else { 0o644 },
@@ -325,9 +294,9 @@ mod tests {
                 (format!("d/f{i:02}.txt"), method, i % 7 == 0, text(i * 1000))
             })
             .collect();
-        zip.begin(&header("d/", Method::Stored)).unwrap();
+        zip.begin(header("d/", Method::Stored)).unwrap();
         for (name, method, zip64, content) in &files {
-            zip.begin(&Header {
+            zip.begin(Header {
                 zip64: *zip64,
                 ..header(name, *method)
             })
@@ -375,7 +344,7 @@ mod tests {
         let mut sink = Vec::new();
         {
             let mut zip = ZipStream::new(&mut sink, 2, 1 << 20, None);
-            zip.begin(&header("a.txt", Method::Deflated)).unwrap();
+            zip.begin(header("a.txt", Method::Deflated)).unwrap();
             zip.data(&text(100)).unwrap();
         }
         assert!(sink.is_empty(), "the small writes were still buffered");
@@ -385,40 +354,37 @@ mod tests {
     fn a_file_starting_past_4_gib_gets_zip64_sizes_everywhere() {
         let start = 5u64 << 30;
         let mut zip = ZipStream::new(Vec::new(), 2, 1 << 20, None).starting_at(start);
-        zip.begin(&header("late/", Method::Stored)).unwrap();
+        zip.begin(header("late/", Method::Stored)).unwrap();
         let file = zip.out.position;
-        zip.begin(&header("late/a.txt", Method::Deflated)).unwrap();
+        zip.begin(header("late/a.txt", Method::Deflated)).unwrap();
         zip.data(&text(1000)).unwrap();
         zip.end_file().unwrap();
         let central = zip.out.position;
         let (bytes, len) = zip.finish().unwrap();
         assert_eq!(len - start, bytes.len() as u64);
         let at = |offset: u64| (offset - start) as usize;
-        let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
-        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
+        let field16 = |i: usize| u16_at(&bytes, i);
+        let field32 = |i: usize| u32_at(&bytes, i);
 
         // The folder: no Zip64 in its local header.
-        assert_eq!(u16_at(4), 20);
+        assert_eq!(field16(4), 20);
         // The file: version 4.5 and a Zip64 extra in its local header...
         let local = at(file);
-        assert_eq!(u32_at(local), 0x0403_4b50);
-        assert_eq!(u16_at(local + 4), 45);
-        assert_eq!(u16_at(local + 30 + 10), 0x0001);
+        assert_eq!(field32(local), 0x0403_4b50);
+        assert_eq!(field16(local + 4), 45);
+        assert_eq!(field16(local + 30 + 10), 0x0001);
         // ...a 24-byte data descriptor just before the central directory...
-        assert_eq!(u32_at(at(central) - 24), 0x0807_4b50);
+        assert_eq!(field32(at(central) - 24), 0x0807_4b50);
         // ...and a central record with both sizes and the offset in its Zip64 extra.
         let records: Vec<usize> = (at(central)..bytes.len() - 4)
-            .filter(|&i| u32_at(i) == 0x0201_4b50)
+            .filter(|&i| field32(i) == 0x0201_4b50)
             .collect();
         assert_eq!(records.len(), 2);
         let record = records[1];
-        assert_eq!(u16_at(record + 6), 45);
+        assert_eq!(field16(record + 6), 45);
         let extra = record + 46 + "late/a.txt".len();
-        assert_eq!((u16_at(extra), u16_at(extra + 2)), (0x0001, 24));
-        assert_eq!(
-            u64::from_le_bytes(bytes[extra + 20..extra + 28].try_into().unwrap()),
-            file
-        );
+        assert_eq!((field16(extra), field16(extra + 2)), (0x0001, 24));
+        assert_eq!(u64_at(&bytes, extra + 20), file);
     }
 
     use super::super::central;
