@@ -527,8 +527,9 @@ impl ArmClient {
     }
 }
 
-/// A number in `0..1` that differs between calls and processes; good enough for jitter.
-fn jitter() -> f64 {
+/// A number in `0..1` that differs between calls and processes, so that parallel jobs do not
+/// retry in step (no randomness crate needed for this). For [`RetryPolicy::delay`].
+pub(crate) fn jitter() -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

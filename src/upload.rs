@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use crate::agent::Console;
 use crate::archive::{self, ArchiveOptions, ArchiveSummary, HashingWriter};
 use crate::arm::RetryPolicy;
+use crate::auth::retry::{Failure, with_retries};
 use crate::storage::BlobStore;
 
 /// Block size and parallelism of the upload.
@@ -167,32 +168,28 @@ async fn stage_block(
     console: &Console,
 ) -> Result<()> {
     let id = block_id(index);
-    let mut attempt = 1;
-    loop {
-        let len = data.len() as u64;
-        match client
-            .stage_block(&id, len, data.clone().into(), None)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if is_transient(&e) && attempt < retry.max_attempts => {
-                let wait = retry.delay(attempt, None, 0.5);
-                console.info(format!(
-                    "block {index}: {}; trying again in {:.1} s (attempt {} of {})",
-                    crate::auth::error_chain(&e),
-                    wait.as_secs_f64(),
-                    attempt + 1,
-                    retry.max_attempts
-                ));
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            Err(e) => {
-                return Err(anyhow!(crate::auth::error_chain(&e)))
-                    .with_context(|| format!("staging block {index} failed"));
+    let len = data.len() as u64;
+    let what = format!("staging block {index}");
+    with_retries(retry, console, &what, || {
+        let (id, data, what) = (&id, data.clone(), &what);
+        async move {
+            match client.stage_block(id, len, data.into(), None).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let error = anyhow!(crate::auth::error_chain(&e));
+                    Err(if is_transient(&e) {
+                        Failure::Transient {
+                            error,
+                            retry_after: None,
+                        }
+                    } else {
+                        Failure::Fatal(error.context(format!("{what} failed")))
+                    })
+                }
             }
         }
-    }
+    })
+    .await
 }
 
 /// Archives `root` and uploads it as block blob `blob`.

@@ -1,6 +1,7 @@
-//! Bounded retries for sign-in requests (Entra ID, the Azure DevOps OIDC endpoint, IMDS): each
-//! attempt is made afresh by the caller (a new assertion, a new OIDC token), transient failures
-//! are retried with backoff or the server's `Retry-After`, and each retry is said in the log.
+//! Bounded retries for requests that the caller makes afresh for each attempt: sign-in requests
+//! (Entra ID, the Azure DevOps OIDC endpoint, IMDS: a new assertion, a new OIDC token each
+//! time), and the upload's blocks. Transient failures are retried with backoff or the server's
+//! `Retry-After`, and each retry is said in the log.
 //!
 //! The backoff arithmetic is `crate::arm`'s [`RetryPolicy`], shared with the ARM client.
 
@@ -12,6 +13,7 @@ use reqwest::header::HeaderMap;
 
 use crate::agent::Console;
 pub use crate::arm::RetryPolicy;
+use crate::arm::jitter;
 
 /// The retries sign-in requests get: four attempts over a few seconds, so a sign-in that cannot
 /// succeed fails quickly with its cause, and a blip does not fail a build.
@@ -103,16 +105,6 @@ where
             }
         }
     }
-}
-
-/// A number in [0, 1) that differs between processes and calls, so parallel jobs do not retry
-/// in step (no randomness crate needed for this).
-fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    f64::from(nanos % 1000) / 1000.0
 }
 
 #[cfg(test)]
