@@ -146,6 +146,13 @@ fn group_name(staging_group_id: &str) -> &str {
 }
 
 impl Store {
+    /// The operation `id` with this poll counted, if there is one.
+    fn poll(&mut self, id: &str) -> Option<&mut Operation> {
+        let op = self.operations.get_mut(&id.to_ascii_uppercase())?;
+        op.polls += 1;
+        Some(op)
+    }
+
     fn event(&mut self, template: &str, event: impl Into<String>) {
         self.events.push(TemplateEvent {
             time: arm_time(now()),
@@ -332,17 +339,20 @@ pub fn list(s: &State, sub: &str, rg: Option<&str>) -> Response {
     ok(json!({"value": value}))
 }
 
+fn operation_not_found(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "OperationNotFound",
+        format!("The operation '{id}' could not be found."),
+    )
+}
+
 /// `GET …/locations/{loc}/operations/{id}` (the `Azure-AsyncOperation` document).
 pub fn operation_status(s: &State, id: &str) -> Response {
     let mut store = s.templates.lock().unwrap();
-    let Some(op) = store.operations.get_mut(&id.to_ascii_uppercase()) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "OperationNotFound",
-            format!("The operation '{id}' could not be found."),
-        );
+    let Some(op) = store.poll(id) else {
+        return operation_not_found(id);
     };
-    op.polls += 1;
     let early = op.polls <= s.config.timing.lro_min_polls;
     let status = if early { "InProgress" } else { op.status };
     let mut body = json!({
@@ -369,14 +379,9 @@ pub fn operation_status(s: &State, id: &str) -> Response {
 /// `GET …/locations/{loc}/operationresults/{id}` (the `Location` poll).
 pub fn operation_result(s: &State, id: &str) -> Response {
     let mut store = s.templates.lock().unwrap();
-    let Some(op) = store.operations.get_mut(&id.to_ascii_uppercase()) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "OperationNotFound",
-            format!("The operation '{id}' could not be found."),
-        );
+    let Some(op) = store.poll(id) else {
+        return operation_not_found(id);
     };
-    op.polls += 1;
     if op.polls <= s.config.timing.lro_min_polls || op.status == "InProgress" {
         let mut r = StatusCode::ACCEPTED.into_response();
         let url = format!(

@@ -73,6 +73,16 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The lines of a customizer's `inline` script.
+fn inline_lines(customizer: &Value) -> impl Iterator<Item = &str> {
+    customizer
+        .get("inline")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
 /// Renders the log (a few hundred lines).
 pub fn render(input: &LogInput<'_>) -> String {
     let mut log = Log {
@@ -330,25 +340,13 @@ pub fn render(input: &LogInput<'_>) -> String {
                     "==> azure-arm: Provisioning with shell script: /tmp/packer-shell{}",
                     3_100_000_000u64 + i as u64 * 7919
                 ));
-                for line in c
-                    .get("inline")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                {
+                for line in inline_lines(c) {
                     log.ui(&format!("    azure-arm: + {line}"));
                 }
             }
             "PowerShell" => {
                 log.ui(&format!("==> azure-arm: Provisioning with powershell script: C:/Windows/Temp/script-{:08x}.ps1", 0x6f3a_0000u32 + i as u32));
-                for line in c
-                    .get("inline")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                {
+                for line in inline_lines(c) {
                     log.ui(&format!("    azure-arm: PS> {line}"));
                 }
             }
