@@ -19,7 +19,7 @@ use url::Url;
 
 use super::certificate::ClientCertificate;
 use super::federation::FederatedToken;
-use super::retry::{Failure, RetryPolicy, with_retries};
+use super::retry::{Failure, RetryPolicy, read_answer, with_retries};
 use crate::agent::Console;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -140,12 +140,7 @@ impl ClientCredentials {
             .send()
             .await
             .map_err(|e| Failure::from_send(e, "Entra ID"))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| Failure::Transient {
-            error: anyhow!(super::error_chain(&e)).context("Entra ID's answer was cut off"),
-            retry_after: None,
-        })?;
+        let (status, headers, body) = read_answer(response, "Entra ID's answer").await?;
         if status.is_success() {
             return parse_token_answer(&body, OffsetDateTime::now_utc())
                 .context("Entra ID answered with an unexpected body")

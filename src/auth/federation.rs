@@ -16,7 +16,7 @@ use azure_core::credentials::Secret;
 use serde_json::Value;
 use url::Url;
 
-use super::retry::{Failure, RetryPolicy, with_retries};
+use super::retry::{Failure, RetryPolicy, read_answer, with_retries};
 use crate::agent::environment::job_access_token;
 use crate::agent::{Console, Environment, PipelineContext};
 
@@ -116,12 +116,7 @@ impl OidcRequest {
             .send()
             .await
             .map_err(|e| Failure::from_send(e, "Azure DevOps"))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| Failure::Transient {
-            error: anyhow!(super::error_chain(&e)).context("Azure DevOps' answer was cut off"),
-            retry_after: None,
-        })?;
+        let (status, headers, body) = read_answer(response, "Azure DevOps' answer").await?;
         let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if status.is_success() {
             let token = json["oidcToken"]

@@ -15,7 +15,7 @@ use azure_core::time::OffsetDateTime;
 use url::Url;
 
 use super::entra::{parse_token_answer, resource_of};
-use super::retry::{Failure, RetryPolicy, with_retries};
+use super::retry::{Failure, RetryPolicy, read_answer, with_retries};
 use crate::agent::{Console, Environment};
 
 /// The variable that overrides the IMDS address.
@@ -106,12 +106,7 @@ impl ManagedIdentity {
                     Failure::Fatal(error) => Failure::Fatal(error.context(hint)),
                 }
             })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| Failure::Transient {
-            error: anyhow!(super::error_chain(&e)).context("IMDS's answer was cut off"),
-            retry_after: None,
-        })?;
+        let (status, headers, body) = read_answer(response, "IMDS's answer").await?;
         if status.is_success() {
             return parse_token_answer(&body, OffsetDateTime::now_utc())
                 .context("IMDS answered with an unexpected body")

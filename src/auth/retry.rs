@@ -74,6 +74,21 @@ impl Failure {
     }
 }
 
+/// The status, headers and body of `response`, whose body is `whose_answer` in messages (e.g.
+/// "Entra ID's answer"): a body cut off on its way is worth asking again for.
+pub async fn read_answer(
+    response: reqwest::Response,
+    whose_answer: &str,
+) -> Result<(StatusCode, HeaderMap, bytes::Bytes), Failure> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(|e| Failure::Transient {
+        error: anyhow!(super::error_chain(&e)).context(format!("{whose_answer} was cut off")),
+        retry_after: None,
+    })?;
+    Ok((status, headers, body))
+}
+
 /// Runs `attempt` until it succeeds, fails for good, or `policy.max_attempts` are used up.
 pub async fn with_retries<T, F>(
     policy: &RetryPolicy,
