@@ -11,6 +11,23 @@ use common::Env;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// A GET on `url` carrying `token` as its bearer token.
+async fn get_with_token(env: &Env, url: &str, token: &str) -> reqwest::Response {
+    env.client.get(url).bearer_auth(token).send().await.unwrap()
+}
+
+/// The JSON list the emulator's control API serves at `_emulator/{what}`.
+async fn control_list(env: &Env, what: &str) -> Vec<Value> {
+    env.client
+        .get(env.url(&format!("_emulator/{what}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn token_checks_and_error_shapes() {
     let env = Env::start(Config::default()).await;
@@ -40,13 +57,7 @@ async fn token_checks_and_error_shapes() {
     let expired = env
         .emulator
         .mint_access_token("https://management.azure.com/", -60);
-    let r = env
-        .client
-        .get(&url)
-        .bearer_auth(expired)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with_token(&env, &url, &expired).await;
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
     let body: Value = r.json().await.unwrap();
@@ -61,13 +72,8 @@ async fn token_checks_and_error_shapes() {
     let storage = env
         .emulator
         .mint_access_token("https://storage.azure.com", 600);
-    let body: Value = env
-        .client
-        .get(&url)
-        .bearer_auth(storage)
-        .send()
+    let body: Value = get_with_token(&env, &url, &storage)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -82,13 +88,7 @@ async fn token_checks_and_error_shapes() {
     let forged = aib_emulator::jwt::SigningKey::generate()
         .unwrap()
         .sign(&json!({"aud": "https://management.azure.com/", "exp": 9999999999i64}));
-    let r = env
-        .client
-        .get(&url)
-        .bearer_auth(forged)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with_token(&env, &url, &forged).await;
     assert_eq!(r.status(), 401);
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["code"],
@@ -101,13 +101,7 @@ async fn token_checks_and_error_shapes() {
         env.emulator.base_url().as_str(),
     ] {
         let token = env.emulator.mint_access_token(aud, 600);
-        let r = env
-            .client
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let r = get_with_token(&env, &url, &token).await;
         assert_eq!(r.status(), 200, "{aud}");
         assert_eq!(
             r.json::<Value>().await.unwrap()["name"],
@@ -209,11 +203,13 @@ async fn storage_accounts_paging_and_keys() {
         vec![defaults::STORAGE_ACCOUNT, defaults::NO_KEY_STORAGE_ACCOUNT]
     );
 
-    let account = format!(
-        "{}/providers/Microsoft.Storage/storageAccounts/{}",
-        env.rg_path(),
-        defaults::STORAGE_ACCOUNT
-    );
+    let account_path = |name: &str| {
+        format!(
+            "{}/providers/Microsoft.Storage/storageAccounts/{name}",
+            env.rg_path()
+        )
+    };
+    let account = account_path(defaults::STORAGE_ACCOUNT);
     let (status, _, body) = env
         .arm(Method::POST, &format!("{account}/listKeys"), None)
         .await;
@@ -221,11 +217,7 @@ async fn storage_accounts_paging_and_keys() {
     assert_eq!(body["keys"][0]["keyName"], "key1");
     assert_eq!(body["keys"][0]["value"], defaults::STORAGE_ACCOUNT_KEY);
     assert_eq!(body["keys"][0]["permissions"], "FULL");
-    let no_keys = format!(
-        "{}/providers/Microsoft.Storage/storageAccounts/{}",
-        env.rg_path(),
-        defaults::NO_KEY_STORAGE_ACCOUNT
-    );
+    let no_keys = account_path(defaults::NO_KEY_STORAGE_ACCOUNT);
     let (status, _, body) = env
         .arm(Method::POST, &format!("{no_keys}/listKeys"), None)
         .await;
@@ -352,15 +344,7 @@ async fn faults_apply_n_times_then_normal() {
         .send()
         .await
         .unwrap();
-    let listed: Vec<Value> = env
-        .client
-        .get(env.url("_emulator/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = control_list(&env, "faults").await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["times"], 5);
     assert_eq!(
@@ -374,15 +358,7 @@ async fn faults_apply_n_times_then_normal() {
     );
     assert_eq!(env.arm(Method::GET, &path, None).await.0, 200);
 
-    let recorded: Vec<Value> = env
-        .client
-        .get(env.url("_emulator/requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let recorded = control_list(&env, "requests").await;
     assert!(
         recorded
             .iter()

@@ -1,7 +1,8 @@
 //! The emulator together with Azurite (HTTPS with a certificate from the emulator's CA, `--oauth
 //! basic`): Azurite accepts the emulator's storage tokens; builds download artifacts through a SAS
-//! signed by hand here and fail on a bad checksum, a corrupt zip or a refused URL; a failed build
-//! leaves a customization.log readable through the staging account's listKeys.
+//! (signed with the emulator's `shared_key::BlobSas`, checked by Azurite) and fail on a bad
+//! checksum, a corrupt zip or a refused URL; a failed build leaves a customization.log readable
+//! through the staging account's listKeys.
 //! Each test skips with a message when Azurite is not installed (`npm ci` at the repo root).
 
 mod common;
@@ -9,52 +10,31 @@ mod common;
 use std::time::Duration;
 
 use aib_emulator::{Config, azurite, defaults, shared_key};
-use base64::{Engine, engine::general_purpose::STANDARD};
-use common::{Env, fast_config, make_zip, template_body};
-use hmac::{Hmac, Mac};
+use common::{Env, async_operation, fast_config, make_zip, template_body};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// A read-only blob service SAS, signed here by hand (sv 2022-11-02, 16-line string to sign).
-fn hand_signed_sas(account: &str, key: &str, container: &str, blob: &str) -> String {
+/// A read-only, HTTPS-only blob service SAS valid from five minutes ago for an hour.
+fn read_sas(account: &str, key: &str, container: &str, blob: &str) -> String {
     let fmt = time::format_description::well_known::Rfc3339;
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap();
     let st = (now - time::Duration::minutes(5)).format(&fmt).unwrap();
     let se = (now + time::Duration::hours(1)).format(&fmt).unwrap();
-    let to_sign = [
-        "r",
-        &st,
-        &se,
-        &format!("/blob/{account}/{container}/{blob}"),
-        "",
-        "",
-        "https",
-        "2022-11-02",
-        "b",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]
-    .join("\n");
-    let mut mac = Hmac::<Sha256>::new_from_slice(&STANDARD.decode(key).unwrap()).unwrap();
-    mac.update(to_sign.as_bytes());
-    let sig = STANDARD.encode(mac.finalize().into_bytes());
-    url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("sv", "2022-11-02")
-        .append_pair("sr", "b")
-        .append_pair("sp", "r")
-        .append_pair("st", &st)
-        .append_pair("se", &se)
-        .append_pair("spr", "https")
-        .append_pair("sig", &sig)
-        .finish()
+    shared_key::BlobSas {
+        account,
+        key_b64: key,
+        container,
+        blob,
+        permissions: "r",
+        start: &st,
+        expiry: &se,
+        https_only: true,
+    }
+    .sign()
+    .unwrap()
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
@@ -138,27 +118,9 @@ async fn run_to_end(env: &Env, name: &str, customize: Value) -> (Value, Value) {
         json!([{"type": "ManagedImage", "runOutputName": "ManagedImage_distribute", "location": "westus2",
         "imageId": format!("/subscriptions/{}/resourceGroups/aib-test-rg/providers/Microsoft.Compute/images/{name}", defaults::SUBSCRIPTION_ID)}]),
     );
-    let (status, headers, err) = env
-        .arm(Method::PUT, &env.template_path(name), Some(&body))
-        .await;
-    assert_eq!(status, 201, "{err}");
-    let op = env
-        .wait_operation(headers["azure-asyncoperation"].to_str().unwrap())
-        .await;
-    assert_eq!(op["status"], "Succeeded");
-    let (status, headers, _) = env
-        .arm(
-            Method::POST,
-            &format!("{}/run", env.template_path(name)),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
-    let op = env
-        .wait_operation(headers["azure-asyncoperation"].to_str().unwrap())
-        .await;
-    let (_, _, t) = env.arm(Method::GET, &env.template_path(name), None).await;
-    (op, t)
+    env.create_template(name, &body).await;
+    let op = env.run_template(name).await;
+    (op, env.template(name).await)
 }
 
 #[tokio::test]
@@ -196,7 +158,7 @@ async fn builds_download_and_verify_artifacts() {
     let sas_url = |blob: &str| {
         format!(
             "{endpoint}imagebuilder-vststask/{blob}?{}",
-            hand_signed_sas(acct, key, "imagebuilder-vststask", blob)
+            read_sas(acct, key, "imagebuilder-vststask", blob)
         )
     };
     let good = sas_url("app/1-1/app_1.zip");
@@ -318,24 +280,10 @@ async fn failed_build_log_is_readable_through_the_staging_account() {
     );
     body["tags"][defaults::FAIL_AT_TAG] = json!("Customizing");
     let name = "t_fails";
-    let (status, headers, err) = env
-        .arm(Method::PUT, &env.template_path(name), Some(&body))
-        .await;
-    assert_eq!(status, 201, "{err}");
-    env.wait_operation(headers["azure-asyncoperation"].to_str().unwrap())
-        .await;
-    let (_, headers, _) = env
-        .arm(
-            Method::POST,
-            &format!("{}/run", env.template_path(name)),
-            None,
-        )
-        .await;
-    let op = env
-        .wait_operation(headers["azure-asyncoperation"].to_str().unwrap())
-        .await;
+    env.create_template(name, &body).await;
+    let op = env.run_template(name).await;
     assert_eq!(op["status"], "Failed");
-    let (_, _, t) = env.arm(Method::GET, &env.template_path(name), None).await;
+    let t = env.template(name).await;
     let run = &t["properties"]["lastRunStatus"];
     assert_eq!(run["runState"], "Failed");
     assert_eq!(run["runSubState"], "Customizing");
@@ -407,8 +355,7 @@ async fn failed_build_log_is_readable_through_the_staging_account() {
         .arm(Method::DELETE, &env.template_path(name), None)
         .await;
     assert_eq!(status, 202);
-    env.wait_operation(headers["azure-asyncoperation"].to_str().unwrap())
-        .await;
+    env.wait_operation(&async_operation(&headers)).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(
         env.arm(

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use aib_emulator::defaults;
-use common::{Env, fast_config, template_body};
+use common::{Env, async_operation, fast_config, template_body};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -22,23 +22,13 @@ fn distributors() -> Value {
     ])
 }
 
-async fn create(env: &Env, name: &str, body: &Value) {
-    let (status, headers, created) = env
-        .arm(Method::PUT, &env.template_path(name), Some(body))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let op = headers["azure-asyncoperation"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let op = env.wait_operation(&op).await;
-    assert_eq!(op["status"], "Succeeded", "{op}");
-}
-
-async fn template(env: &Env, name: &str) -> Value {
-    let (status, _, body) = env.arm(Method::GET, &env.template_path(name), None).await;
-    assert_eq!(status, 200, "{body}");
-    body
+/// The template events recorded so far, as their text.
+fn recorded_events(env: &Env) -> Vec<String> {
+    env.emulator
+        .template_events()
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
 }
 
 #[tokio::test]
@@ -61,10 +51,7 @@ async fn full_lifecycle() {
         "Microsoft.VirtualMachineImages/imageTemplates"
     );
     assert!(headers.contains_key("retry-after"));
-    let op_url = headers["azure-asyncoperation"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let op_url = async_operation(&headers);
     assert!(op_url.starts_with(&format!("{}subscriptions/{}/providers/Microsoft.VirtualMachineImages/locations/westus2/operations/", env.emulator.base_url(), defaults::SUBSCRIPTION_ID)), "{op_url}");
     assert!(op_url.ends_with("?api-version=2024-02-01"));
 
@@ -85,7 +72,7 @@ async fn full_lifecycle() {
     let op = env.wait_operation(&op_url).await;
     assert_eq!(op["status"], "Succeeded");
     assert!(op["startTime"].is_string() && op["endTime"].is_string());
-    let t = template(&env, name).await;
+    let t = env.template(name).await;
     assert_eq!(t["properties"]["provisioningState"], "Succeeded");
     let staging = t["properties"]["exactStagingResourceGroup"]
         .as_str()
@@ -129,22 +116,13 @@ async fn full_lifecycle() {
     assert_eq!(list["value"][0]["name"], name);
 
     // Run.
-    let (status, headers, _) = env
-        .arm(
-            Method::POST,
-            &format!("{}/run", env.template_path(name)),
-            None,
-        )
-        .await;
+    let (status, headers, _) = env.template_action(name, "run").await;
     assert_eq!(status, 202);
     assert!(headers.contains_key("location") && headers.contains_key("retry-after"));
-    let run_op = headers["azure-asyncoperation"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let run_op = async_operation(&headers);
     let mut seen: Vec<String> = Vec::new();
     loop {
-        let t = template(&env, name).await;
+        let t = env.template(name).await;
         let run = &t["properties"]["lastRunStatus"];
         let label = format!(
             "{}/{}",
@@ -162,12 +140,7 @@ async fn full_lifecycle() {
     assert_eq!(seen.last().unwrap(), "Succeeded/-");
     let op = env.wait_operation(&run_op).await;
     assert_eq!(op["status"], "Succeeded");
-    let events: Vec<String> = env
-        .emulator
-        .template_events()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let events = recorded_events(&env);
     let run_events: Vec<&str> = events
         .iter()
         .skip_while(|e| *e != "run")
@@ -185,7 +158,7 @@ async fn full_lifecycle() {
             "runState=Succeeded"
         ]
     );
-    let t = template(&env, name).await;
+    let t = env.template(name).await;
     assert_eq!(t["properties"]["source"]["exactVersion"], "22.04.202411010");
     assert!(t["properties"]["lastRunStatus"]["endTime"].is_string());
 
@@ -333,53 +306,30 @@ async fn cancel_during_building() {
     config.timing.building = Duration::from_secs(5);
     let env = Env::start(config).await;
     let name = "t_cancel";
-    create(&env, name, &template_body(json!([]), distributors())).await;
-    let (status, headers, _) = env
-        .arm(
-            Method::POST,
-            &format!("{}/run", env.template_path(name)),
-            None,
-        )
+    env.create_template(name, &template_body(json!([]), distributors()))
         .await;
+    let (status, headers, _) = env.template_action(name, "run").await;
     assert_eq!(status, 202);
-    let run_op = headers["azure-asyncoperation"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let run_op = async_operation(&headers);
     loop {
-        let t = template(&env, name).await;
+        let t = env.template(name).await;
         if t["properties"]["lastRunStatus"]["runSubState"] == "Building" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (status, _, err) = env
-        .arm(
-            Method::POST,
-            &format!("{}/run", env.template_path(name)),
-            None,
-        )
-        .await;
+    let (status, _, err) = env.template_action(name, "run").await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (409, Some("Conflict"))
     );
 
     let started = std::time::Instant::now();
-    let (status, headers, _) = env
-        .arm(
-            Method::POST,
-            &format!("{}/cancel", env.template_path(name)),
-            None,
-        )
-        .await;
+    let (status, headers, _) = env.template_action(name, "cancel").await;
     assert_eq!(status, 202);
-    let cancel_op = headers["azure-asyncoperation"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let cancel_op = async_operation(&headers);
     assert_eq!(
-        template(&env, name).await["properties"]["lastRunStatus"]["runState"],
+        env.template(name).await["properties"]["lastRunStatus"]["runState"],
         "Canceling"
     );
     assert_eq!(env.wait_operation(&cancel_op).await["status"], "Succeeded");
@@ -388,16 +338,11 @@ async fn cancel_during_building() {
         "cancel cut the 5 s build phase short"
     );
     assert_eq!(
-        template(&env, name).await["properties"]["lastRunStatus"]["runState"],
+        env.template(name).await["properties"]["lastRunStatus"]["runState"],
         "Canceled"
     );
     assert_eq!(env.wait_operation(&run_op).await["status"], "Canceled");
-    let events: Vec<String> = env
-        .emulator
-        .template_events()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let events = recorded_events(&env);
     assert!(
         events.ends_with(&[
             "cancel".into(),
@@ -406,13 +351,7 @@ async fn cancel_during_building() {
         ]),
         "{events:?}"
     );
-    let (status, _, _) = env
-        .arm(
-            Method::POST,
-            &format!("{}/cancel", env.template_path(name)),
-            None,
-        )
-        .await;
+    let (status, _, _) = env.template_action(name, "cancel").await;
     assert_eq!(status, 409, "nothing left to cancel");
 }
 
@@ -430,10 +369,7 @@ async fn lro_min_polls_and_failure_knob_without_storage() {
             Some(&template_body(json!([]), distributors())),
         )
         .await;
-    let op = headers["azure-asyncoperation"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let op = async_operation(&headers);
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..3 {
         assert_eq!(
@@ -445,21 +381,10 @@ async fn lro_min_polls_and_failure_knob_without_storage() {
         env.arm(Method::GET, &op, None).await.2["status"],
         "Succeeded"
     );
-    let (_, headers, _) = env
-        .arm(
-            Method::POST,
-            &format!("{}/run", env.template_path(name)),
-            None,
-        )
-        .await;
-    let run_op = headers["azure-asyncoperation"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let done = env.wait_operation(&run_op).await;
+    let done = env.run_template(name).await;
     assert_eq!(done["status"], "Failed");
     assert_eq!(done["error"]["code"], "InternalOperationError");
-    let message = template(&env, name).await["properties"]["lastRunStatus"]["message"]
+    let message = env.template(name).await["properties"]["lastRunStatus"]["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -496,16 +421,11 @@ async fn auto_run_builds_after_creation() {
     let env = Env::start(fast_config()).await;
     let mut body = template_body(json!([]), distributors());
     body["properties"]["autoRun"] = json!({"state": "Enabled"});
-    create(&env, "t_autorun", &body).await;
+    env.create_template("t_autorun", &body).await;
     for _ in 0..500 {
-        let t = template(&env, "t_autorun").await;
+        let t = env.template("t_autorun").await;
         if t["properties"]["lastRunStatus"]["runState"] == "Succeeded" {
-            let events: Vec<String> = env
-                .emulator
-                .template_events()
-                .into_iter()
-                .map(|e| e.event)
-                .collect();
+            let events = recorded_events(&env);
             assert_eq!(
                 events[..3],
                 ["created", "provisioningState=Succeeded", "run"]

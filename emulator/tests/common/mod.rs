@@ -137,6 +137,46 @@ impl Env {
         )
     }
 
+    /// POSTs an action (`run`, `cancel`) on a template.
+    pub async fn template_action(
+        &self,
+        name: &str,
+        action: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.arm(
+            reqwest::Method::POST,
+            &format!("{}/{action}", self.template_path(name)),
+            None,
+        )
+        .await
+    }
+
+    /// GETs a template, which must exist.
+    pub async fn template(&self, name: &str) -> Value {
+        let (status, _, body) = self
+            .arm(reqwest::Method::GET, &self.template_path(name), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// PUTs a new template (201) and waits until its creation has succeeded.
+    pub async fn create_template(&self, name: &str, body: &Value) {
+        let (status, headers, created) = self
+            .arm(reqwest::Method::PUT, &self.template_path(name), Some(body))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let op = self.wait_operation(&async_operation(&headers)).await;
+        assert_eq!(op["status"], "Succeeded", "{op}");
+    }
+
+    /// Runs a template (202) and waits for the run to end; returns the operation's final document.
+    pub async fn run_template(&self, name: &str) -> Value {
+        let (status, headers, body) = self.template_action(name, "run").await;
+        assert_eq!(status, 202, "{body}");
+        self.wait_operation(&async_operation(&headers)).await
+    }
+
     /// Polls an `Azure-AsyncOperation` URL until it leaves InProgress; returns the final document.
     pub async fn wait_operation(&self, url: &str) -> Value {
         for _ in 0..400 {
@@ -171,6 +211,37 @@ impl Env {
             .to_string()
     }
 
+    /// A shared-key signed request: `x-ms-date`, `x-ms-version` and `extra` headers, all signed.
+    async fn shared_key_request(
+        &self,
+        method: reqwest::Method,
+        account: &str,
+        key: &str,
+        url: url::Url,
+        extra: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> reqwest::Response {
+        let date = httpdate();
+        let mut headers = vec![
+            ("x-ms-date", date.as_str()),
+            ("x-ms-version", shared_key::STORAGE_VERSION),
+        ];
+        headers.extend_from_slice(extra);
+        let auth =
+            shared_key::authorization(account, key, method.as_str(), &url, &headers).unwrap();
+        let mut rb = self
+            .client
+            .request(method, url)
+            .header("authorization", auth);
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        if let Some(body) = body {
+            rb = rb.body(body);
+        }
+        rb.send().await.unwrap()
+    }
+
     /// A shared-key signed GET on a storage URL.
     pub async fn shared_key_get(
         &self,
@@ -178,20 +249,8 @@ impl Env {
         key: &str,
         url: url::Url,
     ) -> reqwest::Response {
-        let date = httpdate();
-        let h = [
-            ("x-ms-date", date.as_str()),
-            ("x-ms-version", shared_key::STORAGE_VERSION),
-        ];
-        let auth = shared_key::authorization(account, key, "GET", &url, &h).unwrap();
-        self.client
-            .get(url)
-            .header("authorization", auth)
-            .header("x-ms-date", &date)
-            .header("x-ms-version", shared_key::STORAGE_VERSION)
-            .send()
+        self.shared_key_request(reqwest::Method::GET, account, key, url, &[], None)
             .await
-            .unwrap()
     }
 
     /// Writes a block blob with a shared-key signed PUT (creating the container).
@@ -204,24 +263,12 @@ impl Env {
         content: Vec<u8>,
     ) {
         let endpoint = self.azurite.as_ref().unwrap().blob_endpoint(account);
-        let date = httpdate();
         let c = endpoint
             .join(&format!("{container}?restype=container"))
             .unwrap();
-        let h = [
-            ("x-ms-date", date.as_str()),
-            ("x-ms-version", shared_key::STORAGE_VERSION),
-        ];
-        let auth = shared_key::authorization(account, key, "PUT", &c, &h).unwrap();
         let r = self
-            .client
-            .put(c)
-            .header("x-ms-date", &date)
-            .header("x-ms-version", shared_key::STORAGE_VERSION)
-            .header("authorization", auth)
-            .send()
-            .await
-            .unwrap();
+            .shared_key_request(reqwest::Method::PUT, account, key, c, &[], None)
+            .await;
         assert!(
             r.status().is_success() || r.status() == 409,
             "{}",
@@ -230,23 +277,22 @@ impl Env {
         let u = endpoint.join(&format!("{container}/{blob}")).unwrap();
         let len = content.len().to_string();
         let h = [
-            ("x-ms-date", date.as_str()),
-            ("x-ms-version", shared_key::STORAGE_VERSION),
             ("x-ms-blob-type", "BlockBlob"),
             ("content-length", len.as_str()),
         ];
-        let auth = shared_key::authorization(account, key, "PUT", &u, &h).unwrap();
-        let mut rb = self
-            .client
-            .put(u)
-            .header("authorization", auth)
-            .body(content);
-        for (k, v) in h {
-            rb = rb.header(k, v);
-        }
-        let r = rb.send().await.unwrap();
+        let r = self
+            .shared_key_request(reqwest::Method::PUT, account, key, u, &h, Some(content))
+            .await;
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
+}
+
+/// The `Azure-AsyncOperation` URL of a long-running operation's response.
+pub fn async_operation(headers: &reqwest::header::HeaderMap) -> String {
+    headers["azure-asyncoperation"]
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 pub fn httpdate() -> String {
