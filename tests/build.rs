@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -109,14 +109,6 @@ fn output_variables(out: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn run(vars: BTreeMap<String, String>) -> (std::process::Output, String) {
-    let output = tokio::task::spawn_blocking(move || run_task(&[], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
-    (output, out)
-}
-
 fn writes(stack: &Stack) -> Vec<String> {
     stack
         .emulator
@@ -129,57 +121,31 @@ fn writes(stack: &Stack) -> Vec<String> {
 
 /// The blobs (committed or not) left in the artifact container.
 async fn blobs_in_container(stack: &Stack) -> Vec<String> {
-    container_listing(stack)
+    stack
+        .artifact_container_listing()
         .await
         .expect("the artifact container exists")
 }
 
-/// The names in the artifact container, uncommitted blobs included; `None` when there is no
-/// such container.
-async fn container_listing(stack: &Stack) -> Option<Vec<String>> {
-    let mut grant = aib_task::sas::AccountSas::for_task_writes(
-        defaults::STORAGE_ACCOUNT,
-        time::OffsetDateTime::now_utc(),
-        1,
-        aib_task::sas::Protocol::HttpsOnly,
-    );
-    grant.permissions = "l".into();
-    let sas = grant.sign(defaults::STORAGE_ACCOUNT_KEY).unwrap();
-    let url = format!(
-        "{}imagebuilder-vststask?restype=container&comp=list&include=uncommittedblobs&{}",
-        stack.azurite.blob_endpoint(defaults::STORAGE_ACCOUNT),
-        sas.query
-    );
-    let client = reqwest::Client::builder()
-        .tls_certs_only(
-            reqwest::Certificate::from_pem_bundle(stack.emulator.ca().cert_pem().as_bytes())
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let response = client.get(url).send().await.unwrap();
-    if response.status() == 404 {
-        return None;
-    }
-    let listing = response.text().await.unwrap();
-    assert!(listing.contains("<EnumerationResults"), "{listing}");
-    Some(
-        listing
-            .split("<Name>")
-            .skip(1)
-            .filter_map(|s| s.split("</Name>").next())
-            .map(str::to_owned)
-            .collect(),
-    )
-}
-
-fn secrets_of(out: &str) -> Vec<String> {
-    // Everything announced is a secret; none may be printed anywhere else.
-    commands(out)
+/// Checks that everything announced as a secret is printed nowhere else; returns the secrets.
+fn assert_announced_secrets_not_printed(out: &str) -> Vec<String> {
+    let secrets: Vec<String> = commands(out)
         .into_iter()
         .filter(|c| c.action == "setsecret")
         .map(|c| c.message)
-        .collect()
+        .collect();
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret_leaks(out, &refs);
+    secrets
+}
+
+/// A build path holding the sample artifacts, `webapp` in a new temporary folder that also
+/// serves as the agent's temp and working directory.
+fn sample_package() -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let package = temp.path().join("webapp");
+    sample_artifacts(&package);
+    (temp, package)
 }
 
 #[tokio::test]
@@ -187,10 +153,8 @@ async fn a_linux_marketplace_build_to_a_managed_image() {
     let Some(stack) = start_stack(Config::default()).await else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
-    let package = temp.path().join("webapp");
-    sample_artifacts(&package);
-    let (output, out) = run(pipeline(&stack, &package, temp.path())).await;
+    let (temp, package) = sample_package();
+    let (output, out) = run_task_async(&[], pipeline(&stack, &package, temp.path())).await;
     assert!(
         output.status.success(),
         "{out}\n{}",
@@ -297,11 +261,10 @@ async fn a_linux_marketplace_build_to_a_managed_image() {
     );
     assert!(out.contains("delete template:  Accepted"), "{out}");
     assert_eq!(blobs_in_container(&stack).await, Vec::<String>::new());
-    let secrets = secrets_of(&out);
-    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    assert_no_secret_leaks(&out, &refs);
+    let secrets = assert_announced_secrets_not_printed(&out);
     assert!(
-        refs.contains(&defaults::CLIENT_SECRET) && refs.contains(&defaults::STORAGE_ACCOUNT_KEY)
+        secrets.iter().any(|s| s == defaults::CLIENT_SECRET)
+            && secrets.iter().any(|s| s == defaults::STORAGE_ACCOUNT_KEY)
     );
 }
 
@@ -365,9 +328,7 @@ async fn every_source_with_every_distributor_on_linux_and_windows() {
     let Some(stack) = start_stack(Config::default()).await else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
-    let package = temp.path().join("webapp");
-    sample_artifacts(&package);
+    let (temp, package) = sample_package();
     let mut runs = Vec::new();
     for windows in [false, true] {
         for source in ["marketplace", "managedimage", "sharedimageversion"] {
@@ -387,7 +348,9 @@ async fn every_source_with_every_distributor_on_linux_and_windows() {
         let handles: Vec<_> = chunk
             .iter()
             .cloned()
-            .map(|(label, vars)| tokio::spawn(async move { (label, run(vars).await) }))
+            .map(|(label, vars)| {
+                tokio::spawn(async move { (label, run_task_async(&[], vars).await) })
+            })
             .collect();
         for handle in handles {
             let (label, (output, out)) = handle.await.unwrap();
@@ -456,10 +419,8 @@ async fn a_failed_build_shows_the_log_and_keeps_the_template() {
     let Some(stack) = start_stack(config).await else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
-    let package = temp.path().join("webapp");
-    sample_artifacts(&package);
-    let (output, out) = run(pipeline(&stack, &package, temp.path())).await;
+    let (temp, package) = sample_package();
+    let (output, out) = run_task_async(&[], pipeline(&stack, &package, temp.path())).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
     let cmds = commands(&out);
     let complete = cmds.last().unwrap();
@@ -494,9 +455,7 @@ async fn a_failed_build_shows_the_log_and_keeps_the_template() {
     );
     assert!(out.contains("deleting storage blob imagebuilder-vststask\\"));
     assert_eq!(blobs_in_container(&stack).await, Vec::<String>::new());
-    let secrets = secrets_of(&out);
-    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    assert_no_secret_leaks(&out, &refs);
+    assert_announced_secrets_not_printed(&out);
 }
 
 #[tokio::test]
@@ -511,9 +470,7 @@ async fn cancellation_asks_image_builder_to_stop_in_time() {
     let Some(stack) = start_stack(config).await else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
-    let package = temp.path().join("webapp");
-    sample_artifacts(&package);
+    let (temp, package) = sample_package();
     let vars = pipeline(&stack, &package, temp.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_aib-task"))
         .env_clear()
@@ -574,9 +531,7 @@ async fn cancellation_asks_image_builder_to_stop_in_time() {
     assert!(out.contains("az image builder delete"), "{out}");
     assert!(out.contains("cancel requested"), "{out}");
     assert_eq!(blobs_in_container(&stack).await, Vec::<String>::new());
-    let secrets = secrets_of(&out);
-    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    assert_no_secret_leaks(&out, &refs);
+    assert_announced_secrets_not_printed(&out);
 }
 
 #[tokio::test]
@@ -607,10 +562,8 @@ async fn throttling_and_server_errors_on_arm_calls_are_ridden_out() {
     stack
         .emulator
         .add_fault(Fault::throttle("GET", "/storageAccounts$", 1));
-    let temp = tempfile::tempdir().unwrap();
-    let package = temp.path().join("webapp");
-    sample_artifacts(&package);
-    let (output, out) = run(pipeline(&stack, &package, temp.path())).await;
+    let (temp, package) = sample_package();
+    let (output, out) = run_task_async(&[], pipeline(&stack, &package, temp.path())).await;
     assert!(output.status.success(), "{out}");
     assert!(output_variables(&out).contains_key("imageUri"));
     assert!(out.contains("429"), "{out}");
@@ -629,9 +582,7 @@ async fn bad_inputs_fail_by_name_before_any_azure_write() {
     let Some(stack) = start_stack(Config::default()).await else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
-    let package = temp.path().join("webapp");
-    sample_artifacts(&package);
+    let (temp, package) = sample_package();
     std::fs::write(temp.path().join("afile.txt"), "x").unwrap();
     std::fs::create_dir_all(temp.path().join("empty-folder")).unwrap();
     let cases: Vec<(&str, &str, &str)> = vec![
@@ -695,7 +646,7 @@ async fn bad_inputs_fail_by_name_before_any_azure_write() {
         let before = writes(&stack).len();
         let mut vars = pipeline(&stack, &package, temp.path());
         vars.insert(format!("INPUT_{variable}"), (*value).to_owned());
-        let (output, out) = run(vars).await;
+        let (output, out) = run_task_async(&[], vars).await;
         let complete = commands(&out).into_iter().rfind(|c| c.action == "complete");
         let named = complete.as_ref().is_some_and(|c| {
             c.property("result") == Some("Failed")
@@ -732,15 +683,13 @@ async fn images_sold_with_a_purchase_plan_carry_it() {
     let Some(stack) = start_stack(config).await else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
-    let package = temp.path().join("webapp");
-    sample_artifacts(&package);
+    let (temp, package) = sample_package();
     let mut vars = pipeline(&stack, &package, temp.path());
     vars.insert(
         "INPUT_BASEIMAGEPUBOFFERSKU".into(),
         "center-for-internet-security-inc:cis-ubuntu-linux-2204-l1:cis-ubuntu2204-l1".into(),
     );
-    let (output, out) = run(vars).await;
+    let (output, out) = run_task_async(&[], vars).await;
     assert!(output.status.success(), "{out}");
     assert_eq!(output_variables(&out)["pirVersion"], "1.0.12");
     assert!(
@@ -764,16 +713,10 @@ async fn template_and_validate_change_nothing_in_azure() {
     let Some(stack) = start_stack(Config::default()).await else {
         return;
     };
-    let temp = tempfile::tempdir().unwrap();
-    let package = temp.path().join("webapp");
-    sample_artifacts(&package);
+    let (temp, package) = sample_package();
     let vars = pipeline(&stack, &package, temp.path());
 
-    let run_vars = vars.clone();
-    let output = tokio::task::spawn_blocking(move || run_task(&["validate"], &run_vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["validate"], vars.clone()).await;
     assert!(output.status.success(), "{out}");
     assert!(out.contains("end reading parameters"), "{out}");
     assert!(
@@ -781,10 +724,7 @@ async fn template_and_validate_change_nothing_in_azure() {
         "validate signs in to nothing"
     );
 
-    let output = tokio::task::spawn_blocking(move || run_task(&["template"], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["template"], vars).await;
     assert!(output.status.success(), "{out}");
     let json_start = out.find("\n{").expect("the template JSON") + 1;
     let template: serde_json::Value =
@@ -801,5 +741,5 @@ async fn template_and_validate_change_nothing_in_azure() {
         "the template command wrote to Azure"
     );
     // Nor to storage: the artifact container was never even created.
-    assert_eq!(container_listing(&stack).await, None);
+    assert_eq!(stack.artifact_container_listing().await, None);
 }

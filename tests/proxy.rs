@@ -86,11 +86,7 @@ async fn requests_go_through_the_agent_proxy_with_its_credentials() {
     vars.insert("AGENT_PROXYUSERNAME".into(), "build-agent".into());
     vars.insert("AGENT_PROXYPASSWORD".into(), password.into());
 
-    let run_vars = vars.clone();
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &run_vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["sign-in"], vars.clone()).await;
     assert!(output.status.success(), "{out}");
 
     let heads = proxy.heads();
@@ -119,10 +115,8 @@ async fn requests_go_through_the_agent_proxy_with_its_credentials() {
         r#"["127\\.0\\.0\\.1"]"#.into(),
     );
     let before = proxy.heads().len();
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-        .await
-        .unwrap();
-    assert!(output.status.success(), "{}", stdout(&output));
+    let (output, out) = run_task_async(&["sign-in"], vars).await;
+    assert!(output.status.success(), "{out}");
     assert_eq!(
         proxy.heads().len(),
         before,

@@ -19,6 +19,14 @@ use common::fault_proxy::FaultProxy;
 use common::*;
 use sha2::Digest as _;
 
+/// `sample_tree` as the build path `name`, in a new temporary folder.
+fn sample_package(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path().join(name);
+    sample_tree(&root);
+    (tree, root)
+}
+
 /// A small tree: nested folders, an empty folder and file, a name with a space, and enough
 /// incompressible bytes to make several blocks.
 fn sample_tree(root: &Path) {
@@ -39,14 +47,6 @@ fn sample_tree(root: &Path) {
     std::fs::write(root.join("bin/payload.bin"), noise).unwrap();
 }
 
-fn small_blocks() -> UploadSettings {
-    UploadSettings {
-        block_size: 64 * 1024,
-        concurrency: 3,
-        queue: 2,
-    }
-}
-
 fn pipeline() -> PipelineContext {
     PipelineContext::from_env(&aib_task::agent::Environment::from_pairs([
         ("BUILD_BUILDID", "4711"),
@@ -54,12 +54,9 @@ fn pipeline() -> PipelineContext {
     ]))
 }
 
-async fn stage(
-    signed: &SignedIn,
-    account: &str,
-    root: &Path,
-    upload: UploadSettings,
-) -> anyhow::Result<Staged> {
+/// Stages `root` to `account` in small blocks (64 KiB, three at a time), so that even the
+/// sample tree takes several.
+async fn stage(signed: &SignedIn, account: &str, root: &Path) -> anyhow::Result<Staged> {
     staging::stage(
         &signed.arm,
         signed.http.clone(),
@@ -69,7 +66,11 @@ async fn stage(
             storage_account: account,
             package_path: root.to_owned(),
             build_timeout_minutes: 60,
-            upload,
+            upload: UploadSettings {
+                block_size: 64 * 1024,
+                concurrency: 3,
+                queue: 2,
+            },
         },
         &pipeline(),
         &signed.console,
@@ -77,15 +78,16 @@ async fn stage(
     .await
 }
 
-/// A client that trusts the emulator's CA and carries no credentials: what Image Builder has.
-fn anonymous(stack: &Stack) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_certs_only(
-            reqwest::Certificate::from_pem_bundle(stack.emulator.ca().cert_pem().as_bytes())
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
+/// Downloads `url` and checks that it is the archive `staged` uploaded (by its SHA-256).
+async fn download_archive(client: &reqwest::Client, url: &str, staged: &Staged) -> Vec<u8> {
+    let answer = client.get(url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body = answer.bytes().await.unwrap().to_vec();
+    assert_eq!(
+        <[u8; 32]>::from(sha2::Sha256::digest(&body)),
+        staged.uploaded.sha256
+    );
+    body
 }
 
 fn extract_and_compare(zip: &[u8], source: &Path) {
@@ -122,11 +124,9 @@ async fn stages_with_the_account_key_and_hands_out_a_read_only_sas() {
         return;
     };
     let signed = sign_in(&stack.emulator);
-    let tree = tempfile::tempdir().unwrap();
-    let root = tree.path().join("webapp");
-    sample_tree(&root);
+    let (_tree, root) = sample_package("webapp");
 
-    let staged = stage(&signed, defaults::STORAGE_ACCOUNT, &root, small_blocks())
+    let staged = stage(&signed, defaults::STORAGE_ACCOUNT, &root)
         .await
         .unwrap();
     assert!(staged.store.uses_account_key());
@@ -160,15 +160,9 @@ async fn stages_with_the_account_key_and_hands_out_a_read_only_sas() {
     );
 
     // Image Builder's view: the SAS reads the blob, and it is the archive we hashed.
-    let client = anonymous(&stack);
-    let answer = client.get(&url).send().await.unwrap();
-    assert_eq!(answer.status(), 200);
-    let body = answer.bytes().await.unwrap();
+    let client = stack.anonymous_client();
+    let body = download_archive(&client, &url, &staged).await;
     assert_eq!(body.len() as u64, staged.uploaded.bytes);
-    assert_eq!(
-        <[u8; 32]>::from(sha2::Sha256::digest(&body)),
-        staged.uploaded.sha256
-    );
     extract_and_compare(&body, &root);
 
     // Nothing else: no write, no delete, no other blob, no tampering.
@@ -248,18 +242,11 @@ async fn accounts_without_shared_keys_get_a_user_delegation_sas() {
         return;
     };
     let signed = sign_in(&stack.emulator);
-    let tree = tempfile::tempdir().unwrap();
-    let root = tree.path().join("_drop");
-    sample_tree(&root);
+    let (_tree, root) = sample_package("_drop");
 
-    let staged = stage(
-        &signed,
-        defaults::NO_KEY_STORAGE_ACCOUNT,
-        &root,
-        small_blocks(),
-    )
-    .await
-    .unwrap();
+    let staged = stage(&signed, defaults::NO_KEY_STORAGE_ACCOUNT, &root)
+        .await
+        .unwrap();
     assert!(!staged.store.uses_account_key());
     let output = signed.output.text();
     assert!(
@@ -271,14 +258,8 @@ async fn accounts_without_shared_keys_get_a_user_delegation_sas() {
         url.contains("skoid=") && url.contains("sp=r"),
         "a user delegation SAS"
     );
-    let client = anonymous(&stack);
-    let body = client.get(&url).send().await.unwrap();
-    assert_eq!(body.status(), 200);
-    let body = body.bytes().await.unwrap();
-    assert_eq!(
-        <[u8; 32]>::from(sha2::Sha256::digest(&body)),
-        staged.uploaded.sha256
-    );
+    let client = stack.anonymous_client();
+    download_archive(&client, &url, &staged).await;
     assert_eq!(client.delete(&url).send().await.unwrap().status(), 403);
     // No key was ever asked for.
     assert!(
@@ -303,12 +284,8 @@ async fn a_refused_list_keys_falls_back_to_the_storage_token() {
         return;
     };
     let signed = sign_in(&stack.emulator);
-    let tree = tempfile::tempdir().unwrap();
-    let root = tree.path().join("app");
-    sample_tree(&root);
-    let staged = stage(&signed, "aiblocked01", &root, small_blocks())
-        .await
-        .unwrap();
+    let (_tree, root) = sample_package("app");
+    let staged = stage(&signed, "aiblocked01", &root).await.unwrap();
     assert!(!staged.store.uses_account_key());
     assert!(
         signed.output.text().contains(
@@ -328,7 +305,7 @@ async fn an_unknown_account_names_the_input() {
     let signed = sign_in(&stack.emulator);
     let tree = tempfile::tempdir().unwrap();
     sample_tree(tree.path());
-    let err = stage(&signed, "nosuchaccount", tree.path(), small_blocks())
+    let err = stage(&signed, "nosuchaccount", tree.path())
         .await
         .err()
         .expect("fails");
@@ -341,24 +318,15 @@ async fn an_unknown_account_names_the_input() {
 
 /// Points the artifact account at a fault proxy in front of Azurite.
 async fn behind_proxy(rule: common::fault_proxy::Rule) -> Option<(Stack, FaultProxy)> {
-    let ca = aib_emulator::ca::CertificateAuthority::generate().unwrap();
-    let (cert, key) = ca.issue_server_cert(&["127.0.0.1", "localhost"]).unwrap();
-    use aib_emulator::azurite::{Azurite, AzuriteOptions, AzuriteTls};
-    if !Azurite::available() {
-        eprintln!("skipping: Azurite is not installed (run `npm ci` at the repository root)");
-        return None;
-    }
     let mut config = Config::default();
-    let azurite = Azurite::start(AzuriteOptions {
-        tls: Some(AzuriteTls::Pem { cert, key }),
-        oauth_basic: true,
-        accounts: config.azurite_accounts(),
-    })
-    .unwrap();
+    let azurite = start_azurite(&mut config)?;
     let upstream = url::Url::parse(&format!("https://127.0.0.1:{}/", azurite.port())).unwrap();
-    let proxy = FaultProxy::start(upstream, ca.cert_pem(), rule).await;
-    config.ca = Some(ca);
-    config.use_azurite(&azurite);
+    let ca_pem = config
+        .ca
+        .as_ref()
+        .expect("start_azurite set the CA")
+        .cert_pem();
+    let proxy = FaultProxy::start(upstream, ca_pem, rule).await;
     config.storage_accounts[0].blob_endpoint = format!(
         "http://127.0.0.1:{}/{}/",
         proxy.port,
@@ -394,10 +362,8 @@ async fn blocks_are_retried_on_their_own_after_transient_failures() {
     };
     let mut signed = sign_in(&stack.emulator);
     signed.arm.retry.initial_delay = std::time::Duration::from_millis(20);
-    let tree = tempfile::tempdir().unwrap();
-    let root = tree.path().join("webapp");
-    sample_tree(&root);
-    let staged = stage(&signed, defaults::STORAGE_ACCOUNT, &root, small_blocks())
+    let (_tree, root) = sample_package("webapp");
+    let staged = stage(&signed, defaults::STORAGE_ACCOUNT, &root)
         .await
         .unwrap();
 
@@ -419,13 +385,7 @@ async fn blocks_are_retried_on_their_own_after_transient_failures() {
         "{blob}{CONTAINER}/{}?{sas_query}",
         staged.blob.replace(' ', "%20")
     );
-    let body = anonymous(&stack).get(&direct).send().await.unwrap();
-    assert_eq!(body.status(), 200);
-    let body = body.bytes().await.unwrap();
-    assert_eq!(
-        <[u8; 32]>::from(sha2::Sha256::digest(&body)),
-        staged.uploaded.sha256
-    );
+    let body = download_archive(&stack.anonymous_client(), &direct, &staged).await;
     extract_and_compare(&body, &root);
     staged.remove(&signed.console).await.unwrap();
 }
@@ -444,10 +404,8 @@ async fn an_upload_that_cannot_finish_says_how_far_it_got_and_leaves_nothing() {
         return;
     };
     let signed = sign_in(&stack.emulator);
-    let tree = tempfile::tempdir().unwrap();
-    let root = tree.path().join("webapp");
-    sample_tree(&root);
-    let err = stage(&signed, defaults::STORAGE_ACCOUNT, &root, small_blocks())
+    let (_tree, root) = sample_package("webapp");
+    let err = stage(&signed, defaults::STORAGE_ACCOUNT, &root)
         .await
         .err()
         .expect("the upload fails");
@@ -467,22 +425,12 @@ async fn an_upload_that_cannot_finish_says_how_far_it_got_and_leaves_nothing() {
         .filter(|(m, _, s)| m == "DELETE" && *s == 202)
         .count();
     assert_eq!(deletes, 1);
-    let mut listing_grant = aib_task::sas::AccountSas::for_task_writes(
-        defaults::STORAGE_ACCOUNT,
-        time::OffsetDateTime::now_utc(),
-        1,
-        Protocol::HttpsOnly,
+    let listing = stack
+        .artifact_container_listing()
+        .await
+        .expect("the artifact container exists");
+    assert!(
+        !listing.iter().any(|name| name.starts_with("webapp/")),
+        "{listing:?}"
     );
-    listing_grant.permissions = "l".into();
-    let key_sas = listing_grant.sign(defaults::STORAGE_ACCOUNT_KEY).unwrap();
-    let list = format!(
-        "{}{CONTAINER}?restype=container&comp=list&include=uncommittedblobs&{}",
-        stack.azurite.blob_endpoint(defaults::STORAGE_ACCOUNT),
-        key_sas.query
-    );
-    let listing = anonymous(&stack).get(&list).send().await.unwrap();
-    assert_eq!(listing.status(), 200);
-    let listing = listing.text().await.unwrap();
-    assert!(listing.contains("<EnumerationResults"), "{listing}");
-    assert!(!listing.contains("<Name>webapp/"), "{listing}");
 }

@@ -27,10 +27,7 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Proxies to `upstream` (scheme, host and port of Azurite), trusting `ca_pem`.
     pub async fn start(upstream: url::Url, ca_pem: &str, rule: Rule) -> FaultProxy {
-        let client = reqwest::Client::builder()
-            .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap())
-            .build()
-            .unwrap();
+        let client = super::client_trusting(ca_pem);
         let shared = Arc::new(Shared {
             upstream,
             client,

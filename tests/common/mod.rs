@@ -71,6 +71,20 @@ pub fn run_task(args: &[&str], env: &BTreeMap<String, String>) -> Output {
         .expect("the aib-task binary runs")
 }
 
+/// [`run_task`] on a blocking thread, so an async test's emulator keeps answering; returns the
+/// output and its stdout.
+pub async fn run_task_async(args: &[&str], env: BTreeMap<String, String>) -> (Output, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_task(&args, &env)
+    })
+    .await
+    .unwrap();
+    let out = stdout(&output);
+    (output, out)
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -129,6 +143,14 @@ pub struct Stack {
 
 /// Starts the stack, or says why it skips (Azurite not installed: run `npm ci`).
 pub async fn start_stack(mut config: aib_emulator::Config) -> Option<Stack> {
+    let azurite = start_azurite(&mut config)?;
+    let emulator = Emulator::start(config).await.expect("emulator starts");
+    Some(Stack { emulator, azurite })
+}
+
+/// Starts Azurite with a certificate from a new CA and points `config` at both (the CA and
+/// every storage account's blob endpoint); `None`, saying why, when Azurite is not installed.
+pub fn start_azurite(config: &mut aib_emulator::Config) -> Option<aib_emulator::azurite::Azurite> {
     use aib_emulator::azurite::{Azurite, AzuriteOptions, AzuriteTls};
     if !Azurite::available() {
         eprintln!("skipping: Azurite is not installed (run `npm ci` at the repository root)");
@@ -146,8 +168,57 @@ pub async fn start_stack(mut config: aib_emulator::Config) -> Option<Stack> {
     .expect("Azurite starts");
     config.ca = Some(ca);
     config.use_azurite(&azurite);
-    let emulator = Emulator::start(config).await.expect("emulator starts");
-    Some(Stack { emulator, azurite })
+    Some(azurite)
+}
+
+/// An HTTPS client that trusts only `ca_pem` and carries no credentials.
+pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+impl Stack {
+    /// A client that trusts the emulator's CA and carries no credentials: what Image Builder has.
+    pub fn anonymous_client(&self) -> reqwest::Client {
+        client_trusting(self.emulator.ca().cert_pem())
+    }
+
+    /// The names in the task's artifact container in the default storage account, uncommitted
+    /// blobs included (listed with a list-only account SAS); `None` when there is no such
+    /// container.
+    pub async fn artifact_container_listing(&self) -> Option<Vec<String>> {
+        let mut grant = aib_task::sas::AccountSas::for_task_writes(
+            defaults::STORAGE_ACCOUNT,
+            time::OffsetDateTime::now_utc(),
+            1,
+            aib_task::sas::Protocol::HttpsOnly,
+        );
+        grant.permissions = "l".into();
+        let sas = grant.sign(defaults::STORAGE_ACCOUNT_KEY).unwrap();
+        let url = format!(
+            "{}{}?restype=container&comp=list&include=uncommittedblobs&{}",
+            self.azurite.blob_endpoint(defaults::STORAGE_ACCOUNT),
+            aib_task::storage::CONTAINER,
+            sas.query
+        );
+        let response = self.anonymous_client().get(url).send().await.unwrap();
+        if response.status() == 404 {
+            return None;
+        }
+        assert_eq!(response.status(), 200);
+        let listing = response.text().await.unwrap();
+        assert!(listing.contains("<EnumerationResults"), "{listing}");
+        Some(
+            listing
+                .split("<Name>")
+                .skip(1)
+                .filter_map(|s| s.split("</Name>").next())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
 }
 
 /// A signed-in task as the agent would start it: console (captured), HTTPS client trusting the
