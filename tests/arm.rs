@@ -18,6 +18,16 @@ fn accounts_path() -> String {
     )
 }
 
+/// The statuses of the storage account list requests the emulator answered, in order.
+fn list_statuses(emulator: &Emulator) -> Vec<u16> {
+    emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/storageAccounts"))
+        .map(|r| r.status)
+        .collect()
+}
+
 async fn list_names(signed: &SignedIn) -> anyhow::Result<Vec<String>> {
     let accounts: Vec<Value> = signed
         .arm
@@ -46,11 +56,7 @@ async fn lists_follow_next_link() {
         names.contains(&defaults::NO_KEY_STORAGE_ACCOUNT.to_owned()),
         "{names:?}"
     );
-    let pages = emulator
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/storageAccounts"))
-        .count();
+    let pages = list_statuses(&emulator).len();
     assert_eq!(pages, names.len(), "one page per account");
 }
 
@@ -68,12 +74,7 @@ async fn throttling_is_honoured_and_transient_failures_retried() {
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After: 1 was not honoured"
     );
-    let statuses: Vec<u16> = emulator
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/storageAccounts"))
-        .map(|r| r.status)
-        .collect();
+    let statuses = list_statuses(&emulator);
     assert_eq!(&statuses[..3], [429, 503, 503], "{statuses:?}");
     assert_eq!(*statuses.last().unwrap(), 200);
     let output = signed.output.text();
@@ -98,11 +99,7 @@ async fn retries_are_bounded_and_the_error_says_what_azure_said() {
         "{text}"
     );
     assert!(text.contains("x-ms-request-id"), "{text}");
-    let attempts = emulator
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/storageAccounts"))
-        .count();
+    let attempts = list_statuses(&emulator).len();
     assert_eq!(attempts, 6);
 }
 

@@ -466,6 +466,27 @@ impl Fixture {
         build_template_with(&plan, &artifact, &pipeline(), &options)
     }
 
+    /// Runs the step `name` as Packer does (its lines as one script file), with `shell -e`, on
+    /// `path` when given.
+    fn run_step(
+        &self,
+        shell: &str,
+        steps: &[(String, String)],
+        name: &str,
+        path: Option<&str>,
+    ) -> Output {
+        let script = &steps.iter().find(|(n, _)| n == name).unwrap().1;
+        let file = self.bin.join("step.sh");
+        fs::write(&file, script).unwrap();
+        let shell = which(shell).unwrap_or_else(|| panic!("{shell} is not installed"));
+        let mut command = Command::new(shell);
+        command.arg("-e").arg(&file);
+        if let Some(path) = path {
+            command.env("PATH", path);
+        }
+        command.output().unwrap()
+    }
+
     fn vm_zip(&self) -> PathBuf {
         self.vm_root.join(format!("{}.zip", self.folder))
     }
@@ -512,23 +533,6 @@ fn shell_steps(template: &ImageTemplate) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs one step as Packer does (the lines as one script file), with `sh -e`.
-fn run_step(shell: &str, script: &str, path: Option<&str>, dir: &Path) -> Output {
-    let file = dir.join("step.sh");
-    fs::write(&file, script).unwrap();
-    let shell = which(shell).unwrap_or_else(|| panic!("{shell} is not installed"));
-    let mut command = Command::new(shell);
-    command.arg("-e").arg(&file);
-    if let Some(path) = path {
-        command.env("PATH", path);
-    }
-    command.output().unwrap()
-}
-
-fn step_named<'a>(steps: &'a [(String, String)], name: &str) -> &'a str {
-    &steps.iter().find(|(n, _)| n == name).unwrap().1
-}
-
 fn assert_ok(output: &Output, what: &str) {
     assert!(
         output.status.success(),
@@ -537,6 +541,13 @@ fn assert_ok(output: &Output, what: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Checks that a step failed and said `message` on stderr.
+fn assert_failed_saying(output: &Output, message: &str) {
+    assert!(!output.status.success(), "the step succeeded");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(message), "{stderr}");
 }
 
 /// Downloads with the tools on `path` and extracts; the tree must come out identical.
@@ -555,13 +566,7 @@ fn download_and_extract(shell: &str, tools: Option<&[&str]>, label: &str) {
         ]
     );
     let path = tools.map(|t| f.path_with(label, t));
-    let work = f.bin.clone();
-    let out = run_step(
-        shell,
-        step_named(&steps, step::DOWNLOAD),
-        path.as_deref(),
-        &work,
-    );
+    let out = f.run_step(shell, &steps, step::DOWNLOAD, path.as_deref());
     assert_ok(&out, &format!("{label}: download"));
     assert_eq!(fs::read(f.vm_zip()).unwrap(), f.zip, "{label}");
     let requests = server.requests.lock().unwrap().clone();
@@ -571,21 +576,11 @@ fn download_and_extract(shell: &str, tools: Option<&[&str]>, label: &str) {
         "{requests:?}"
     );
 
-    let out = run_step(
-        shell,
-        step_named(&steps, step::EXTRACT),
-        path.as_deref(),
-        &work,
-    );
+    let out = f.run_step(shell, &steps, step::EXTRACT, path.as_deref());
     assert_ok(&out, &format!("{label}: extract"));
     assert_eq!(snapshot(&f.vm_dir()), snapshot(&f.source), "{label}");
 
-    let out = run_step(
-        shell,
-        step_named(&steps, step::REMOVE_ARTIFACTS),
-        path.as_deref(),
-        &work,
-    );
+    let out = f.run_step(shell, &steps, step::REMOVE_ARTIFACTS, path.as_deref());
     assert_ok(&out, &format!("{label}: cleanup"));
     assert!(!f.vm_dir().exists() && !f.vm_zip().exists(), "{label}");
     assert!(
@@ -641,12 +636,7 @@ fn a_small_archive_from_the_file_customizer_is_extracted_by_either_tool() {
         fs::write(destination, &f.zip).unwrap();
         let steps = shell_steps(&template);
         let path = tools.map(|t| f.path_with(label, t));
-        let out = run_step(
-            "dash",
-            step_named(&steps, step::EXTRACT),
-            path.as_deref(),
-            &f.bin,
-        );
+        let out = f.run_step("dash", &steps, step::EXTRACT, path.as_deref());
         assert_ok(&out, label);
         assert_eq!(snapshot(&f.vm_dir()), snapshot(&f.source), "{label}");
         assert!(f.vm_zip().exists(), "the archive stays without cleanup");
@@ -670,12 +660,7 @@ fn a_tampered_archive_is_refused_and_removed() {
         ),
     ] {
         let path = tools.map(|t| f.path_with(label, t));
-        let out = run_step(
-            "dash",
-            step_named(&steps, step::DOWNLOAD),
-            path.as_deref(),
-            &f.bin,
-        );
+        let out = f.run_step("dash", &steps, step::DOWNLOAD, path.as_deref());
         assert!(!out.status.success(), "{label}: a damaged archive passed");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -692,32 +677,12 @@ fn no_download_tool_fails_at_once_with_a_clear_message() {
     let template = f.template("http://127.0.0.1:9/x.zip?sig=a", Os::Linux, true, false);
     let steps = shell_steps(&template);
     let path = f.path_with("nothing", &["rm", "cut"]);
-    let out = run_step(
-        "dash",
-        step_named(&steps, step::DOWNLOAD),
-        Some(&path),
-        &f.bin,
-    );
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("none of curl, wget or python3 is installed"),
-        "{stderr}"
-    );
+    let out = f.run_step("dash", &steps, step::DOWNLOAD, Some(&path));
+    assert_failed_saying(&out, "none of curl, wget or python3 is installed");
     let path = f.path_with("no-extractor", &["mkdir"]);
     fs::write(f.vm_zip(), &f.zip).unwrap();
-    let out = run_step(
-        "dash",
-        step_named(&steps, step::EXTRACT),
-        Some(&path),
-        &f.bin,
-    );
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("neither unzip nor python3 is installed"),
-        "{stderr}"
-    );
+    let out = f.run_step("dash", &steps, step::EXTRACT, Some(&path));
+    assert_failed_saying(&out, "neither unzip nor python3 is installed");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -930,12 +895,7 @@ fn failed_downloads_are_retried_with_growing_waits_then_given_up() {
         let steps = shell_steps(&template);
         let path = f.path_with("retry", tools);
         let sleeps = fake_sleep(Path::new(&path));
-        let out = run_step(
-            "dash",
-            step_named(&steps, step::DOWNLOAD),
-            Some(&path),
-            &f.bin,
-        );
+        let out = f.run_step("dash", &steps, step::DOWNLOAD, Some(&path));
         let stderr = String::from_utf8_lossy(&out.stderr);
         let waits = fs::read_to_string(&sleeps).unwrap_or_default();
         if succeeds {
@@ -944,9 +904,8 @@ fn failed_downloads_are_retried_with_growing_waits_then_given_up() {
             assert_eq!(waits, "10\n20\n");
             assert!(stderr.contains("download attempt 2 failed"), "{stderr}");
         } else {
-            assert!(!out.status.success());
+            assert_failed_saying(&out, "failed 5 times; giving up");
             assert_eq!(waits, "10\n20\n30\n40\n");
-            assert!(stderr.contains("failed 5 times; giving up"), "{stderr}");
             assert!(!f.vm_zip().exists());
         }
         assert_eq!(server.requests.lock().unwrap().len(), failures.min(4) + 1);
