@@ -3,37 +3,27 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use aib_emulator::{Config, Emulator, defaults};
-use aib_task::agent::console::Capture;
 use aib_task::agent::{Console, Environment, ServiceConnection};
 use aib_task::auth::TokenSource;
 use aib_task::transport::{self, TransportSettings};
+use common::identity::client_secret_connection;
 use common::*;
-
-fn env_of(vars: &std::collections::BTreeMap<String, String>) -> Environment {
-    Environment::from_pairs(vars.clone())
-}
 
 #[tokio::test]
 async fn client_secret_token_over_https_with_the_generated_ca() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
-    let mut vars = spn_secret_connection(&emulator, defaults::CLIENT_SECRET);
-    vars.insert(
-        "SSL_CERT_FILE".into(),
-        emulator.ca_pem_path().display().to_string(),
-    );
-    let env = env_of(&vars);
-    let capture = Capture::default();
-    let console = Console::with_writer(Box::new(capture.clone()), true);
-
-    let connection = ServiceConnection::from_env(&env, CONNECTION_ID, "ibSubscription").unwrap();
-    let cloud = connection.cloud().unwrap();
-    let http =
-        transport::build_client(&TransportSettings::from_env(&env).unwrap(), &console).unwrap();
-    let tokens =
-        TokenSource::for_connection(&connection, &cloud, http, Arc::clone(&console)).unwrap();
+    // Console, HTTPS client trusting the CA and token source, as the task builds them.
+    let SignedIn {
+        output: capture,
+        tokens,
+        env,
+        ..
+    } = sign_in(&emulator);
+    let cloud = ServiceConnection::from_env(&env, CONNECTION_ID, "ibSubscription")
+        .unwrap()
+        .cloud()
+        .unwrap();
     let token = tokens.token(&cloud.arm_scope()).await.unwrap();
 
     let claims = jwt_claims(token.secret());
@@ -79,7 +69,7 @@ async fn client_secret_token_over_https_with_the_generated_ca() {
 #[tokio::test]
 async fn the_emulator_is_not_trusted_without_its_ca() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
-    let env = env_of(&spn_secret_connection(&emulator, defaults::CLIENT_SECRET));
+    let env = Environment::from_pairs(spn_secret_connection(&emulator, defaults::CLIENT_SECRET));
     let console = Console::with_writer(Box::new(std::io::sink()), false);
     let connection = ServiceConnection::from_env(&env, CONNECTION_ID, "ibSubscription").unwrap();
     let cloud = connection.cloud().unwrap();
@@ -104,10 +94,7 @@ async fn the_binary_signs_in_as_the_agent_runs_it() {
             trust_variable.into(),
             emulator.ca_pem_path().display().to_string(),
         );
-        let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-            .await
-            .unwrap();
-        let out = stdout(&output);
+        let (output, out) = run_task_async(&["sign-in"], vars).await;
         assert!(
             output.status.success(),
             "{trust_variable}: {out}\n{}",
@@ -147,15 +134,8 @@ async fn the_binary_signs_in_as_the_agent_runs_it() {
 async fn a_wrong_secret_fails_the_task_with_entra_s_reason() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
     let wrong = "definitely-not-the-secret~123";
-    let mut vars = spn_secret_connection(&emulator, wrong);
-    vars.insert(
-        "SSL_CERT_FILE".into(),
-        emulator.ca_pem_path().display().to_string(),
-    );
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let vars = client_secret_connection(&emulator, wrong);
+    let (output, out) = run_task_async(&["sign-in"], vars).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
     let commands: Vec<_> = out
         .lines()
@@ -179,10 +159,7 @@ async fn a_missing_connection_names_the_input_before_any_request() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
     let mut vars = spn_secret_connection(&emulator, defaults::CLIENT_SECRET);
     vars.insert("INPUT_IBSUBSCRIPTION".into(), "another-connection".into());
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["sign-in"], vars).await;
     assert_eq!(output.status.code(), Some(1));
     assert!(out.contains("input 'ibSubscription'"), "{out}");
     assert!(out.contains("##vso[task.complete result=Failed]"));

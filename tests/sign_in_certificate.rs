@@ -6,26 +6,16 @@
 mod common;
 
 use aib_emulator::ca::CertificateAuthority;
-use aib_emulator::{Config, Emulator, defaults};
+use aib_emulator::defaults;
 use aib_task::auth::LocalOptions;
 use common::identity::*;
 use common::*;
-
-/// An emulator whose service principal has `certificates` registered, sharing `ca`.
-async fn emulator_with(ca: CertificateAuthority, certificates: Vec<String>) -> Emulator {
-    let mut config = Config {
-        ca: Some(ca),
-        ..Config::default()
-    };
-    config.service_principals[0].certificates = certificates;
-    Emulator::start(config).await.unwrap()
-}
 
 #[tokio::test]
 async fn rsa_certificate_signs_in_and_calls_arm() {
     let ca = CertificateAuthority::generate().unwrap();
     let (pem, cert) = rsa_certificate(&ca);
-    let emulator = emulator_with(ca, vec![cert]).await;
+    let emulator = emulator_with_certificates(ca, vec![cert]).await;
     let vars = certificate_connection(&emulator, &pem);
 
     let task = sign_in_with(&vars, LocalOptions::default()).await.unwrap();
@@ -42,12 +32,7 @@ async fn rsa_certificate_signs_in_and_calls_arm() {
         names.contains(&defaults::STORAGE_ACCOUNT.to_owned()),
         "{names:?}"
     );
-    let token = task
-        .signed
-        .tokens
-        .token(&task.signed.cloud.arm_scope())
-        .await
-        .unwrap();
+    let token = task.arm_token().await.unwrap();
     let claims = jwt_claims(token.secret());
     assert_eq!(claims["appid"], defaults::CLIENT_ID);
     assert_eq!(claims["appidacr"], "2", "signed in with an assertion");
@@ -63,24 +48,20 @@ async fn rsa_certificate_signs_in_and_calls_arm() {
     assert!(!body.contains("client_secret"), "{body}");
     assert_eq!(requests[0].status, 200);
 
-    let mut known: Vec<String> = private_key_lines(&pem);
-    known.push(token.secret().to_owned());
-    let known: Vec<&str> = known.iter().map(String::as_str).collect();
-    assert_no_secrets(&task.text(), &known);
+    assert_no_secrets_nor_key(&task.text(), &pem, &[token.secret()]);
     emulator.shutdown().await;
 }
 
 #[tokio::test]
 async fn ec_certificate_signs_es256_assertions() {
     let (pem, cert) = ec_certificate();
-    let emulator = emulator_with(CertificateAuthority::generate().unwrap(), vec![cert]).await;
+    let emulator =
+        emulator_with_certificates(CertificateAuthority::generate().unwrap(), vec![cert]).await;
     let vars = certificate_connection(&emulator, &pem);
     let task = sign_in_with(&vars, LocalOptions::default()).await.unwrap();
     let names = task.list_storage_accounts().await.unwrap();
     assert!(!names.is_empty());
-    let known = private_key_lines(&pem);
-    let known: Vec<&str> = known.iter().map(String::as_str).collect();
-    assert_no_secrets(&task.text(), &known);
+    assert_no_secrets_nor_key(&task.text(), &pem, &[]);
     emulator.shutdown().await;
 }
 
@@ -88,12 +69,9 @@ async fn ec_certificate_signs_es256_assertions() {
 async fn the_binary_signs_in_with_a_certificate_as_the_agent_runs_it() {
     let ca = CertificateAuthority::generate().unwrap();
     let (pem, cert) = rsa_certificate(&ca);
-    let emulator = emulator_with(ca, vec![cert]).await;
+    let emulator = emulator_with_certificates(ca, vec![cert]).await;
     let vars = certificate_connection(&emulator, &pem);
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["sign-in"], vars).await;
     assert!(output.status.success(), "{out}");
     assert!(
         out.contains(&format!(
@@ -114,9 +92,7 @@ async fn the_binary_signs_in_with_a_certificate_as_the_agent_runs_it() {
     // The key's lines are announced before anything else is printed.
     let first_line = out.lines().next().unwrap();
     assert!(first_line.starts_with("##vso[task.setsecret]"), "{out}");
-    let known = private_key_lines(&pem);
-    let known: Vec<&str> = known.iter().map(String::as_str).collect();
-    assert_no_secrets(&out, &known);
+    assert_no_secrets_nor_key(&out, &pem, &[]);
     emulator.shutdown().await;
 }
 
@@ -125,18 +101,11 @@ async fn an_unregistered_certificate_is_refused_with_the_fix() {
     let ca = CertificateAuthority::generate().unwrap();
     let (pem, _) = rsa_certificate(&ca);
     let (_, registered) = rsa_certificate(&ca);
-    let emulator = emulator_with(ca, vec![registered]).await;
+    let emulator = emulator_with_certificates(ca, vec![registered]).await;
     let vars = certificate_connection(&emulator, &pem);
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["sign-in"], vars).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
-    let issue = out
-        .lines()
-        .filter_map(aib_task::agent::command::decode)
-        .find(|c| c.action == "logissue")
-        .expect("an error issue");
+    let issue = error_issue(&out);
     assert!(issue.message.contains("AADSTS700027"), "{}", issue.message);
     assert!(
         issue
@@ -147,9 +116,7 @@ async fn an_unregistered_certificate_is_refused_with_the_fix() {
     );
     // Refused for good: asked once, not retried.
     assert_eq!(token_requests(&emulator).len(), 1);
-    let known = private_key_lines(&pem);
-    let known: Vec<&str> = known.iter().map(String::as_str).collect();
-    assert_no_secrets(&out, &known);
+    assert_no_secrets_nor_key(&out, &pem, &[]);
     emulator.shutdown().await;
 }
 
@@ -157,7 +124,7 @@ async fn an_unregistered_certificate_is_refused_with_the_fix() {
 async fn a_pem_without_a_key_names_the_connection_parameter() {
     let ca = CertificateAuthority::generate().unwrap();
     let (_, cert) = rsa_certificate(&ca);
-    let emulator = emulator_with(ca, vec![cert.clone()]).await;
+    let emulator = emulator_with_certificates(ca, vec![cert.clone()]).await;
     let vars = certificate_connection(&emulator, &cert);
     let Err(err) = sign_in_with(&vars, LocalOptions::default()).await else {
         panic!("a PEM without a key must be refused");

@@ -9,17 +9,10 @@ use aib_task::auth::LocalOptions;
 use common::identity::*;
 use common::*;
 
-fn put(vars: &mut Vars, key: &str, value: &str) {
-    vars.insert(key.replace("{id}", CONNECTION_ID), value.to_owned());
-}
-
 #[tokio::test]
 async fn azure_stack_endpoints_come_from_the_metadata_endpoint() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
-    let mut vars = trusting(
-        &emulator,
-        spn_secret_connection(&emulator, defaults::CLIENT_SECRET),
-    );
+    let mut vars = client_secret_connection(&emulator, defaults::CLIENT_SECRET);
     put(&mut vars, "ENDPOINT_DATA_{id}_ENVIRONMENT", "AzureStack");
     vars.remove(&format!(
         "ENDPOINT_DATA_{CONNECTION_ID}_ACTIVEDIRECTORYAUTHORITY"
@@ -53,10 +46,7 @@ async fn an_adfs_authority_takes_no_tenant_segment() {
     config.subscriptions[0].tenant_id = "adfs".into();
     let emulator = Emulator::start(config).await.unwrap();
 
-    let mut vars = trusting(
-        &emulator,
-        spn_secret_connection(&emulator, defaults::CLIENT_SECRET),
-    );
+    let mut vars = client_secret_connection(&emulator, defaults::CLIENT_SECRET);
     put(&mut vars, "ENDPOINT_DATA_{id}_ENVIRONMENT", "AzureStack");
     let adfs = format!("{}adfs/", emulator.base_url());
     put(
@@ -86,18 +76,13 @@ async fn an_adfs_authority_takes_no_tenant_segment() {
 #[tokio::test]
 async fn an_unknown_tenant_is_explained() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
-    let mut vars = trusting(
-        &emulator,
-        spn_secret_connection(&emulator, defaults::CLIENT_SECRET),
-    );
+    let mut vars = client_secret_connection(&emulator, defaults::CLIENT_SECRET);
     put(
         &mut vars,
         "ENDPOINT_AUTH_PARAMETER_{id}_TENANTID",
         "11111111-2222-3333-4444-555555555555",
     );
-    let task = sign_in_with(&vars, LocalOptions::default()).await.unwrap();
-    let err = task.list_storage_accounts().await.unwrap_err();
-    let text = format!("{err:#}");
+    let (task, text) = first_call_error(&vars).await;
     assert!(text.contains("AADSTS90002"), "{text}");
     assert!(
         text.contains("the tenant does not exist in this cloud"),
@@ -116,10 +101,8 @@ async fn an_unknown_tenant_is_explained() {
 async fn a_wrong_secret_is_explained() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
     let wrong = "wrong~secret.value-0123456789";
-    let vars = trusting(&emulator, spn_secret_connection(&emulator, wrong));
-    let task = sign_in_with(&vars, LocalOptions::default()).await.unwrap();
-    let err = task.list_storage_accounts().await.unwrap_err();
-    let text = format!("{err:#}");
+    let vars = client_secret_connection(&emulator, wrong);
+    let (task, text) = first_call_error(&vars).await;
     assert!(text.contains("AADSTS7000215"), "{text}");
     assert!(text.contains("not its Secret ID"), "{text}");
     assert!(
@@ -136,18 +119,13 @@ async fn a_wrong_secret_is_explained() {
 #[tokio::test]
 async fn an_unknown_application_is_explained() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
-    let mut vars = trusting(
-        &emulator,
-        spn_secret_connection(&emulator, defaults::CLIENT_SECRET),
-    );
+    let mut vars = client_secret_connection(&emulator, defaults::CLIENT_SECRET);
     put(
         &mut vars,
         "ENDPOINT_AUTH_PARAMETER_{id}_SERVICEPRINCIPALID",
         "99999999-2222-3333-4444-555555555555",
     );
-    let task = sign_in_with(&vars, LocalOptions::default()).await.unwrap();
-    let err = task.list_storage_accounts().await.unwrap_err();
-    let text = format!("{err:#}");
+    let (task, text) = first_call_error(&vars).await;
     assert!(text.contains("AADSTS700016"), "{text}");
     assert!(
         text.contains("no application with this client id"),

@@ -161,9 +161,7 @@ async fn an_oidc_endpoint_that_keeps_failing_is_reported() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
     emulator.add_fault(Fault::status("POST", "/oidctoken$", 500).times(10));
     let vars = federation_connection(&emulator);
-    let task = sign_in_with(&vars, LocalOptions::default()).await.unwrap();
-    let err = task.list_storage_accounts().await.unwrap_err();
-    let text = format!("{err:#}");
+    let (task, text) = first_call_error(&vars).await;
     assert!(text.contains("failed 4 times"), "{text}");
     assert!(text.contains("OIDC token"), "{text}");
     assert_eq!(oidc_requests(&emulator).len(), 4);
@@ -179,16 +177,9 @@ async fn a_missing_federated_credential_is_explained() {
         "sc://aib-test-org/aib-test-project/another-connection".into();
     let emulator = Emulator::start(config).await.unwrap();
     let vars = federation_connection(&emulator);
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["sign-in"], vars).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
-    let issue = out
-        .lines()
-        .filter_map(aib_task::agent::command::decode)
-        .find(|c| c.action == "logissue")
-        .expect("an error issue");
+    let issue = error_issue(&out);
     assert!(issue.message.contains("AADSTS700213"), "{}", issue.message);
     assert!(
         issue
@@ -205,10 +196,7 @@ async fn a_missing_federated_credential_is_explained() {
 async fn the_binary_signs_in_with_federation_as_the_agent_runs_it() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
     let vars = federation_connection(&emulator);
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["sign-in"], vars).await;
     assert!(output.status.success(), "{out}");
     assert!(
         out.contains("Signed in as workload identity federation"),

@@ -51,12 +51,7 @@ async fn the_binary_signs_in_with_azure_client_secret() {
         defaults::SUBSCRIPTION_ID.into(),
     );
     let base = emulator.base_url().to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        run_task(&["sign-in", "--resource-manager-url", &base], &vars)
-    })
-    .await
-    .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["sign-in", "--resource-manager-url", &base], vars).await;
     assert!(output.status.success(), "{out}");
     assert!(
         out.contains(
@@ -77,12 +72,7 @@ async fn the_binary_signs_in_with_azure_client_secret() {
 async fn a_certificate_file_signs_in() {
     let ca = CertificateAuthority::generate().unwrap();
     let (pem, cert) = rsa_certificate(&ca);
-    let mut config = Config {
-        ca: Some(ca),
-        ..Config::default()
-    };
-    config.service_principals[0].certificates = vec![cert];
-    let emulator = Emulator::start(config).await.unwrap();
+    let emulator = emulator_with_certificates(ca, vec![cert]).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sp.pem");
     std::fs::write(&path, &pem).unwrap();
@@ -98,9 +88,7 @@ async fn a_certificate_file_signs_in() {
         task.signed.source
     );
     task.list_storage_accounts().await.unwrap();
-    let known = private_key_lines(&pem);
-    let known: Vec<&str> = known.iter().map(String::as_str).collect();
-    assert_no_secrets(&task.text(), &known);
+    assert_no_secrets_nor_key(&task.text(), &pem, &[]);
     emulator.shutdown().await;
 }
 
@@ -195,22 +183,17 @@ async fn without_variables_the_azure_cli_login_is_used() {
         format!("{}:/usr/bin:/bin", dir.path().display()),
     );
     let base = emulator.base_url().to_string();
-    let run_vars = vars.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        run_task(
-            &[
-                "sign-in",
-                "--resource-manager-url",
-                &base,
-                "--subscription",
-                defaults::SUBSCRIPTION_ID,
-            ],
-            &run_vars,
-        )
-    })
-    .await
-    .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(
+        &[
+            "sign-in",
+            "--resource-manager-url",
+            &base,
+            "--subscription",
+            defaults::SUBSCRIPTION_ID,
+        ],
+        vars,
+    )
+    .await;
     assert!(
         output.status.success(),
         "{out}\n{}",

@@ -39,12 +39,7 @@ async fn user_assigned_identity_signs_in_and_calls_arm() {
         )
     );
     task.list_storage_accounts().await.unwrap();
-    let token = task
-        .signed
-        .tokens
-        .token(&task.signed.cloud.arm_scope())
-        .await
-        .unwrap();
+    let token = task.arm_token().await.unwrap();
     assert_eq!(
         jwt_claims(token.secret())["appid"],
         defaults::MANAGED_IDENTITY_CLIENT_ID
@@ -107,10 +102,7 @@ async fn imds_throttling_is_retried() {
 async fn an_identity_the_machine_lacks_is_explained() {
     let emulator = emulator().await;
     let vars = managed_identity_connection(&emulator, Some("00000000-0000-0000-0000-00000000beef"));
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["sign-in"], vars).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(out.contains("Identity not found"), "{out}");
     assert!(
@@ -125,10 +117,7 @@ async fn an_identity_the_machine_lacks_is_explained() {
 async fn the_binary_signs_in_with_a_managed_identity() {
     let emulator = emulator().await;
     let vars = managed_identity_connection(&emulator, Some(defaults::MANAGED_IDENTITY_CLIENT_ID));
-    let output = tokio::task::spawn_blocking(move || run_task(&["sign-in"], &vars))
-        .await
-        .unwrap();
-    let out = stdout(&output);
+    let (output, out) = run_task_async(&["sign-in"], vars).await;
     assert!(output.status.success(), "{out}");
     assert!(out.contains("Signed in as managed identity"), "{out}");
     assert!(out.contains("is reachable"), "{out}");

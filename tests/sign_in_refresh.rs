@@ -25,10 +25,7 @@ fn short_lived(seconds: u64) -> Config {
 #[tokio::test]
 async fn a_build_longer_than_the_token_lifetime_keeps_working() {
     let emulator = Emulator::start(short_lived(3)).await.unwrap();
-    let vars = trusting(
-        &emulator,
-        spn_secret_connection(&emulator, defaults::CLIENT_SECRET),
-    );
+    let vars = client_secret_connection(&emulator, defaults::CLIENT_SECRET);
     let task = sign_in_with(&vars, LocalOptions::default()).await.unwrap();
     let started = Instant::now();
     let mut calls = 0;
@@ -54,13 +51,10 @@ async fn a_build_longer_than_the_token_lifetime_keeps_working() {
 #[tokio::test]
 async fn arm_and_storage_tokens_are_cached_apart() {
     let emulator = Emulator::start(Config::default()).await.unwrap();
-    let vars = trusting(
-        &emulator,
-        spn_secret_connection(&emulator, defaults::CLIENT_SECRET),
-    );
+    let vars = client_secret_connection(&emulator, defaults::CLIENT_SECRET);
     let task = sign_in_with(&vars, LocalOptions::default()).await.unwrap();
     let tokens = &task.signed.tokens;
-    let arm = tokens.token(&task.signed.cloud.arm_scope()).await.unwrap();
+    let arm = task.arm_token().await.unwrap();
     let storage = tokens
         .get_token(&[STORAGE_SCOPE], None)
         .await
@@ -72,7 +66,7 @@ async fn arm_and_storage_tokens_are_cached_apart() {
         "https://storage.azure.com"
     );
     // Both served from the cache afterwards.
-    tokens.token(&task.signed.cloud.arm_scope()).await.unwrap();
+    task.arm_token().await.unwrap();
     tokens.get_token(&[STORAGE_SCOPE], None).await.unwrap();
     assert_eq!(token_requests(&emulator).len(), 2);
     assert_no_secrets(
@@ -85,10 +79,7 @@ async fn arm_and_storage_tokens_are_cached_apart() {
 #[tokio::test]
 async fn a_failing_renewal_is_retried_then_reported() {
     let emulator = Emulator::start(short_lived(2)).await.unwrap();
-    let vars = trusting(
-        &emulator,
-        spn_secret_connection(&emulator, defaults::CLIENT_SECRET),
-    );
+    let vars = client_secret_connection(&emulator, defaults::CLIENT_SECRET);
     let task = sign_in_with(&vars, LocalOptions::default()).await.unwrap();
     task.list_storage_accounts().await.unwrap();
 

@@ -6,11 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aib_emulator::{Emulator, defaults};
+use aib_emulator::ca::CertificateAuthority;
+use aib_emulator::{Config, Emulator, defaults};
+use aib_task::agent::command::{ParsedCommand, decode};
 use aib_task::agent::console::Capture;
 use aib_task::agent::{Console, Environment};
 use aib_task::arm::ArmClient;
 use aib_task::auth::{self, LocalOptions, SignedIn};
+use azure_core::credentials::Secret;
 use base64::Engine as _;
 
 use super::{CONNECTION_ID, announced_secrets, assert_no_secret_leaks, spn_secret_connection};
@@ -21,7 +24,8 @@ pub const STORAGE_API: &str = "2023-05-01";
 pub const PLAN_ID: &str = "5b0e6f1c-0000-4000-8000-00000000000a";
 pub const JOB_ID: &str = "5b0e6f1c-0000-4000-8000-00000000000b";
 
-fn put(vars: &mut Vars, key: &str, value: impl Into<String>) {
+/// Sets `key` (`{id}` standing for the connection's id) to `value`.
+pub fn put(vars: &mut Vars, key: &str, value: impl Into<String>) {
     vars.insert(key.replace("{id}", CONNECTION_ID), value.into());
 }
 
@@ -35,9 +39,15 @@ pub fn trusting(emulator: &Emulator, mut vars: Vars) -> Vars {
     vars
 }
 
+/// The service principal connection with a client secret, the emulator's CA trusted. The other
+/// kinds of connection below start from it and replace its authentication.
+pub fn client_secret_connection(emulator: &Emulator, secret: &str) -> Vars {
+    trusting(emulator, spn_secret_connection(emulator, secret))
+}
+
 /// A service principal connection with a certificate (one PEM: certificate and key).
 pub fn certificate_connection(emulator: &Emulator, pem: &str) -> Vars {
-    let mut vars = spn_secret_connection(emulator, "unused");
+    let mut vars = client_secret_connection(emulator, "unused");
     vars.retain(|k, _| !k.ends_with("_SERVICEPRINCIPALKEY"));
     put(
         &mut vars,
@@ -49,12 +59,12 @@ pub fn certificate_connection(emulator: &Emulator, pem: &str) -> Vars {
         "ENDPOINT_AUTH_PARAMETER_{id}_SERVICEPRINCIPALCERTIFICATE",
         pem,
     );
-    trusting(emulator, vars)
+    vars
 }
 
 /// A workload identity federation connection in a job whose OIDC URI the agent gives.
 pub fn federation_connection(emulator: &Emulator) -> Vars {
-    let mut vars = spn_secret_connection(emulator, "unused");
+    let mut vars = client_secret_connection(emulator, "unused");
     vars.retain(|k, _| !k.ends_with("_SERVICEPRINCIPALKEY") && !k.ends_with("_AUTHENTICATIONTYPE"));
     put(
         &mut vars,
@@ -71,13 +81,13 @@ pub fn federation_connection(emulator: &Emulator) -> Vars {
         "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
         defaults::JOB_ACCESS_TOKEN,
     );
-    trusting(emulator, vars)
+    vars
 }
 
 /// A managed identity connection (user-assigned when `client_id` is given), IMDS at the
 /// emulator's plain-HTTP listener (`config.imds_http` must be set).
 pub fn managed_identity_connection(emulator: &Emulator, client_id: Option<&str>) -> Vars {
-    let mut vars = spn_secret_connection(emulator, "unused");
+    let mut vars = client_secret_connection(emulator, "unused");
     vars.retain(|k, _| !k.starts_with("ENDPOINT_AUTH_"));
     put(
         &mut vars,
@@ -95,16 +105,29 @@ pub fn managed_identity_connection(emulator: &Emulator, client_id: Option<&str>)
             .expect("config.imds_http = true")
             .to_string(),
     );
-    trusting(emulator, vars)
+    vars
 }
 
 /// An RSA certificate and key from the emulator's CA as one PEM, and the certificate alone
 /// (what gets registered on the app).
-pub fn rsa_certificate(ca: &aib_emulator::ca::CertificateAuthority) -> (String, String) {
+pub fn rsa_certificate(ca: &CertificateAuthority) -> (String, String) {
     let (cert, key) = ca
         .issue_client_cert("aib-task test")
         .expect("client certificate");
     (format!("{cert}{key}"), cert)
+}
+
+/// An emulator whose service principal has `certificates` registered, sharing `ca`.
+pub async fn emulator_with_certificates(
+    ca: CertificateAuthority,
+    certificates: Vec<String>,
+) -> Emulator {
+    let mut config = Config {
+        ca: Some(ca),
+        ..Config::default()
+    };
+    config.service_principals[0].certificates = certificates;
+    Emulator::start(config).await.unwrap()
 }
 
 /// An EC P-256 key (PKCS#8) and a minimal certificate carrying its public key, as one PEM, and
@@ -206,6 +229,14 @@ pub fn private_key_lines(pem: &str) -> Vec<String> {
     lines
 }
 
+/// [`assert_no_secrets`] with the private key lines of `pem` among the `known` secrets.
+pub fn assert_no_secrets_nor_key(output: &str, pem: &str, known: &[&str]) {
+    let lines = private_key_lines(pem);
+    let mut all: Vec<&str> = lines.iter().map(String::as_str).collect();
+    all.extend_from_slice(known);
+    assert_no_secrets(output, &all);
+}
+
 /// A task signed in through `auth::sign_in` as the CLI does it, output captured.
 pub struct Task {
     pub output: Capture,
@@ -217,6 +248,14 @@ pub struct Task {
 impl Task {
     pub fn text(&self) -> String {
         self.output.text()
+    }
+
+    /// A token for ARM from the signed-in token source (from its cache while fresh).
+    pub async fn arm_token(&self) -> anyhow::Result<Secret> {
+        self.signed
+            .tokens
+            .token(&self.signed.cloud.arm_scope())
+            .await
     }
 
     /// Lists the subscription's storage accounts: an ARM call made with the token.
@@ -270,6 +309,23 @@ pub async fn sign_in_with(vars: &Vars, local: LocalOptions) -> anyhow::Result<Ta
         signed,
         arm,
     })
+}
+
+/// Signs in with `vars` as the pipeline does, then makes an ARM call, which must fail: the task
+/// and the error's text with its causes.
+pub async fn first_call_error(vars: &Vars) -> (Task, String) {
+    let task = sign_in_with(vars, LocalOptions::default()).await.unwrap();
+    let err = task.list_storage_accounts().await.unwrap_err();
+    let text = format!("{err:#}");
+    (task, text)
+}
+
+/// The first `logissue` command in `out`, which must be there.
+pub fn error_issue(out: &str) -> ParsedCommand {
+    out.lines()
+        .filter_map(decode)
+        .find(|c| c.action == "logissue")
+        .expect("an error issue")
 }
 
 /// Token requests the emulator answered (any tenant, v2 or v1 endpoint).
