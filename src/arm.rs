@@ -189,6 +189,39 @@ impl ArmError {
     }
 }
 
+/// Why one try of a request failed.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// Worth another try: 408, 429, 5xx, a dropped connection or a cut-off answer. A write may
+    /// still have taken effect.
+    Transient {
+        error: anyhow::Error,
+        /// What ARM asked to wait, if it said.
+        retry_after: Option<Duration>,
+        /// A short reason for the retry line.
+        reason: String,
+    },
+    /// Not worth another try as it is (an [`ArmError`] for an error answer).
+    Final(anyhow::Error),
+}
+
+impl AttemptError {
+    pub fn into_error(self) -> anyhow::Error {
+        match self {
+            AttemptError::Transient { error, .. } | AttemptError::Final(error) => error,
+        }
+    }
+
+    /// The ARM error answer behind it, if Azure answered.
+    pub fn arm_error(&self) -> Option<&ArmError> {
+        match self {
+            AttemptError::Transient { error, .. } | AttemptError::Final(error) => {
+                error.downcast_ref::<ArmError>()
+            }
+        }
+    }
+}
+
 /// A successful ARM answer.
 #[derive(Debug)]
 pub struct ArmResponse {
@@ -307,6 +340,9 @@ impl ArmClient {
     }
 
     /// Sends one request, retrying transient failures; an error answer becomes an [`ArmError`].
+    ///
+    /// Only for reads and for writes that are safe to repeat as they are; a write that must not
+    /// happen twice drives [`ArmClient::attempt`] itself and checks what the lost attempt did.
     pub async fn send(
         &self,
         operation: &str,
@@ -316,72 +352,101 @@ impl ArmClient {
     ) -> Result<ArmResponse> {
         let mut attempt = 1;
         loop {
-            let token = self.tokens.token(&self.scope).await?;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(token.secret())
-                .header("accept", "application/json");
-            if let Some(body) = body {
-                request = request.json(body);
-            } else if method == Method::POST || method == Method::PUT {
-                request = request.header("content-length", "0");
+            match self.attempt(operation, method.clone(), &url, body).await {
+                Ok(response) => return Ok(response),
+                Err(AttemptError::Transient {
+                    reason,
+                    retry_after,
+                    ..
+                }) if attempt < self.retry.max_attempts => {
+                    let wait = self.retry.delay(attempt, retry_after, jitter());
+                    self.note_retry(operation, &reason, wait, attempt);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into_error()),
             }
-            let outcome = request.send().await;
-            let (wait, reason) = match outcome {
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let body = match response.bytes().await {
-                        Ok(body) => body,
-                        Err(e) if is_transient_error(&e) && attempt < self.retry.max_attempts => {
-                            let wait = self.retry.delay(attempt, None, jitter());
-                            self.note_retry(
-                                operation,
-                                &format!("the answer was cut off ({e})"),
-                                wait,
-                                attempt,
-                            );
-                            tokio::time::sleep(wait).await;
-                            attempt += 1;
-                            continue;
-                        }
-                        Err(e) => {
-                            return Err(e).with_context(|| {
-                                format!("{operation}: reading Azure's answer failed")
-                            });
-                        }
-                    };
-                    if status.is_success() {
-                        return Ok(ArmResponse {
-                            status,
-                            headers,
-                            body,
-                        });
+        }
+    }
+
+    /// One try of a request, saying whether a failure is worth another try.
+    pub async fn attempt(
+        &self,
+        operation: &str,
+        method: Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ArmResponse, AttemptError> {
+        let token = self
+            .tokens
+            .token(&self.scope)
+            .await
+            .map_err(AttemptError::Final)?;
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .bearer_auth(token.secret())
+            .header("accept", "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        } else if method == Method::POST || method == Method::PUT {
+            request = request.header("content-length", "0");
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let chain = crate::auth::error_chain(&e);
+                let error = anyhow::anyhow!(chain.clone()).context(format!(
+                    "{operation}: cannot reach {}",
+                    url.origin().ascii_serialization()
+                ));
+                return Err(if is_transient_error(&e) {
+                    AttemptError::Transient {
+                        error,
+                        retry_after: None,
+                        reason: chain,
                     }
-                    let error = ArmError::from_response(operation, status, &headers, &body);
-                    if !is_transient_status(status) || attempt >= self.retry.max_attempts {
-                        return Err(error.into());
+                } else {
+                    AttemptError::Final(error)
+                });
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                let transient = is_transient_error(&e);
+                let reason = format!("the answer was cut off ({e})");
+                let error = anyhow::Error::new(e)
+                    .context(format!("{operation}: reading Azure's answer failed"));
+                return Err(if transient {
+                    AttemptError::Transient {
+                        error,
+                        retry_after: None,
+                        reason,
                     }
-                    let wait = self.retry.delay(attempt, retry_after(&headers), jitter());
-                    (wait, format!("{} {}", error.status, error.code))
-                }
-                Err(e) if is_transient_error(&e) && attempt < self.retry.max_attempts => {
-                    let wait = self.retry.delay(attempt, None, jitter());
-                    (wait, crate::auth::error_chain(&e))
-                }
-                Err(e) => {
-                    return Err(anyhow::anyhow!(crate::auth::error_chain(&e))).with_context(|| {
-                        format!(
-                            "{operation}: cannot reach {}",
-                            url.origin().ascii_serialization()
-                        )
-                    });
-                }
-            };
-            self.note_retry(operation, &reason, wait, attempt);
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+                } else {
+                    AttemptError::Final(error)
+                });
+            }
+        };
+        if status.is_success() {
+            return Ok(ArmResponse {
+                status,
+                headers,
+                body,
+            });
+        }
+        let error = ArmError::from_response(operation, status, &headers, &body);
+        if is_transient_status(status) {
+            Err(AttemptError::Transient {
+                reason: format!("{} {}", error.status, error.code),
+                retry_after: retry_after(&headers),
+                error: error.into(),
+            })
+        } else {
+            Err(AttemptError::Final(error.into()))
         }
     }
 
@@ -422,7 +487,7 @@ impl ArmClient {
             .map_err(|_| anyhow::anyhow!("{operation}: no answer within {} s", limit.as_secs()))?
     }
 
-    fn note_retry(&self, operation: &str, reason: &str, wait: Duration, attempt: u32) {
+    pub fn note_retry(&self, operation: &str, reason: &str, wait: Duration, attempt: u32) {
         self.console.info(format!(
             "{operation}: {reason}; trying again in {:.1} s (attempt {} of {})",
             wait.as_secs_f64(),

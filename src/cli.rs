@@ -284,6 +284,9 @@ fn validate_command(
         },
     )?;
     console.info(format!("found build at:  {}", plan.package_path.display()));
+    for warning in plan.warnings() {
+        console.warning(warning);
+    }
     console.info("end reading parameters");
     Ok(plan)
 }

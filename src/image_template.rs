@@ -657,6 +657,11 @@ fn distributor(
             artifact_tags,
             uri: None,
         },
+        plan::Distribution::VhdAt { uri } => Distributor::Vhd {
+            run_output_name,
+            artifact_tags,
+            uri: Some(uri.clone()),
+        },
     }
 }
 

@@ -224,6 +224,19 @@ pub struct TaskInputs {
     )]
     pub replication_regions: Option<String>,
 
+    /// Where to write the VHD (distribute type `vhd`): an `https://` blob URL in your own
+    /// storage account, e.g. `https://myaccount.blob.core.windows.net/vhds/web.vhd`. The Image
+    /// Builder identity needs Storage Blob Data Contributor there. Empty: the VHD stays in the
+    /// staging resource group and the template is kept so the VHD is not deleted with it.
+    #[arg(
+        id = "vhdUri",
+        long = "vhd-uri",
+        env = "INPUT_VHDURI",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub vhd_uri: Option<String>,
+
     /// Build VM size, e.g. `Standard_D2s_v3`; empty lets Image Builder choose.
     #[arg(
         id = "vmSize",
@@ -234,7 +247,7 @@ pub struct TaskInputs {
     )]
     pub vm_size: Option<String>,
 
-    /// Build timeout in minutes, 0 to 960 (0 means Image Builder's default of 240).
+    /// Build timeout in minutes: 0 (Image Builder's default of 240) or 6 to 960.
     #[arg(
         id = "buildTimeoutInMinutes",
         long = "build-timeout-in-minutes",
@@ -264,7 +277,8 @@ pub struct TaskInputs {
     )]
     pub template_name: Option<String>,
 
-    /// Resource id of an existing empty resource group for the build's temporary resources.
+    /// Resource id of the resource group for the build's temporary resources: created by Image
+    /// Builder when missing; an existing one must be empty and used by no other template.
     #[arg(
         id = "stagingResourceGroup",
         long = "staging-resource-group",
@@ -573,7 +587,7 @@ mod tests {
     #[test]
     fn every_input_is_a_flag_and_an_input_variable() {
         let specs = input_specs();
-        assert_eq!(specs.len(), 35);
+        assert_eq!(specs.len(), 36);
         for spec in &specs {
             assert_eq!(
                 spec.env,

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod archive;
 pub mod arm;
 pub mod auth;
+pub mod blob_url;
 pub mod build;
 pub mod cli;
 pub mod image_template;

@@ -14,6 +14,11 @@ pub const PUB_OFFER_SKU_PLACEHOLDER: &str = "Publisher:Offer:Sku";
 
 /// Image Builder's own default when `buildTimeoutInMinutes` is 0; also the task's default.
 pub const DEFAULT_BUILD_TIMEOUT_MINUTES: u32 = 240;
+/// The shortest and longest build timeouts Image Builder accepts besides 0 (template reference,
+/// "Create an Azure Image Builder Bicep or ARM template JSON template": "The minimum value is 6
+/// minutes, and the maximum value is 960 minutes"; its troubleshooting guide explains that 1 to
+/// 5 minutes fail because the build's token "will expire within 5 minutes").
+pub const BUILD_TIMEOUT_MINUTES: std::ops::RangeInclusive<u32> = 6..=960;
 
 /// Where the base image comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +73,11 @@ pub enum Distribution {
         exclude_from_latest: bool,
         storage_account_type: Option<String>,
     },
+    /// A VHD that Image Builder writes into a storage account of the template's staging
+    /// resource group, which is deleted with the template.
     Vhd,
+    /// A VHD written to `vhdUri`, a blob in the user's own storage account.
+    VhdAt { uri: String },
 }
 
 impl Distribution {
@@ -77,8 +86,13 @@ impl Distribution {
         match self {
             Distribution::ManagedImage { .. } => "ManagedImage_distribute",
             Distribution::SharedImage { .. } => "SharedImage_distribute",
-            Distribution::Vhd => "VHD_distribute",
+            Distribution::Vhd | Distribution::VhdAt { .. } => "VHD_distribute",
         }
+    }
+
+    /// A VHD written into the staging resource group: deleting the template would delete it.
+    pub fn vhd_in_staging_group(&self) -> bool {
+        matches!(self, Distribution::Vhd)
     }
 }
 
@@ -446,7 +460,19 @@ impl BuildPlan {
             .and_then(|p| {
                 let path = crate::staging::resolve_package_path(p, context);
                 match std::fs::metadata(&path) {
-                    Ok(m) if m.is_dir() => Some(path),
+                    // An empty folder would upload an empty archive and put nothing on the
+                    // image: refuse it now, before any Azure call.
+                    Ok(m) if m.is_dir() => match std::fs::read_dir(&path).map(|mut d| d.next().is_none()) {
+                        Ok(false) => Some(path),
+                        Ok(true) => {
+                            c.fail("packagePath", format!("the folder '{}' is empty; expected the folder whose contents go onto the image (check the artifact download or build step before this task)", path.display()));
+                            None
+                        }
+                        Err(e) => {
+                            c.fail("packagePath", format!("the folder '{}' cannot be read: {e}", path.display()));
+                            None
+                        }
+                    },
                     Ok(_) => {
                         c.fail("packagePath", format!("'{}' is a file; expected a folder (its contents are copied onto the image)", path.display()));
                         None
@@ -548,7 +574,18 @@ impl BuildPlan {
                     _ => None,
                 }
             }
-            Some(Some(DistributeKind::Vhd)) => Some(Distribution::Vhd),
+            Some(Some(DistributeKind::Vhd)) => {
+                match inputs::value(&raw.vhd_uri).map(crate::blob_url::vhd_destination) {
+                    None => Some(Distribution::Vhd),
+                    Some(Ok(url)) => Some(Distribution::VhdAt {
+                        uri: url.to_string(),
+                    }),
+                    Some(Err(problem)) => {
+                        c.fail("vhdUri", problem);
+                        None
+                    }
+                }
+            }
             None => None,
         };
         let gallery = matches!(distribution, Some(Distribution::SharedImage { .. }));
@@ -566,6 +603,15 @@ impl BuildPlan {
             if set && !gallery && distribution.is_some() {
                 c.fail(input, "applies to gallery images only (distributeType sig)");
             }
+        }
+        if inputs::value(&raw.vhd_uri).is_some()
+            && distribution.is_some()
+            && !matches!(
+                distribution,
+                Some(Distribution::Vhd | Distribution::VhdAt { .. })
+            )
+        {
+            c.fail("vhdUri", "applies to VHD builds only (distributeType vhd)");
         }
 
         let vm_size = inputs::value(&raw.vm_size).and_then(|s| {
@@ -588,17 +634,23 @@ impl BuildPlan {
             ))
             .flatten()
             .filter(|&n| n > 0);
-        let build_timeout_minutes = c
-            .take(inputs::integer(
-                "buildTimeoutInMinutes",
-                &raw.build_timeout_in_minutes,
-                0,
-                960,
-            ))
-            .map(|t| match t {
-                None | Some(0) => DEFAULT_BUILD_TIMEOUT_MINUTES,
-                Some(n) => n,
-            });
+        let build_timeout_minutes = match inputs::value(&raw.build_timeout_in_minutes)
+            .map(|v| (v, v.parse::<u32>()))
+        {
+            None | Some((_, Ok(0))) => Some(DEFAULT_BUILD_TIMEOUT_MINUTES),
+            Some((_, Ok(n))) if BUILD_TIMEOUT_MINUTES.contains(&n) => Some(n),
+            Some((v, _)) => {
+                c.fail(
+                    "buildTimeoutInMinutes",
+                    format!(
+                        "expected 0 (Image Builder's default, {DEFAULT_BUILD_TIMEOUT_MINUTES}) or a whole number of minutes from {} to {}, got '{v}'",
+                        BUILD_TIMEOUT_MINUTES.start(),
+                        BUILD_TIMEOUT_MINUTES.end()
+                    ),
+                );
+                None
+            }
+        };
         let template_name = match inputs::value(&raw.template_name) {
             Some(name) if valid_template_name(name) => Some(name.to_owned()),
             Some(name) => {
@@ -671,6 +723,28 @@ impl BuildPlan {
             wait_for_template_deletion: wait_for_template_deletion.unwrap_or_else(missing),
         })
     }
+
+    /// Advice on valid choices that are likely to hurt, shown before anything is built.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.customization.windows_update && self.vm_size.is_none() {
+            // Image Builder's troubleshooting guide: low resources on Windows "commonly happens
+            // when Windows Update runs with the default build VM size, D1_V2"; its template
+            // reference recommends "Standard_D2_v2" or equivalent for Windows builds.
+            warnings.push("windowsUpdateProvisioner is on and vmSize is empty: Image Builder's default build VM (Standard_D1_v2 for Gen1 images) is too small for Windows Update, which then fails or times out. Set vmSize to Standard_D2_v2 or larger, e.g. Standard_D4s_v3".to_owned());
+        }
+        if let Some(group) = &self.staging_resource_group
+            && self.keep_template_on_failure
+        {
+            // Template reference: a staging group "cannot be associated with another image
+            // template, must be empty"; a kept template keeps its build resources there.
+            warnings.push(format!(
+                "stagingResourceGroup is {} and keepTemplateOnFailure is true: if the build fails, the kept template keeps that group in use (Image Builder needs an empty group used by no other template), so the next build with it fails until the template is deleted. Delete the failed template before the next run (the task prints the command), or set keepTemplateOnFailure to false",
+                group.as_str()
+            ));
+        }
+        warnings
+    }
 }
 
 #[cfg(test)]
@@ -694,6 +768,7 @@ mod tests {
     /// A complete, valid set of inputs for a Linux marketplace build to a managed image.
     fn valid(dir: &std::path::Path) -> TaskInputs {
         std::fs::create_dir_all(dir.join("drop")).unwrap();
+        std::fs::write(dir.join("drop/app.conf"), "listen=8080\n").unwrap();
         let s = |v: &str| Some(v.to_owned());
         TaskInputs {
             ib_subscription: s("conn"),
@@ -920,6 +995,120 @@ mod tests {
                 "{input}: {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_build_path_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+        let mut i = valid(dir.path());
+        i.package_path = Some("empty".into());
+        let found = errors(&i, dir.path());
+        assert!(
+            found
+                .iter()
+                .any(|(n, p)| *n == "packagePath" && p.contains("is empty")),
+            "{found:?}"
+        );
+        // A folder holding only an empty folder still puts that folder on the image.
+        std::fs::create_dir_all(dir.path().join("empty/logs")).unwrap();
+        assert!(plan(&i, dir.path()).is_ok());
+    }
+
+    #[test]
+    fn build_timeouts_follow_image_builder_s_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = valid(dir.path());
+        for (value, minutes) in [
+            ("", 240),
+            ("0", 240),
+            ("6", 6),
+            ("960", 960),
+            (" 120 ", 120),
+        ] {
+            i.build_timeout_in_minutes = Some(value.into());
+            assert_eq!(
+                plan(&i, dir.path()).unwrap().build_timeout_minutes,
+                minutes,
+                "{value}"
+            );
+        }
+        for value in ["1", "5", "961", "-1", "4h", "6.5"] {
+            i.build_timeout_in_minutes = Some(value.into());
+            let found = errors(&i, dir.path());
+            assert!(
+                found.iter().any(|(n, p)| *n == "buildTimeoutInMinutes"
+                    && p.contains("from 6 to 960")
+                    && p.contains(&format!("'{}'", value.trim()))),
+                "{value}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn vhd_uri_sends_the_vhd_to_the_user_s_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = valid(dir.path());
+        i.distribute_type = Some("vhd".into());
+        assert_eq!(
+            plan(&i, dir.path()).unwrap().distribution,
+            Distribution::Vhd
+        );
+        assert!(
+            plan(&i, dir.path())
+                .unwrap()
+                .distribution
+                .vhd_in_staging_group()
+        );
+        i.vhd_uri = Some(" https://mystorage.blob.core.windows.net/vhds/web.vhd ".into());
+        let p = plan(&i, dir.path()).unwrap();
+        assert_eq!(
+            p.distribution,
+            Distribution::VhdAt {
+                uri: "https://mystorage.blob.core.windows.net/vhds/web.vhd".into()
+            }
+        );
+        assert!(!p.distribution.vhd_in_staging_group());
+        assert_eq!(p.distribution.run_output_name(), "VHD_distribute");
+        i.vhd_uri =
+            Some("https://mystorage.blob.core.windows.net/vhds/web.vhd?sv=1&sig=abc".into());
+        assert!(
+            errors(&i, dir.path())
+                .iter()
+                .any(|(n, p)| *n == "vhdUri" && p.contains("SAS"))
+        );
+        // Only VHD builds write a VHD.
+        i.vhd_uri = Some("https://mystorage.blob.core.windows.net/vhds/web.vhd".into());
+        i.distribute_type = Some("managedimage".into());
+        assert!(
+            errors(&i, dir.path())
+                .iter()
+                .any(|(n, p)| *n == "vhdUri" && p.contains("distributeType vhd"))
+        );
+    }
+
+    #[test]
+    fn warnings_for_choices_likely_to_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = valid(dir.path());
+        assert!(plan(&i, dir.path()).unwrap().warnings().is_empty());
+        i.provisioner = Some("powershell".into());
+        i.windows_update_provisioner = Some("true".into());
+        let w = plan(&i, dir.path()).unwrap().warnings();
+        assert!(
+            w.len() == 1 && w[0].contains("vmSize") && w[0].contains("Windows Update"),
+            "{w:?}"
+        );
+        i.vm_size = Some("Standard_D4s_v3".into());
+        assert!(plan(&i, dir.path()).unwrap().warnings().is_empty());
+        i.staging_resource_group = Some(format!("/subscriptions/{SUB}/resourceGroups/rg-staging"));
+        let w = plan(&i, dir.path()).unwrap().warnings();
+        assert!(
+            w.len() == 1 && w[0].contains("rg-staging") && w[0].contains("keepTemplateOnFailure"),
+            "{w:?}"
+        );
+        i.keep_template_on_failure = Some("false".into());
+        assert!(plan(&i, dir.path()).unwrap().warnings().is_empty());
     }
 
     #[test]

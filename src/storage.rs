@@ -94,32 +94,58 @@ pub async fn find_account(
                 "input 'storageAccountName': the storage account '{name}' was not found in subscription '{subscription}' ({seen} accounts are visible to the service connection). Check the name, and that the connection's identity can read the account (Reader or Contributor on it)"
             )
         })?;
-    let blob = account
-        .properties
-        .primary_endpoints
-        .and_then(|e| e.blob)
-        .ok_or_else(|| {
-            anyhow!(
-                "the storage account '{}' has no blob endpoint",
+    account.into_account()
+}
+
+/// The storage accounts in one resource group (`group_id`: `/subscriptions/…/resourceGroups/…`),
+/// such as the one Image Builder keeps its build logs in.
+pub async fn accounts_in_group(arm: &ArmClient, group_id: &str) -> Result<Vec<StorageAccount>> {
+    let accounts: Vec<AccountResource> = arm
+        .list(
+            "listing the staging group's storage accounts",
+            &format!(
+                "{}/providers/Microsoft.Storage/storageAccounts",
+                group_id.trim_end_matches('/')
+            ),
+            STORAGE_API_VERSION,
+        )
+        .await?;
+    accounts
+        .into_iter()
+        .map(AccountResource::into_account)
+        .collect()
+}
+
+impl AccountResource {
+    fn into_account(self) -> Result<StorageAccount> {
+        let account = self;
+        let blob = account
+            .properties
+            .primary_endpoints
+            .and_then(|e| e.blob)
+            .ok_or_else(|| {
+                anyhow!(
+                    "the storage account '{}' has no blob endpoint",
+                    account.name
+                )
+            })?;
+        let mut blob_endpoint = Url::parse(&blob).with_context(|| {
+            format!(
+                "the storage account '{}' has an invalid blob endpoint '{blob}'",
                 account.name
             )
         })?;
-    let mut blob_endpoint = Url::parse(&blob).with_context(|| {
-        format!(
-            "the storage account '{}' has an invalid blob endpoint '{blob}'",
-            account.name
-        )
-    })?;
-    if !blob_endpoint.path().ends_with('/') {
-        let path = format!("{}/", blob_endpoint.path());
-        blob_endpoint.set_path(&path);
+        if !blob_endpoint.path().ends_with('/') {
+            let path = format!("{}/", blob_endpoint.path());
+            blob_endpoint.set_path(&path);
+        }
+        Ok(StorageAccount {
+            id: account.id,
+            name: account.name,
+            blob_endpoint,
+            allow_shared_key_access: account.properties.allow_shared_key_access,
+        })
     }
-    Ok(StorageAccount {
-        id: account.id,
-        name: account.name,
-        blob_endpoint,
-        allow_shared_key_access: account.properties.allow_shared_key_access,
-    })
 }
 
 /// How the task gets into the account.

@@ -8,8 +8,12 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::arm::ArmClient;
-use crate::sas::{BlobSas, Protocol};
+use crate::blob_url::blob_location;
+use crate::sas::{AccountSas, BlobSas, Protocol};
 use crate::storage::{self, Access};
+
+/// The storage service version of the log reads (a GA version every cloud has).
+const STORAGE_VERSION: &str = "2022-11-02";
 
 /// The log URL in a failed run's message, without the sentence's trailing punctuation.
 pub fn log_url(message: &str) -> Option<Url> {
@@ -21,47 +25,110 @@ pub fn log_url(message: &str) -> Option<Url> {
     matches!(url.scheme(), "https" | "http").then_some(url)
 }
 
-/// Where a blob URL points: account, container and blob name. Handles both the service's
-/// `https://<account>.blob.<suffix>/<container>/<blob>` and the path-style URLs of emulators
-/// and Azure Stack IP endpoints (`https://127.0.0.1:10000/<account>/<container>/<blob>`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlobLocation {
-    pub account: String,
-    pub container: String,
-    pub blob: String,
+/// The container Image Builder writes build logs to, one `<guid>/` folder per run.
+const LOG_CONTAINER: &str = "packerlogs";
+
+/// The newest of `names` (with their last-modified times) that is a run's `customization.log`.
+pub fn newest_log<'a>(
+    blobs: impl IntoIterator<Item = (&'a str, Option<OffsetDateTime>)>,
+) -> Option<(&'a str, Option<OffsetDateTime>)> {
+    blobs
+        .into_iter()
+        .filter(|(name, _)| {
+            name.rsplit_once('/')
+                .is_some_and(|(folder, file)| file == "customization.log" && !folder.is_empty())
+        })
+        .max_by_key(|(_, modified)| *modified)
 }
 
-pub fn blob_location(url: &Url) -> Option<BlobLocation> {
-    let host = url.host_str()?;
-    let mut segments: Vec<String> = url.path_segments()?.map(percent_decode).collect();
-    let path_style = url
-        .host()
-        .is_some_and(|h| matches!(h, url::Host::Ipv4(_) | url::Host::Ipv6(_)))
-        || host.eq_ignore_ascii_case("localhost");
-    let account = if path_style {
-        if segments.is_empty() {
-            return None;
+/// Finds the newest `packerlogs/<guid>/customization.log` in the storage accounts of the staging
+/// group, for a failure whose message names no log: a build that exceeds its timeout fails with
+/// "context deadline exceeded" and no log URL, though the log is there ("Troubleshoot Azure VM
+/// Image Builder"). `None` when no log is found.
+pub async fn find_newest(
+    arm: &ArmClient,
+    http: &reqwest::Client,
+    staging_group: &str,
+    console: &crate::agent::Console,
+) -> Result<Option<Url>> {
+    let mut newest: Option<(Url, Option<OffsetDateTime>)> = None;
+    for account in storage::accounts_in_group(arm, staging_group).await? {
+        let Access::AccountKey(key) = storage::choose_access(arm, &account, console).await? else {
+            continue;
+        };
+        let now = OffsetDateTime::now_utc();
+        let sas = AccountSas {
+            account: account.name.clone(),
+            permissions: "rl".to_owned(),
+            start: now - time::Duration::minutes(5),
+            expiry: now + time::Duration::hours(1),
+            protocol: Protocol::for_endpoint(&account.blob_endpoint),
         }
-        segments.remove(0)
-    } else {
-        host.split('.').next()?.to_owned()
-    };
-    if segments.len() < 2 || segments.iter().any(|s| s.is_empty()) {
-        return None;
+        .sign(azure_core::credentials::Secret::secret(&key))?;
+        console.set_secret(&sas.signature);
+        let mut container = account.blob_endpoint.clone();
+        container
+            .path_segments_mut()
+            .map_err(|_| {
+                anyhow!(
+                    "the blob endpoint {} cannot take a path",
+                    account.blob_endpoint
+                )
+            })?
+            .pop_if_empty()
+            .push(LOG_CONTAINER);
+        let mut marker: Option<String> = None;
+        for _page in 0..100 {
+            let mut list = container.clone();
+            list.set_query(Some(&sas.query));
+            list.query_pairs_mut()
+                .append_pair("restype", "container")
+                .append_pair("comp", "list");
+            if let Some(m) = &marker {
+                list.query_pairs_mut().append_pair("marker", m);
+            }
+            let response = http
+                .get(list)
+                .header("x-ms-version", STORAGE_VERSION)
+                .send()
+                .await
+                .map_err(|e| anyhow!(crate::auth::error_chain(&e)))
+                .with_context(|| format!("listing the build logs in {}", account.name))?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                break; // no logs container in this account
+            }
+            anyhow::ensure!(
+                response.status().is_success(),
+                "listing the build logs in {} answered {}",
+                account.name,
+                response.status()
+            );
+            let page: azure_storage_blob::models::ListBlobsResponse =
+                azure_core::xml::from_xml(response.bytes().await?).with_context(|| {
+                    format!("reading the list of build logs in {}", account.name)
+                })?;
+            let found = newest_log(page.blob_items.iter().filter_map(|b| {
+                Some((
+                    b.name.as_deref()?,
+                    b.properties.as_ref().and_then(|p| p.last_modified),
+                ))
+            }));
+            if let Some((name, modified)) = found
+                && newest.as_ref().is_none_or(|(_, m)| modified > *m)
+            {
+                let mut url = container.clone();
+                url.path_segments_mut()
+                    .map_err(|_| anyhow!("{container} cannot take a path"))?
+                    .extend(name.split('/'));
+                newest = Some((url, modified));
+            }
+            marker = page.next_marker.filter(|m| !m.is_empty());
+            if marker.is_none() {
+                break;
+            }
+        }
     }
-    let container = segments.remove(0);
-    Some(BlobLocation {
-        account,
-        container,
-        blob: segments.join("/"),
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_owned())
+    Ok(newest.map(|(url, _)| url))
 }
 
 /// The last `n` lines of `text`.
@@ -108,7 +175,7 @@ pub async fn read(
         ),
     };
     let response = request
-        .header("x-ms-version", "2022-11-02")
+        .header("x-ms-version", STORAGE_VERSION)
         .send()
         .await
         .map_err(|e| anyhow!(crate::auth::error_chain(&e)))
@@ -137,7 +204,7 @@ mod tests {
         );
         assert_eq!(
             blob_location(&url).unwrap(),
-            BlobLocation {
+            crate::blob_url::BlobLocation {
                 account: "a1b2c3d4e5".into(),
                 container: "packerlogs".into(),
                 blob: "0f1e2d3c-aaaa-bbbb-cccc-0123456789ab/customization.log".into()
@@ -148,19 +215,20 @@ mod tests {
     }
 
     #[test]
-    fn path_style_urls_carry_the_account_in_the_path() {
-        let url = Url::parse(
-            "https://127.0.0.1:10000/aibstaginglogs01/packerlogs/guid/customization.log",
-        )
-        .unwrap();
-        let loc = blob_location(&url).unwrap();
-        assert_eq!(loc.account, "aibstaginglogs01");
-        assert_eq!(loc.container, "packerlogs");
-        assert_eq!(loc.blob, "guid/customization.log");
+    fn the_newest_customization_log_wins() {
+        let t = |s: i64| Some(OffsetDateTime::from_unix_timestamp(1_780_000_000 + s).unwrap());
         assert_eq!(
-            blob_location(&Url::parse("https://127.0.0.1:1/acct/").unwrap()),
-            None
+            newest_log([
+                ("a1/customization.log", t(10)),
+                ("b2/customization.log", t(30)),
+                ("b2/validation.log", t(50)),
+                ("customization.log", t(60)),
+                ("c3/customization.log.bak", t(70)),
+                ("c3/customization.log", t(20)),
+            ]),
+            Some(("b2/customization.log", t(30)))
         );
+        assert_eq!(newest_log([("x/validation.log", t(1))]), None);
     }
 
     #[test]

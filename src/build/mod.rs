@@ -3,25 +3,27 @@
 //! cleaned up; on failure the reason with the build log, on cancellation a cancel request to
 //! Image Builder. Every Azure write happens here, after the inputs were validated (`crate::plan`).
 
+pub mod create;
 pub mod log;
 pub mod outputs;
 pub mod progress;
 pub mod source;
+pub mod start;
 pub mod summary;
+pub mod vhd;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use azure_core::credentials::TokenCredential;
 use reqwest::Method;
 use tokio::sync::watch;
 
 use crate::agent::{Console, PipelineContext};
-use crate::arm::{ArmClient, ArmError};
+use crate::arm::ArmClient;
 use crate::image_template::{
-    self, ArtifactRef, ImageTemplate, ProvisioningState, RunOutput, RunState,
-    Source as TemplateSource,
+    self, ArtifactRef, ImageTemplate, RunOutput, RunState, Source as TemplateSource,
 };
 use crate::plan::{BuildPlan, Distribution, Source};
 use crate::staging::{self, Staged, StagingRequest};
@@ -100,11 +102,6 @@ pub fn cancellation() -> watch::Receiver<bool> {
 #[error("{0}")]
 pub struct Cancelled(pub String);
 
-/// The template name is taken by a template with another definition (409).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct NameTaken(String);
-
 /// What a build needs besides its plan.
 pub struct Builder<'a> {
     pub arm: &'a ArmClient,
@@ -153,7 +150,8 @@ fn describe_distribution(distribution: &Distribution) -> String {
         } => {
             format!("gallery image {gallery_image_id} ({})", regions.join(", "))
         }
-        Distribution::Vhd => "VHD".to_owned(),
+        Distribution::Vhd => "VHD (in the staging resource group)".to_owned(),
+        Distribution::VhdAt { uri } => format!("VHD to {uri}"),
     }
 }
 
@@ -163,6 +161,28 @@ fn removal_hint(plan: &BuildPlan) -> String {
         "az image builder delete --name {} --resource-group {} --subscription {}",
         plan.template_name, plan.resource_group, plan.subscription_id
     )
+}
+
+/// The staging resource group really in use: the template's read-only
+/// `exactStagingResourceGroup`, else the user's `stagingResourceGroup`. Never a guessed name:
+/// Image Builder appends a GUID to the `IT_…` groups it makes.
+fn staging_group(plan: &BuildPlan, template: Option<&ImageTemplate>) -> Option<String> {
+    template
+        .and_then(|t| t.properties.exact_staging_resource_group.clone())
+        .filter(|g| !g.is_empty())
+        .or_else(|| {
+            plan.staging_resource_group
+                .as_ref()
+                .map(|g| g.as_str().to_owned())
+        })
+}
+
+/// [`staging_group`] for a message.
+fn describe_staging_group(plan: &BuildPlan, template: Option<&ImageTemplate>) -> String {
+    match staging_group(plan, template) {
+        Some(group) => format!("staging resource group {group}"),
+        None => "staging resource group (Image Builder names it in the template's exactStagingResourceGroup)".to_owned(),
+    }
 }
 
 impl Builder<'_> {
@@ -338,6 +358,11 @@ impl Builder<'_> {
         if let TemplateSource::PlatformImage { plan_info, .. } = &mut template.properties.source {
             *plan_info = purchase_plan;
         }
+        // How a retry after a lost answer knows the template it finds is this run's own.
+        let token = create::run_token();
+        template
+            .tags
+            .insert(create::RUN_TAG.to_owned(), token.clone());
         let source_json = serde_json::to_string(&template.properties.source).unwrap_or_default();
         self.console
             .info(format!("Source for image:  {source_json}"));
@@ -355,13 +380,27 @@ impl Builder<'_> {
         let mut named = plan.clone();
         let mut renames = 0u128;
         loop {
-            match self
-                .put_template(&named, &template_path(&named), &template)
-                .await
-            {
-                Ok(()) => break,
+            self.console.info("starting put template...");
+            let created = create::create(
+                self.arm,
+                self.console,
+                &template_path(&named),
+                &template,
+                &token,
+                (
+                    &named.template_name,
+                    &named.resource_group,
+                    &named.subscription_id,
+                ),
+            )
+            .await;
+            match created {
+                Ok(()) => {
+                    self.console.info("put template:  Succeeded");
+                    break;
+                }
                 Err(e)
-                    if e.downcast_ref::<NameTaken>().is_some()
+                    if e.downcast_ref::<create::NameTaken>().is_some()
                         && !named.template_name_given
                         && renames < 3 =>
                 {
@@ -380,7 +419,7 @@ impl Builder<'_> {
                     summary.template_name = named.template_name.clone();
                 }
                 Err(e) => {
-                    return Err(match e.downcast::<NameTaken>() {
+                    return Err(match e.downcast::<create::NameTaken>() {
                         Ok(taken) => anyhow!(
                             "{}\nA template named {} already exists in {} and Image Builder cannot update templates: set templateName to a new name, or remove the old one with: {}",
                             taken.0,
@@ -388,6 +427,9 @@ impl Builder<'_> {
                             named.resource_group,
                             removal_hint(&named)
                         ),
+                        Err(e) if e.downcast_ref::<create::ProvisioningFailed>().is_some() => {
+                            self.keep_note(&named, e)
+                        }
                         Err(e) => e,
                     });
                 }
@@ -400,14 +442,10 @@ impl Builder<'_> {
             .push(("Creating the template".into(), phase.elapsed()));
 
         if self.cancelled() {
-            return Err(self.cancel_build(plan, &path, staged, false).await);
+            return Err(self.cancel_build(plan, &path, staged, None, false).await);
         }
         self.console.info("starting run template...");
-        let url = self
-            .arm
-            .url(&format!("{path}/run"), image_template::API_VERSION)?;
-        self.arm
-            .send("starting the build", Method::POST, url, None)
+        start::start(self.arm, self.console, &path)
             .await
             .map_err(|e| self.keep_note(plan, e))?;
 
@@ -435,12 +473,22 @@ impl Builder<'_> {
                 image_template::API_VERSION,
             )
             .await?;
-        let image_uri = output
-            .properties
-            .artifact_id
-            .clone()
-            .or(output.properties.artifact_uri.clone())
-            .ok_or_else(|| anyhow!("the build's output {run_output_name} names no image"))?;
+        let image_uri = match &plan.distribution {
+            // The user's own blob, exactly as given.
+            Distribution::VhdAt { uri } => uri.clone(),
+            Distribution::Vhd => output
+                .properties
+                .artifact_uri
+                .as_deref()
+                .map(vhd::output_url)
+                .ok_or_else(|| anyhow!("the build's output {run_output_name} names no VHD"))?,
+            _ => output
+                .properties
+                .artifact_id
+                .clone()
+                .or(output.properties.artifact_uri.clone())
+                .ok_or_else(|| anyhow!("the build's output {run_output_name} names no image"))?,
+        };
         summary.image_uri = Some(image_uri.clone());
         let platform_image = match (&plan.source, &finished.properties.source) {
             (
@@ -472,72 +520,28 @@ impl Builder<'_> {
             template_id: finished.id.clone().unwrap_or_else(|| path.clone()),
         };
         outputs.emit(self.console);
-        self.delete_template(plan, &path).await;
+        if plan.distribution.vhd_in_staging_group() {
+            // Deleting the template would delete the VHD with the staging group.
+            let group = describe_staging_group(plan, Some(&finished));
+            let text = vhd::keep_instructions(
+                &outputs.image_uri,
+                group.trim_start_matches("staging resource group "),
+                &removal_hint(plan),
+                &plan.template_name,
+            );
+            self.console.warning(format!(
+                "template {} was kept: its {group} holds the VHD, which deleting the template would delete. Copy the VHD out, then delete the template (instructions below)",
+                plan.template_name
+            ));
+            self.console.info(&text);
+            summary.notes.push(text);
+        } else {
+            self.delete_template(plan, &path).await;
+        }
         summary
             .phases
             .push(("Outputs and clean-up".into(), phase.elapsed()));
         Ok(outputs)
-    }
-
-    /// Creates the template and waits until it is provisioned.
-    async fn put_template(
-        &self,
-        plan: &BuildPlan,
-        path: &str,
-        template: &ImageTemplate,
-    ) -> Result<()> {
-        self.console.info("starting put template...");
-        let body = serde_json::to_value(template).context("serialising the template")?;
-        let url = self.arm.url(path, image_template::API_VERSION)?;
-        let operation = format!("creating template {}", plan.template_name);
-        let started = match self
-            .arm
-            .send(&operation, Method::PUT, url, Some(&body))
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let conflict = e
-                    .downcast_ref::<ArmError>()
-                    .is_some_and(|a| a.status == 409);
-                let detail = e
-                    .downcast_ref::<ArmError>()
-                    .map(ArmError::describe)
-                    .unwrap_or_else(|| format!("{e:#}"));
-                if conflict {
-                    return Err(NameTaken(detail).into());
-                }
-                bail!("{detail}");
-            }
-        };
-        let status = self.arm.wait(&operation, &started, None).await?;
-        let current: ImageTemplate = self
-            .arm
-            .get(&operation, path, image_template::API_VERSION)
-            .await?;
-        let provisioned =
-            current.properties.provisioning_state == Some(ProvisioningState::Succeeded);
-        if !status.succeeded() || !provisioned {
-            let reason = current
-                .properties
-                .provisioning_error
-                .and_then(|e| {
-                    Some(format!(
-                        "{}: {}",
-                        e.provisioning_error_code.unwrap_or_default(),
-                        e.message?
-                    ))
-                })
-                .or_else(|| status.error.map(|e| format!("{}: {}", e.code, e.message)))
-                .unwrap_or_else(|| format!("provisioning ended {}", status.status));
-            bail!(
-                "creating template {} failed: {reason}\nThe template was kept for inspection; remove it with: {}",
-                plan.template_name,
-                removal_hint(plan)
-            );
-        }
-        self.console.info("put template:  Succeeded");
-        Ok(())
     }
 
     fn keep_note(&self, plan: &BuildPlan, e: anyhow::Error) -> anyhow::Error {
@@ -603,7 +607,9 @@ impl Builder<'_> {
                 return Ok(current);
             }
             if Instant::now() >= deadline {
-                let e = self.cancel_build(plan, path, staged, true).await;
+                let e = self
+                    .cancel_build(plan, path, staged, Some(&current), true)
+                    .await;
                 return Err(e.context(format!(
                     "the build ran longer than buildTimeoutInMinutes ({}) plus {} minutes (total {})",
                     plan.build_timeout_minutes,
@@ -615,7 +621,7 @@ impl Builder<'_> {
             tokio::select! {
                 _ = tokio::time::sleep(self.timing.poll) => {}
                 _ = cancel.wait_for(|c| *c) => {
-                    return Err(self.cancel_build(plan, path, staged, false).await);
+                    return Err(self.cancel_build(plan, path, staged, Some(&current), false).await);
                 }
             }
         }
@@ -628,6 +634,7 @@ impl Builder<'_> {
         plan: &BuildPlan,
         path: &str,
         staged: &Staged,
+        template: Option<&ImageTemplate>,
         timed_out: bool,
     ) -> anyhow::Error {
         let why = if timed_out {
@@ -668,11 +675,10 @@ impl Builder<'_> {
             ));
         }
         Cancelled(format!(
-            "{why}. The template {} remains in resource group {} with its staging resource group (IT_{}_{}_…), which goes with it; once the cancellation has finished, remove them with: {}",
+            "{why}. The template {} remains in resource group {} with its {}, which goes with it; once the cancellation has finished, remove them with: {}",
             plan.template_name,
             plan.resource_group,
-            plan.resource_group,
-            plan.template_name,
+            describe_staging_group(plan, template),
             removal_hint(plan)
         ))
         .into()
@@ -696,12 +702,27 @@ impl Builder<'_> {
             .message
             .unwrap_or_else(|| "Image Builder gave no reason".into());
         self.console.info(format!("run template:  {state:?}"));
-        let staging_group = finished
-            .properties
-            .exact_staging_resource_group
-            .clone()
-            .unwrap_or_else(|| format!("IT_{}_{}_…", plan.resource_group, plan.template_name));
-        let log_url = log::log_url(&message);
+        let staging = describe_staging_group(plan, Some(finished));
+        let mut log_url = log::log_url(&message);
+        if log_url.is_none()
+            && let Some(group) = staging_group(plan, Some(finished))
+        {
+            // A timeout ("context deadline exceeded") names no log, but the log is there.
+            match log::find_newest(self.arm, &self.http, &group, self.console).await {
+                Ok(Some(url)) => {
+                    self.console.info(format!(
+                        "Image Builder's message names no build log; the newest one in {group} is {url}"
+                    ));
+                    log_url = Some(url);
+                }
+                Ok(None) => self.console.info(format!(
+                    "no build log (packerlogs/*/customization.log) was found in {group}"
+                )),
+                Err(e) => self.console.warning(format!(
+                    "could not look for the build log in {group}: {e:#}"
+                )),
+            }
+        }
         if let Some(url) = &log_url {
             summary.log_url = Some(url.to_string());
             // Read before any deletion: the log lives in the staging group.
@@ -726,8 +747,13 @@ impl Builder<'_> {
             }
         }
         let kept = if plan.keep_template_on_failure {
+            let busy = if plan.staging_resource_group.is_some() {
+                " Until then your stagingResourceGroup stays in use by this template, and Image Builder refuses it for other templates (it must be empty and used by no other template)."
+            } else {
+                ""
+            };
             format!(
-                "The template and its staging resource group {staging_group} were kept for inspection; remove them with: {}",
+                "The template and its {staging} were kept for inspection; remove them with: {}.{busy}",
                 removal_hint(plan)
             )
         } else {

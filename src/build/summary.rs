@@ -23,6 +23,8 @@ pub struct Summary {
     pub total: Duration,
     pub log_url: Option<String>,
     pub error: Option<String>,
+    /// What the user must still do (e.g. copy a VHD out of a kept template), shown verbatim.
+    pub notes: Vec<String>,
 }
 
 fn cell(text: &str) -> String {
@@ -63,6 +65,9 @@ impl Summary {
         }
         if let Some(error) = &self.error {
             row("Error", error);
+        }
+        for note in &self.notes {
+            let _ = writeln!(md, "\n**Action needed**\n\n```text\n{note}\n```");
         }
         if !self.phases.is_empty() {
             let _ = writeln!(md, "\n| Phase | Time |\n|---|---|");
