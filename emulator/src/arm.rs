@@ -245,6 +245,11 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
     let lower = req.segments_lower();
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let get = req.method == Method::GET;
+    if let Some(refusal) =
+        unregistered_provider(s, &sub_id, seg).or_else(|| locked(s, req, &sub_id, seg))
+    {
+        return refusal;
+    }
     match &l[2..] {
         [] if get => ok(subscription_body(sub)),
         ["resourcegroups"] if get => ok(json!({"value": s.config.resource_groups.iter()
@@ -387,6 +392,63 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
         }
         _ => method_not_allowed(req),
     }
+}
+
+/// ARM refuses every request for a resource provider the subscription has not registered with
+/// 409 `MissingSubscriptionRegistration` ("Resolve errors for resource provider registration";
+/// the body's wording and its detail with the namespace as `target` as captured in
+/// Azure/go-autorest's `autorest/azure/rp_test.go`).
+fn unregistered_provider(s: &State, sub_id: &str, seg: &[&str]) -> Option<Response> {
+    let at = seg
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case("providers"))?;
+    let namespace = seg.get(at + 1)?;
+    let registered_name = s
+        .config
+        .unregistered_providers
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(namespace))?;
+    let message = format!(
+        "The subscription registration is in 'Unregistered' state. The subscription must be registered to use namespace '{registered_name}'. See https://aka.ms/rps-not-found for how to register subscriptions."
+    );
+    tracing::debug!("aib-emulator: {registered_name} is not registered in {sub_id}");
+    Some(error_with_details(
+        StatusCode::CONFLICT,
+        "MissingSubscriptionRegistration",
+        message.clone(),
+        vec![
+            json!({"code": "MissingSubscriptionRegistration", "target": registered_name, "message": message}),
+        ],
+    ))
+}
+
+/// A management lock on the resource group refuses writes with 409 `ScopeLocked` ("Lock your
+/// resources to protect your infrastructure": `ReadOnly` refuses every write, including POST
+/// actions such as listKeys; `CanNotDelete` refuses deletes). The message names the resource
+/// and the locked scope as Azure's troubleshooting docs quote it.
+fn locked(s: &State, req: &Req, sub_id: &str, seg: &[&str]) -> Option<Response> {
+    if req.method == Method::GET || req.method == Method::HEAD {
+        return None;
+    }
+    if !seg.get(2)?.eq_ignore_ascii_case("resourcegroups") {
+        return None;
+    }
+    let rg = seg.get(3)?;
+    let delete = req.method == Method::DELETE;
+    let lock = s.config.locks.iter().find(|l| {
+        l.subscription_id.eq_ignore_ascii_case(sub_id)
+            && l.resource_group.eq_ignore_ascii_case(rg)
+            && (l.level == crate::config::LockLevel::ReadOnly || delete)
+    })?;
+    let verb = if delete { "delete" } else { "write" };
+    Some(error(
+        StatusCode::CONFLICT,
+        "ScopeLocked",
+        format!(
+            "The scope '{}' cannot perform {verb} operation because following scope(s) are locked: '/subscriptions/{sub_id}/resourceGroups/{}'. Please remove the lock and try again.",
+            req.path, lock.resource_group
+        ),
+    ))
 }
 
 fn subscription_body(sub: &crate::config::SubscriptionConfig) -> Value {

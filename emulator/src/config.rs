@@ -49,6 +49,8 @@ pub mod defaults {
     pub const JOB_ACCESS_TOKEN: &str = "aib-emulator-job-access-token-0123456789";
     /// A template tag whose value (a run sub-state such as `Customizing`) makes that run fail there.
     pub const FAIL_AT_TAG: &str = "aib-emulator-fail-at";
+    /// A template tag whose value (a run sub-state) makes that run time out there.
+    pub const TIMEOUT_AT_TAG: &str = "aib-emulator-timeout-at";
     pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 }
 
@@ -164,6 +166,21 @@ impl Default for ResourceGroupConfig {
             location: defaults::LOCATION.into(),
         }
     }
+}
+
+/// A management lock on a resource group ("Lock your resources to protect your
+/// infrastructure": `CanNotDelete` refuses deletes, `ReadOnly` refuses every write).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockConfig {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub level: LockLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockLevel {
+    CanNotDelete,
+    ReadOnly,
 }
 
 /// A storage account as ARM lists it; its data plane is an Azurite account (`blob_endpoint`).
@@ -405,6 +422,16 @@ pub struct Config {
     pub timing: Timing,
     /// Make every run fail when it reaches this sub-state (per template: tag [`defaults::FAIL_AT_TAG`]).
     pub fail_at: Option<RunSubState>,
+    /// Make every run exceed its build timeout at this sub-state: it fails with Image Builder's
+    /// "context deadline exceeded" message, which names no log (per template: tag
+    /// [`defaults::TIMEOUT_AT_TAG`]).
+    pub timeout_at: Option<RunSubState>,
+    /// Resource provider namespaces not registered in the subscriptions (e.g.
+    /// `Microsoft.VirtualMachineImages`): every request for their resources answers 409
+    /// `MissingSubscriptionRegistration`.
+    pub unregistered_providers: Vec<String>,
+    /// Management locks on resource groups.
+    pub locks: Vec<LockConfig>,
     /// Page size of storage account lists (exercises `nextLink`).
     pub storage_page_size: usize,
     /// Validate template bodies against the Image Builder swagger when the specs are present.
@@ -470,6 +497,9 @@ impl Default for Config {
             token_lifetime: Duration::from_secs(3599),
             timing: Timing::default(),
             fail_at: None,
+            timeout_at: None,
+            unregistered_providers: Vec::new(),
+            locks: Vec::new(),
             storage_page_size: 100,
             swagger_validation: true,
             faults: Vec::new(),

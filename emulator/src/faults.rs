@@ -47,6 +47,12 @@ pub enum FaultAction {
     DropConnection,
     /// Wait, then handle the request normally.
     Delay(#[serde(with = "crate::config::duration_ms")] Duration),
+    /// Handle the request (its write takes effect), then close the connection without
+    /// answering: the client cannot know whether its PUT, POST or DELETE happened.
+    ApplyThenDrop,
+    /// Handle the request (its write takes effect), then answer this status instead (a gateway
+    /// that timed out while the service went on, e.g. 504), with an ARM error body.
+    ApplyThenStatus { code: u16 },
 }
 
 impl Fault {
@@ -92,6 +98,16 @@ impl Fault {
 
     pub fn delay(method: &str, path: &str, delay: Duration) -> Self {
         Self::new(method, path, FaultAction::Delay(delay))
+    }
+
+    /// Carry the request out, then drop the connection.
+    pub fn apply_then_drop(method: &str, path: &str) -> Self {
+        Self::new(method, path, FaultAction::ApplyThenDrop)
+    }
+
+    /// Carry the request out, then answer `code` instead of its real answer.
+    pub fn apply_then_status(method: &str, path: &str, code: u16) -> Self {
+        Self::new(method, path, FaultAction::ApplyThenStatus { code })
     }
 
     pub fn times(mut self, times: usize) -> Self {
@@ -219,6 +235,12 @@ mod tests {
         let f: Fault =
             serde_json::from_str(r#"{"path":"x","action":"drop_connection","times":3}"#).unwrap();
         assert_eq!(f.action, FaultAction::DropConnection);
+        let f: Fault = serde_json::from_str(r#"{"path":"x","action":"apply_then_drop"}"#).unwrap();
+        assert_eq!(f.action, FaultAction::ApplyThenDrop);
+        let f: Fault =
+            serde_json::from_str(r#"{"path":"x","action":{"apply_then_status":{"code":504}}}"#)
+                .unwrap();
+        assert_eq!(f.action, FaultAction::ApplyThenStatus { code: 504 });
         let f: Fault = serde_json::from_str(
             r#"{"path":"x","action":{"status":{"code":429,"retry_after":2}}}"#,
         )

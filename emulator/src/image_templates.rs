@@ -1,5 +1,5 @@
 //! `Microsoft.VirtualMachineImages/imageTemplates`: the template store and its state machine.
-//! PUT (validated with the swagger, idempotent for the same body, Conflict for another), GET and
+//! PUT (validated with the swagger; Conflict for any existing template), GET and
 //! lists, `run` (Queued → Building → Customizing → [Optimizing] → [Validating] → Distributing →
 //! Succeeded/Failed, driven by tokio timers, with artifact checks and a packer log; also started
 //! by `autoRun`), `cancel`,
@@ -25,10 +25,9 @@ use tokio::sync::Notify;
 use crate::{
     arm::{self, error, error_with_details, ok},
     artifacts, compute,
-    config::defaults::FAIL_AT_TAG,
+    config::defaults::{FAIL_AT_TAG, TIMEOUT_AT_TAG},
     packer_log::{self, LogInput, Outcome},
     server::Req,
-    shared_key,
     state::{Shared, State, arm_time, now},
 };
 
@@ -106,6 +105,9 @@ struct Template {
     last_run: Option<LastRun>,
     exact_version: Option<String>,
     run_outputs: Vec<Value>,
+    /// VHDs this template's runs wrote into its staging group's account (`vhds/<blob>`); they
+    /// go when the template (and so its staging group) is deleted.
+    staging_vhds: Vec<String>,
     run_op: Option<String>,
     cancel_op: Option<String>,
     cancel: Option<Arc<Notify>>,
@@ -600,16 +602,14 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
 
     let k = key(sub, rg, name);
     let mut store = s.templates.lock().unwrap();
-    if let Some(existing) = store.templates.get(&k) {
-        if existing.request == body {
-            return ok(view(s, existing));
-        }
+    // "Troubleshoot Azure VM Image Builder", "Update/Upgrade of image templates is currently not
+    // supported": the cause is simply "The template already exists", whatever the new body
+    // says, so a retried PUT of the very same body is refused too.
+    if store.templates.contains_key(&k) {
         return error(
             StatusCode::CONFLICT,
             "Conflict",
-            format!(
-                "Update/Upgrade of image templates is currently not supported. Please change the name of the template you are submitting. For more information, please see https://aka.ms/azvmimagebuilderts. (template '{name}' already exists with a different definition)"
-            ),
+            "Update/Upgrade of image templates is currently not supported. Please change the name of the template you are submitting. For more information, please see https://aka.ms/azvmimagebuilderts.",
         );
     }
     let id = format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/{TYPE}/{name}");
@@ -641,6 +641,7 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
             last_run: None,
             exact_version: None,
             run_outputs: Vec::new(),
+            staging_vhds: Vec::new(),
             run_op: None,
             cancel_op: None,
             cancel: None,
@@ -722,13 +723,10 @@ fn start_run(
     if let Some(run) = &t.last_run
         && matches!(run.state, RunState::Running | RunState::Canceling)
     {
-        return Err(Box::new(error(
-            StatusCode::CONFLICT,
-            "Conflict",
-            format!(
-                "Image template '{name}' already has a build in progress (runState '{:?}'). Wait for it to finish or cancel it before running it again.",
-                run.state
-            ),
+        return Err(Box::new(not_allowed(
+            "run",
+            t.provisioning_state,
+            run.state,
         )));
     }
     let (sub, location, id) = (t.subscription.clone(), t.location.clone(), t.id.clone());
@@ -795,11 +793,47 @@ fn cancel(s: &Shared, k: &str, name: &str, rg: &str, api_version: &str) -> Respo
     r
 }
 
+/// Image Builder refuses an operation while a run is going on or being cancelled, naming the
+/// states in the message, as users reported for delete ("Operation
+/// 'Microsoft.VirtualMachineImages/imageTemplates/delete' is not allowed in provisioningState:
+/// 'provisioned', runState: 'running'", danielsollondon/azvmimagebuilder issue 38; "…run state:
+/// canceling", issues 79 and 116) and while the template is still being created (Azure/azvmimagebuilder
+/// issue 65). The HTTP status is not in those reports; ARM's status for a refused write in the
+/// resource's current state is 409.
+fn not_allowed(operation: &str, provisioning: &str, run: RunState) -> Response {
+    let provisioning = if provisioning == "Succeeded" {
+        "provisioned".to_owned()
+    } else {
+        provisioning.to_ascii_lowercase()
+    };
+    error(
+        StatusCode::CONFLICT,
+        "OperationNotAllowed",
+        format!(
+            "Operation 'Microsoft.VirtualMachineImages/imageTemplates/{operation}' is not allowed in provisioningState: '{provisioning}', runState: '{}'",
+            format!("{run:?}").to_ascii_lowercase()
+        ),
+    )
+}
+
 fn delete(s: &Shared, k: &str, api_version: &str) -> Response {
     let mut store = s.templates.lock().unwrap();
     let Some(t) = store.get_mut(k) else {
         return StatusCode::NO_CONTENT.into_response();
     };
+    if let Some(run) = &t.last_run
+        && matches!(run.state, RunState::Running | RunState::Canceling)
+        && t.provisioning_state != "Deleting"
+    {
+        return not_allowed("delete", t.provisioning_state, run.state);
+    }
+    if t.provisioning_state == "Creating" {
+        return error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            "Operation 'DELETE' is not allowed in provisioningState: 'creating'",
+        );
+    }
     // A repeated DELETE answers like the first, with a fresh operation.
     t.provisioning_state = "Deleting";
     if let Some(n) = t.cancel.take() {
@@ -815,6 +849,25 @@ fn delete(s: &Shared, k: &str, api_version: &str) -> Response {
     let (s2, k2) = (s.clone(), k.to_string());
     s.spawn_background(async move {
         tokio::time::sleep(s2.config.timing.lro).await;
+        // Deleting the template deletes its staging group, with any VHD Image Builder wrote
+        // there (template reference, "Distribute: VHD": "If you delete the image template, then
+        // you'll lose the VHD"), before the template itself is gone.
+        let vhds = s2
+            .templates
+            .lock()
+            .unwrap()
+            .templates
+            .get(&k2)
+            .map(|t| t.staging_vhds.clone())
+            .unwrap_or_default();
+        for blob in vhds {
+            if let Err(e) =
+                crate::blobs::delete(&s2.http, &s2.config.staging_storage, VHD_CONTAINER, &blob)
+                    .await
+            {
+                tracing::warn!("aib-emulator: could not delete the staging VHD {blob}: {e:#}");
+            }
+        }
         let mut store = s2.templates.lock().unwrap();
         if let Some(t) = store.templates.remove(&k2) {
             let run_op = t.run_op.clone();
@@ -840,15 +893,98 @@ async fn phase_wait(d: Duration, cancel: &Notify) -> bool {
     }
 }
 
-/// The sub-state at which this run must fail, if any.
-fn fail_point(s: &State, request: &Value) -> Option<RunSubState> {
-    let tag = request
-        .pointer(&format!("/tags/{FAIL_AT_TAG}"))
-        .and_then(Value::as_str);
-    match tag {
+/// The sub-state at which this run must fail, if any: the template's `tag`, else `config`.
+fn sub_state_knob(request: &Value, tag: &str, config: Option<RunSubState>) -> Option<RunSubState> {
+    match request
+        .pointer(&format!("/tags/{tag}"))
+        .and_then(Value::as_str)
+    {
         Some(t) => serde_json::from_value(json!(t)).ok(),
-        None => s.config.fail_at,
+        None => config,
     }
+}
+
+/// The container of the staging account VHDs are written to.
+const VHD_CONTAINER: &str = "vhds";
+
+/// Writes each VHD distributor's VHD: into the staging account when it has no `uri` (swagger:
+/// "Omit to use the default … in which case VHD would be published to the storage account in
+/// the staging resource group"), else to the user's blob (2022-07-01 and later), which must be
+/// in an account the emulator knows (Azurite). `(runOutputName, URL, staging blob)` each.
+async fn distribute_vhds(
+    s: &State,
+    name: &str,
+    props: &Value,
+) -> Result<Vec<(String, String, Option<String>)>, String> {
+    let mut written = Vec::new();
+    for d in props
+        .get("distribute")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|d| d.get("type").and_then(Value::as_str) == Some("VHD"))
+    {
+        let out_name = d
+            .get("runOutputName")
+            .and_then(Value::as_str)
+            .unwrap_or("output")
+            .to_owned();
+        let uri = d
+            .get("uri")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty());
+        let vhd = crate::blobs::fixed_vhd(&format!("{name}/{out_name}"));
+        match uri {
+            None => {
+                let blob = format!("{name}_{}.vhd", now().unix_timestamp_nanos() / 1_000_000);
+                let staging = &s.config.staging_storage;
+                let url = if crate::blobs::wired(staging) {
+                    crate::blobs::put(
+                        &s.http,
+                        staging,
+                        VHD_CONTAINER,
+                        &blob,
+                        vhd,
+                        "application/octet-stream",
+                    )
+                    .await
+                    .map_err(|e| format!("writing the VHD: {e:#}"))?
+                    .to_string()
+                } else {
+                    // Without Azurite the URL is all there is, as for the packer log.
+                    format!("{}{VHD_CONTAINER}/{blob}", staging.blob_endpoint)
+                };
+                written.push((out_name, url, Some(blob)));
+            }
+            Some(uri) => {
+                let target = s
+                    .config
+                    .storage_accounts
+                    .iter()
+                    .find_map(|a| {
+                        let rest = uri.strip_prefix(&a.blob_endpoint)?;
+                        let (container, blob) = rest.split_once('/')?;
+                        Some((a, container.to_owned(), blob.to_owned()))
+                    })
+                    .ok_or_else(|| {
+                        format!("Distribution of VHD to '{uri}' failed: AuthorizationPermissionMismatch: the image template's identity cannot write to this storage account")
+                    })?;
+                let (account, container, blob) = target;
+                crate::blobs::put(
+                    &s.http,
+                    account,
+                    &container,
+                    &blob,
+                    vhd,
+                    "application/octet-stream",
+                )
+                .await
+                .map_err(|e| format!("Distribution of VHD to '{uri}' failed: {e:#}"))?;
+                written.push((out_name, uri.to_owned(), None));
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// One build: walks the sub-states, downloads artifacts, writes the log, sets the outcome.
@@ -880,12 +1016,15 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
         phases.push((RunSubState::Validating, timing.validating));
     }
     phases.push((RunSubState::Distributing, timing.distributing));
-    let fail_at = fail_point(&s, &request);
+    let fail_at = sub_state_knob(&request, FAIL_AT_TAG, s.config.fail_at);
+    let timeout_at = sub_state_knob(&request, TIMEOUT_AT_TAG, s.config.timeout_at);
     let exact_version = exact_version(&s, &props);
     let mut downloads = Vec::new();
     let log_guid = uuid::Uuid::new_v4().to_string();
 
     let mut outcome = Outcome::Succeeded;
+    let mut timed_out = false;
+    let mut vhds = Vec::new();
     for (phase, duration) in phases {
         if !set_sub_state(&s, &k, phase) {
             return; // deleted
@@ -926,6 +1065,26 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
                 detail: None,
             };
             break;
+        }
+        if timeout_at == Some(phase) {
+            timed_out = true;
+            outcome = Outcome::Failed {
+                phase,
+                detail: Some("context deadline exceeded".into()),
+            };
+            break;
+        }
+        if phase == RunSubState::Distributing {
+            match distribute_vhds(&s, &name, &props).await {
+                Ok(written) => vhds = written,
+                Err(detail) => {
+                    outcome = Outcome::Failed {
+                        phase,
+                        detail: Some(detail),
+                    };
+                    break;
+                }
+            }
         }
     }
 
@@ -969,7 +1128,9 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
             run.state = RunState::Succeeded;
             run.sub_state = None;
             t.exact_version = exact_version;
-            t.run_outputs = run_outputs(&s, &t.id, &name, &props);
+            t.run_outputs = run_outputs(&t.id, &props, &vhds);
+            t.staging_vhds
+                .extend(vhds.iter().filter_map(|(_, _, blob)| blob.clone()));
             (RunState::Succeeded, "Succeeded", None)
         }
         Outcome::Canceled => {
@@ -981,6 +1142,18 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
                 Some(
                     json!({"code": "OperationCanceled", "message": "The image build was canceled."}),
                 ),
+            )
+        }
+        Outcome::Failed { .. } if timed_out => {
+            // "Troubleshoot Azure VM Image Builder", build timeout: this message, in
+            // lastRunStatus, names no build log, though the log is in packerlogs/ as usual.
+            run.state = RunState::Failed;
+            run.message = "Failed in building/customizing image: Failed while waiting for packerizer: Timeout waiting for microservice to complete: 'context deadline exceeded'".into();
+            let message = run.message.clone();
+            (
+                RunState::Failed,
+                "Failed",
+                Some(json!({"code": "InternalOperationError", "message": message})),
             )
         }
         Outcome::Failed { detail, .. } => {
@@ -1042,7 +1215,11 @@ fn exact_version(s: &State, props: &Value) -> Option<String> {
 }
 
 /// One run output per distributor, as Image Builder reports them.
-fn run_outputs(s: &State, template_id: &str, name: &str, props: &Value) -> Vec<Value> {
+fn run_outputs(
+    template_id: &str,
+    props: &Value,
+    vhds: &[(String, String, Option<String>)],
+) -> Vec<Value> {
     let now = now();
     let generated = format!(
         "0.{}{:03}.{}",
@@ -1078,43 +1255,12 @@ fn run_outputs(s: &State, template_id: &str, name: &str, props: &Value) -> Vec<V
                         d["galleryImageId"].as_str().unwrap_or("")
                     ));
                 }
+                // A plain blob URL: Image Builder stopped handing out SAS URLs for VHDs in
+                // May 2021 (Azure/azvmimagebuilder vhdUpdate2021.md).
                 "VHD" => {
-                    let uri = match d
-                        .get("uri")
-                        .and_then(Value::as_str)
-                        .filter(|u| !u.is_empty())
-                    {
-                        Some(u) => u.to_string(),
-                        None => {
-                            let st = &s.config.staging_storage;
-                            let blob = format!("{name}_{}.vhd", now.unix_timestamp());
-                            let fmt = time::format_description::well_known::Rfc3339;
-                            let start = now
-                                .replace_nanosecond(0)
-                                .unwrap_or(now)
-                                .format(&fmt)
-                                .unwrap_or_default();
-                            let end = (now + time::Duration::days(7))
-                                .replace_nanosecond(0)
-                                .unwrap_or(now)
-                                .format(&fmt)
-                                .unwrap_or_default();
-                            let sas = shared_key::BlobSas {
-                                account: &st.name,
-                                key_b64: &st.key,
-                                container: "vhds",
-                                blob: &blob,
-                                permissions: "r",
-                                start: &start,
-                                expiry: &end,
-                                https_only: true,
-                            }
-                            .sign()
-                            .unwrap_or_default();
-                            format!("{}vhds/{blob}?{sas}", st.blob_endpoint)
-                        }
-                    };
-                    p["artifactUri"] = json!(uri);
+                    if let Some((_, url, _)) = vhds.iter().find(|(n, _, _)| n == out_name) {
+                        p["artifactUri"] = json!(url);
+                    }
                 }
                 _ => {}
             }

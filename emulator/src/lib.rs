@@ -39,6 +39,7 @@
 pub mod arm;
 pub mod artifacts;
 pub mod azurite;
+pub mod blobs;
 pub mod ca;
 pub mod compute;
 pub mod config;
@@ -68,7 +69,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use url::Url;
 
 pub use artifacts::Download;
-pub use config::{Config, defaults};
+pub use config::{Config, LockConfig, LockLevel, defaults};
 pub use faults::{Fault, FaultAction};
 pub use image_templates::{RunState, RunSubState, TemplateEvent};
 pub use request_log::RecordedRequest;

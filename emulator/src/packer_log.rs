@@ -5,14 +5,12 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::Value;
 use time::macros::format_description;
-use url::Url;
 
 use crate::{
-    artifacts::Download, config::StorageAccountConfig, image_templates::RunSubState, shared_key,
-    state::now,
+    artifacts::Download, config::StorageAccountConfig, image_templates::RunSubState, state::now,
 };
 
 /// How the build ended.
@@ -485,61 +483,14 @@ pub async fn upload(
     blob: &str,
     content: String,
 ) -> Result<()> {
-    let base = Url::parse(&account.blob_endpoint)?;
-    if base
-        .host_str()
-        .is_some_and(|h| h.ends_with(".core.windows.net"))
-    {
-        bail!(
-            "the staging account still has its public-cloud placeholder endpoint {base} (no Azurite wired in)"
-        );
-    }
-    let date = now().format(format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    ))?;
-    let container = base.join("packerlogs?restype=container")?;
-    let headers = [
-        ("x-ms-date", date.as_str()),
-        ("x-ms-version", shared_key::STORAGE_VERSION),
-        ("content-length", "0"),
-    ];
-    let auth = shared_key::authorization(&account.name, &account.key, "PUT", &container, &headers)?;
-    let r = http
-        .put(container)
-        .header("x-ms-date", &date)
-        .header("x-ms-version", shared_key::STORAGE_VERSION)
-        .header("content-length", "0")
-        .header("authorization", auth)
-        .send()
-        .await?;
-    if !(r.status().is_success() || r.status().as_u16() == 409) {
-        bail!(
-            "creating container packerlogs: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
-    let url = base.join(&format!("packerlogs/{blob}"))?;
-    let len = content.len().to_string();
-    let headers = [
-        ("x-ms-date", date.as_str()),
-        ("x-ms-version", shared_key::STORAGE_VERSION),
-        ("x-ms-blob-type", "BlockBlob"),
-        ("content-length", len.as_str()),
-        ("content-type", "text/plain; charset=utf-8"),
-    ];
-    let auth = shared_key::authorization(&account.name, &account.key, "PUT", &url, &headers)?;
-    let mut put = http.put(url).header("authorization", auth).body(content);
-    for (k, v) in headers {
-        put = put.header(k, v);
-    }
-    let r = put.send().await?;
-    if !r.status().is_success() {
-        bail!(
-            "writing packerlogs/{blob}: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
-    Ok(())
+    crate::blobs::put(
+        http,
+        account,
+        "packerlogs",
+        blob,
+        content.into_bytes(),
+        "text/plain; charset=utf-8",
+    )
+    .await
+    .map(|_| ())
 }

@@ -289,6 +289,27 @@ async fn front(AxState(s): AxState<Shared>, request: Request) -> Response {
             tokio::time::sleep(d).await;
             route(&s, &req).await
         }
+        Some(FaultAction::ApplyThenDrop) => {
+            let applied = route(&s, &req).await;
+            record.fault = Some(format!(
+                "applied ({}), then drop_connection",
+                applied.status().as_u16()
+            ));
+            s.log.push(record);
+            if let Some(kill) = parts.extensions.get::<ConnectionKill>() {
+                kill.0.notify_one();
+            }
+            return std::future::pending::<Response>().await;
+        }
+        Some(FaultAction::ApplyThenStatus { code }) => {
+            let applied = route(&s, &req).await;
+            record.fault = Some(format!(
+                "applied ({}), then status {code}",
+                applied.status().as_u16()
+            ));
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
+            (status, Json(faults::default_error_body(code))).into_response()
+        }
         None => route(&s, &req).await,
     };
     let headers = response.headers_mut();

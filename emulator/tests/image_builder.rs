@@ -1,5 +1,5 @@
-//! Image Builder lifecycle against the emulator: PUT as a long-running operation, idempotent retry
-//! and Conflict, swagger refusal, run with its sub-states, run outputs per distributor type,
+//! Image Builder lifecycle against the emulator: PUT as a long-running operation, Conflict for
+//! any PUT to an existing template, swagger refusal, run with its sub-states, run outputs per distributor type,
 //! cancel, and DELETE with its `Location` poll.
 
 mod common;
@@ -55,11 +55,27 @@ async fn full_lifecycle() {
     assert!(op_url.starts_with(&format!("{}subscriptions/{}/providers/Microsoft.VirtualMachineImages/locations/westus2/operations/", env.emulator.base_url(), defaults::SUBSCRIPTION_ID)), "{op_url}");
     assert!(op_url.ends_with("?api-version=2024-02-01"));
 
-    // Same body again: idempotent. Another body: Conflict.
-    let (status, _, _) = env
+    // Same body again, as a retry after a lost answer would send it: Conflict, like any update.
+    let (status, _, err) = env
         .arm(Method::PUT, &env.template_path(name), Some(&body))
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 409, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Update/Upgrade of image templates is currently not supported")
+    );
+    // Deleting while it is still being created is refused.
+    let (status, _, err) = env
+        .arm(Method::DELETE, &env.template_path(name), None)
+        .await;
+    if env.template(name).await["properties"]["provisioningState"] == "Creating" {
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (409, Some("OperationNotAllowed"))
+        );
+    }
     let mut other = body.clone();
     other["properties"]["vmProfile"]["vmSize"] = json!("Standard_D4s_v3");
     let (status, _, err) = env
@@ -185,8 +201,9 @@ async fn full_lifecycle() {
         )),
         "{sig}"
     );
+    // A plain blob URL, no SAS (Azure/azvmimagebuilder vhdUpdate2021.md).
     let vhd = outputs[2]["properties"]["artifactUri"].as_str().unwrap();
-    assert!(vhd.contains(".vhd?") && vhd.contains("sig="), "{vhd}");
+    assert!(vhd.ends_with(".vhd") && !vhd.contains('?'), "{vhd}");
     for o in &outputs {
         assert_eq!(o["properties"]["provisioningState"], "Succeeded");
     }
@@ -318,10 +335,22 @@ async fn cancel_during_building() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Running again, or deleting, while it runs is refused, naming the run state.
     let (status, _, err) = env.template_action(name, "run").await;
+    assert_eq!(status, 409, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("is not allowed in provisioningState: 'provisioned', runState: 'running'"),
+        "{err}"
+    );
+    let (status, _, err) = env
+        .arm(Method::DELETE, &env.template_path(name), None)
+        .await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
-        (409, Some("Conflict"))
+        (409, Some("OperationNotAllowed"))
     );
 
     let started = std::time::Instant::now();
@@ -464,5 +493,56 @@ async fn api_versions() {
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (400, Some("NoRegisteredProviderFound"))
+    );
+}
+
+#[tokio::test]
+async fn unregistered_providers_and_locks_refuse_with_409() {
+    let mut config = fast_config();
+    config.unregistered_providers = vec!["Microsoft.VirtualMachineImages".into()];
+    let env = Env::start(config).await;
+    let body = template_body(json!([]), distributors());
+    for method in [Method::PUT, Method::GET] {
+        let (status, _, err) = env
+            .arm(
+                method.clone(),
+                &env.template_path("t_unregistered"),
+                Some(&body).filter(|_| method == Method::PUT),
+            )
+            .await;
+        assert_eq!(status, 409, "{method} {err}");
+        assert_eq!(err["error"]["code"], "MissingSubscriptionRegistration");
+        assert_eq!(
+            err["error"]["details"][0]["target"],
+            "Microsoft.VirtualMachineImages"
+        );
+    }
+
+    let mut config = fast_config();
+    config.locks = vec![aib_emulator::LockConfig {
+        subscription_id: defaults::SUBSCRIPTION_ID.into(),
+        resource_group: defaults::RESOURCE_GROUP.into(),
+        level: aib_emulator::LockLevel::ReadOnly,
+    }];
+    let env = Env::start(config).await;
+    let (status, _, err) = env
+        .arm(Method::PUT, &env.template_path("t_locked"), Some(&body))
+        .await;
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["error"]["code"], "ScopeLocked");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains(&format!(
+            "cannot perform write operation because following scope(s) are locked: '/subscriptions/{}/resourceGroups/{}'",
+            defaults::SUBSCRIPTION_ID,
+            defaults::RESOURCE_GROUP
+        )),
+        "{err}"
+    );
+    // Reads go through.
+    assert_eq!(
+        env.arm(Method::GET, &env.template_path("t_locked"), None)
+            .await
+            .0,
+        404
     );
 }

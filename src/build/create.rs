@@ -190,7 +190,13 @@ pub async fn create(
         let transient = matches!(failure, AttemptError::Transient { .. });
         if conflict || transient {
             // An earlier attempt may have created it, answered or not.
-            match existing(arm, path, token).await {
+            let found = existing(arm, path, token).await;
+            if let Err(e) = &found {
+                console.info(format!(
+                    "could not check whether template {name} exists: {e:#}"
+                ));
+            }
+            match found {
                 Ok(Existing::Ours) => {
                     console.info(format!(
                         "template {name} exists from an earlier attempt whose answer was lost; carrying on with it"
@@ -204,14 +210,12 @@ pub async fn create(
                         .unwrap_or_else(|| format!("{:#}", failure.into_error()));
                     return Err(NameTaken(said).into());
                 }
-                Ok(Existing::None) if conflict => {
+                // Not a name clash: the refusal itself says why.
+                Ok(Existing::None) | Err(_) if conflict => {
                     let error = failure.arm_error().expect("a conflict is an ARM answer");
                     bail!("{}", explain(error, name, resource_group, subscription));
                 }
-                Ok(Existing::None) => {}
-                Err(e) => console.info(format!(
-                    "could not check whether template {name} exists ({e:#}); trying again"
-                )),
+                Ok(Existing::None) | Err(_) => {}
             }
         }
         match failure {

@@ -5,6 +5,7 @@
 
 pub mod fault_proxy;
 pub mod identity;
+pub mod pipeline;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
