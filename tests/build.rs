@@ -492,6 +492,14 @@ async fn bad_inputs_fail_by_name_before_any_azure_write() {
         ("MANAGEDIMAGELOCATION", "", "managedImageLocation"),
         ("VMSIZE", "Standard D2", "vmSize"),
         ("BUILDTIMEOUTINMINUTES", "961", "buildTimeoutInMinutes"),
+        // Image Builder's minimum is 6 minutes (0 means its default).
+        ("BUILDTIMEOUTINMINUTES", "5", "buildTimeoutInMinutes"),
+        ("PACKAGEPATH", "empty-folder", "packagePath"),
+        (
+            "VHDURI",
+            "https://mystorage.blob.core.windows.net/vhds/a.vhd",
+            "vhdUri",
+        ),
         ("BUILDTIMEOUTINMINUTES", "4h", "buildTimeoutInMinutes"),
         ("OSDISKSIZEGB", "-1", "osDiskSizeGB"),
         ("TEMPLATENAME", "my template", "templateName"),

@@ -338,6 +338,7 @@ fn explicit_defaults_build_the_same_plan_as_unset_inputs() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("drop")).unwrap();
+    std::fs::write(dir.path().join("drop/app.conf"), "listen=8080\n").unwrap();
     let context = PipelineContext {
         working_directory: dir.path().to_owned(),
         build_id: Some("42".into()),
