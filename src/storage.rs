@@ -29,6 +29,20 @@ pub const CONTAINER: &str = "imagebuilder-vststask";
 
 const STORAGE_API_VERSION: &str = "2023-05-01";
 
+/// The Blob service version of every data-plane request the task makes (`x-ms-version`) and of
+/// every SAS it signs (`sv`); the only place it is written down.
+///
+/// Pinned, because the SDK's default is the newest version, and a new service version is rolled
+/// out region by region and cloud by cloud: a request with a version not yet deployed where the
+/// account lives is refused ("Versioning for the Azure Storage services"). 2021-06-08 is GA for
+/// years, and is the Blob version Azure CLI's `latest` profile (AzureCloud, AzureChinaCloud,
+/// AzureUSGovernment) sends (Azure/azure-cli `profiles/_shared.py`, `DATA_STORAGE_BLOB`). It is
+/// 2020-12-06 or later, so the SAS strings to sign in `crate::sas` are that version's (with
+/// `ses`, and `saoid`/`suoid`/`scid` for user delegation). Azure Stack Hub supports at most
+/// 2019-07-07 (update 2008 and later: "Azure Stack Hub storage: Differences and
+/// considerations"), see the README's "Storage service version". Azurite 3.35.0 accepts it.
+pub const SERVICE_VERSION: &str = "2021-06-08";
+
 /// A storage account as ARM describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageAccount {
@@ -333,7 +347,7 @@ impl BlobStore {
             credential,
             Some(BlobContainerClientOptions {
                 client_options: self.client_options(),
-                ..Default::default()
+                version: SERVICE_VERSION.to_owned(),
             }),
         )?;
         match client.create(None).await {
@@ -369,7 +383,7 @@ impl BlobStore {
             credential,
             Some(BlockBlobClientOptions {
                 client_options: self.client_options(),
-                ..Default::default()
+                version: SERVICE_VERSION.to_owned(),
             }),
         )?)
     }
@@ -382,7 +396,7 @@ impl BlobStore {
             credential,
             Some(BlobClientOptions {
                 client_options: self.client_options(),
-                ..Default::default()
+                version: SERVICE_VERSION.to_owned(),
             }),
         )?;
         match client.delete(None).await {
@@ -425,7 +439,7 @@ impl BlobStore {
             Some(Arc::clone(&self.credential)),
             Some(BlobServiceClientOptions {
                 client_options: self.client_options(),
-                ..Default::default()
+                version: SERVICE_VERSION.to_owned(),
             }),
         )?;
         let key_info = azure_storage_blob::models::KeyInfo {
