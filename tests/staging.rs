@@ -1,7 +1,8 @@
 //! Artifact staging against Azurite through the emulator's ARM: the account found by name, the
 //! archive streamed in blocks, the read-only SAS that Image Builder gets, the fallback to a
 //! storage token where shared keys are forbidden, per-block retries, and cleanup; the pinned
-//! storage service version on every request.
+//! storage service version on every request, and creating the container while Azure still
+//! deletes one of that name.
 
 mod common;
 
@@ -554,4 +555,162 @@ async fn azurite_refuses_the_sdk_s_default_service_version() {
         .create(None)
         .await
         .expect("the pinned version is accepted");
+}
+
+fn is_create_container(method: &str, query: &str) -> bool {
+    method == "PUT" && query.contains("restype=container") && !query.contains("comp=")
+}
+
+/// The artifact store of the default account, behind the proxy, with quick waits while a
+/// container is being deleted.
+async fn store_behind(stack: &Stack) -> (SignedIn, aib_task::storage::BlobStore) {
+    use aib_task::storage;
+    let signed = sign_in(&stack.emulator);
+    let account = storage::find_account(
+        &signed.arm,
+        defaults::SUBSCRIPTION_ID,
+        defaults::STORAGE_ACCOUNT,
+    )
+    .await
+    .unwrap();
+    let access = storage::choose_access(&signed.arm, &account, &signed.console)
+        .await
+        .unwrap();
+    let mut store = storage::BlobStore::new(
+        account,
+        access,
+        signed.tokens.clone(),
+        signed.http.clone(),
+        Arc::clone(&signed.console),
+    );
+    store.container_retry = aib_task::arm::RetryPolicy {
+        max_attempts: 5,
+        initial_delay: std::time::Duration::from_millis(10),
+        max_delay: std::time::Duration::from_millis(40),
+        max_retry_after: std::time::Duration::from_millis(40),
+    };
+    (signed, store)
+}
+
+/// The answers to the container creations the proxy saw.
+fn container_creations(proxy: &FaultProxy) -> Vec<u16> {
+    proxy
+        .seen()
+        .into_iter()
+        .filter(|(m, q, _)| is_create_container(m, q))
+        .map(|(_, _, s)| s)
+        .collect()
+}
+
+fn being_deleted() -> Injected {
+    Injected::storage(
+        StatusCode::CONFLICT,
+        "ContainerBeingDeleted",
+        "The specified container is being deleted.",
+    )
+}
+
+#[tokio::test]
+async fn a_container_still_being_deleted_is_waited_for() {
+    let creations = std::sync::atomic::AtomicUsize::new(0);
+    let rule: InjectRule = Box::new(move |method, query, _| {
+        if !is_create_container(method, query) {
+            return None;
+        }
+        (creations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3).then(being_deleted)
+    });
+    let Some((stack, proxy)) = behind_injecting_proxy(rule).await else {
+        return;
+    };
+    let (signed, store) = store_behind(&stack).await;
+    store.ensure_container().await.unwrap();
+    assert_eq!(container_creations(&proxy), [409, 409, 409, 201]);
+    assert!(stack.artifact_container_listing().await.is_some());
+    let output = signed.output.text();
+    assert!(
+        output.contains(&format!(
+            "container {CONTAINER} in storage account {} is still being deleted (ContainerBeingDeleted); trying again in",
+        defaults::STORAGE_ACCOUNT
+        )),
+        "{output}"
+    );
+    assert!(output.contains(&format!("created container {CONTAINER}")));
+
+    // Azurite's own 409 ContainerAlreadyExists: the container is there, nothing to do.
+    store.ensure_container().await.unwrap();
+    assert_eq!(container_creations(&proxy), [409, 409, 409, 201, 409]);
+}
+
+#[tokio::test]
+async fn a_container_that_stays_being_deleted_fails_after_bounded_waits() {
+    let rule: InjectRule =
+        Box::new(|method, query, _| is_create_container(method, query).then(being_deleted));
+    let Some((stack, proxy)) = behind_injecting_proxy(rule).await else {
+        return;
+    };
+    let (_signed, store) = store_behind(&stack).await;
+    let text = format!("{:#}", store.ensure_container().await.unwrap_err());
+    assert_eq!(
+        container_creations(&proxy),
+        [409; 5],
+        "five attempts, no more"
+    );
+    for expected in [
+        format!("cannot create container {CONTAINER}"),
+        format!("storage account {}", defaults::STORAGE_ACCOUNT),
+        "409 ContainerBeingDeleted after 5 attempts".to_owned(),
+        "Run the pipeline again in a few minutes".to_owned(),
+        "make sure nothing deletes the container".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} in {text}");
+    }
+    assert!(stack.artifact_container_listing().await.is_none());
+}
+
+#[tokio::test]
+async fn other_container_refusals_show_storage_s_code_and_message() {
+    let creations = std::sync::atomic::AtomicUsize::new(0);
+    let rule: InjectRule = Box::new(move |method, query, _| {
+        if !is_create_container(method, query) {
+            return None;
+        }
+        Some(
+            if creations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Injected::storage(
+                    StatusCode::CONFLICT,
+                    "ContainerDisabled",
+                    "The specified container has been disabled by the administrator.",
+                )
+            } else {
+                Injected::storage(
+                    StatusCode::FORBIDDEN,
+                    "AuthorizationPermissionMismatch",
+                    "This request is not authorized to perform this operation using this permission.",
+                )
+            },
+        )
+    });
+    let Some((stack, proxy)) = behind_injecting_proxy(rule).await else {
+        return;
+    };
+    let (_signed, store) = store_behind(&stack).await;
+    let text = format!("{:#}", store.ensure_container().await.unwrap_err());
+    assert!(
+        text.contains(&format!(
+            "cannot create container {CONTAINER} in storage account {}: Storage answered 409 ContainerDisabled: The specified container has been disabled by the administrator.",
+            defaults::STORAGE_ACCOUNT
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("RequestId:"), "{text}");
+    assert_eq!(container_creations(&proxy), [409], "not tried again");
+
+    let text = format!("{:#}", store.ensure_container().await.unwrap_err());
+    assert!(
+        text.contains(
+            "Storage answered 403 AuthorizationPermissionMismatch: This request is not authorized"
+        ),
+        "{text}"
+    );
+    assert_eq!(container_creations(&proxy), [409, 403]);
 }
