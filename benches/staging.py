@@ -184,7 +184,9 @@ class Azurite:
         self.log = open(self.location / "azurite.log", "wb")
         self.proc = subprocess.Popen(
             [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", str(self.location / "data"),
-             "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"],
+             # No --skipApiVersionCheck: Azurite refuses a service version it does not know, as
+             # Azure refuses one not deployed where the account lives (README: "Storage service version").
+             "--loose", "--disableTelemetry", "--silent"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
         )
         deadline = time.monotonic() + 30

@@ -12,8 +12,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Iso8601;
 use time::format_description::well_known::iso8601::{Config, TimePrecision};
 
-/// The signed version, pinned: the string to sign grows with newer versions.
-pub const SAS_VERSION: &str = "2022-11-02";
+/// The signed version (`sv`): the pinned service version, [`crate::storage::SERVICE_VERSION`].
+/// The strings to sign below are that version's; they grow with newer versions (2025-07-05 adds
+/// lines to the user delegation SAS), so a new pin needs them checked.
+pub const SAS_VERSION: &str = crate::storage::SERVICE_VERSION;
 
 /// Which protocols the SAS allows (`spr`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,7 +349,7 @@ mod tests {
                 "",
                 "",
                 "https",
-                "2022-11-02",
+                "2021-06-08",
                 "b",
             ]
         );
@@ -356,15 +358,16 @@ mod tests {
 
     #[test]
     fn signature_matches_an_independent_hmac() {
-        // Computed with Python: base64(hmac.new(b64decode(KEY), s.encode(), sha256).digest()).
+        // Computed with Python: base64(hmac.new(b64decode(KEY), s.encode(), sha256).digest()),
+        // s being the 16 lines of a 2020-12-06+ service SAS with sv=2021-06-08.
         let token = sas().sign_with_account_key(KEY).unwrap();
         assert_eq!(
             token.signature,
-            "8iRrtLue2cPPgradvHmmJVeTJDE2l2fNDLNQn4WrE/A="
+            "gx4mdC4iN44KYJIaXwI7+2B2lF1jnciZ0vT1TnWM21I="
         );
         assert_eq!(
             token.query,
-            "sv=2022-11-02&sr=b&sp=r&st=2026-11-27T04%3A55%3A00Z&se=2026-11-27T10%3A00%3A00Z&spr=https&sig=8iRrtLue2cPPgradvHmmJVeTJDE2l2fNDLNQn4WrE%2FA%3D"
+            "sv=2021-06-08&sr=b&sp=r&st=2026-11-27T04%3A55%3A00Z&se=2026-11-27T10%3A00%3A00Z&spr=https&sig=gx4mdC4iN44KYJIaXwI7%2B2B2lF1jnciZ0vT1TnWM21I%3D"
         );
         assert_eq!(format!("{token:?}"), "SasToken(***)");
         assert!(sas().sign_with_account_key("not base64!").is_err());
@@ -378,7 +381,7 @@ mod tests {
             signed_start: "2026-11-27T04:55:00Z".into(),
             signed_expiry: "2026-11-27T10:00:00Z".into(),
             signed_service: "b".into(),
-            signed_version: "2022-11-02".into(),
+            signed_version: "2021-06-08".into(),
             value: KEY.into(),
         };
         let s = sas().user_delegation_string_to_sign(&key);
@@ -392,11 +395,17 @@ mod tests {
                 "2026-11-27T04:55:00Z",
                 "2026-11-27T10:00:00Z",
                 "b",
-                "2022-11-02"
+                "2021-06-08"
             ]
         );
-        assert_eq!(&lines[14..17], ["https", "2022-11-02", "b"]);
+        assert_eq!(&lines[14..17], ["https", "2021-06-08", "b"]);
         let token = sas().sign_with_user_delegation_key(&key).unwrap();
+        // Computed with Python's hmac over the 24 lines of a 2020-12-06+ user delegation SAS.
+        assert_eq!(
+            token.signature,
+            "VzzrLxy6VjlNOvQzYnaYerihBaHC0oVb0daR8ZaF8EU="
+        );
+        assert!(token.query.starts_with("sv=2021-06-08&sr=b&sp=r&"));
         assert!(token.query.contains("&skoid=oid-1&sktid=tid-1&skt="));
         assert!(token.query.ends_with(&format!(
             "sig={}",
@@ -414,19 +423,27 @@ mod tests {
         );
         assert_eq!(
             sas.string_to_sign(),
-            "devstoreaccount1\ncwd\nb\nco\n2026-11-27T04:55:00Z\n2026-11-27T07:00:00Z\n\nhttps\n2022-11-02\n\n"
+            "devstoreaccount1\ncwd\nb\nco\n2026-11-27T04:55:00Z\n2026-11-27T07:00:00Z\n\nhttps\n2021-06-08\n\n"
         );
         let token = sas.sign(KEY).unwrap();
         // Computed with Python's hmac over the string above.
         assert_eq!(
             token.signature,
-            "IfxluU6rWmULAMCmwzRgBchujiFBWmhGZIO9jSGj/s0="
+            "tyWfv4srjWMCGhhQf7Zc4tFhCcr5ZedO65jtMCd/YfA="
         );
         assert!(
             token
                 .query
-                .starts_with("sv=2022-11-02&ss=b&srt=co&sp=cwd&st=")
+                .starts_with("sv=2021-06-08&ss=b&srt=co&sp=cwd&st=")
         );
+    }
+
+    #[test]
+    fn the_strings_to_sign_are_those_of_the_pinned_version() {
+        // 2020-12-06 added `ses` (service and account SAS) and the 24-line user delegation SAS;
+        // 2025-07-05 adds lines to the user delegation SAS ("Create a user delegation SAS").
+        assert!(SAS_VERSION >= "2020-12-06" && SAS_VERSION < "2025-07-05");
+        assert_eq!(SAS_VERSION, crate::storage::SERVICE_VERSION);
     }
 
     #[test]

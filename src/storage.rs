@@ -21,13 +21,27 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::agent::Console;
-use crate::arm::{ArmClient, ArmError};
+use crate::arm::{ArmClient, ArmError, RetryPolicy};
 use crate::sas::{self, AccountSas, BlobSas, Protocol, SasToken, UserDelegationKey};
 
 /// The container the original task used; parallel runs share it, so it is never deleted.
 pub const CONTAINER: &str = "imagebuilder-vststask";
 
 const STORAGE_API_VERSION: &str = "2023-05-01";
+
+/// The Blob service version of every data-plane request the task makes (`x-ms-version`) and of
+/// every SAS it signs (`sv`); the only place it is written down.
+///
+/// Pinned, because the SDK's default is the newest version, and a new service version is rolled
+/// out region by region and cloud by cloud: a request with a version not yet deployed where the
+/// account lives is refused ("Versioning for the Azure Storage services"). 2021-06-08 is GA for
+/// years, and is the Blob version Azure CLI's `latest` profile (AzureCloud, AzureChinaCloud,
+/// AzureUSGovernment) sends (Azure/azure-cli `profiles/_shared.py`, `DATA_STORAGE_BLOB`). It is
+/// 2020-12-06 or later, so the SAS strings to sign in `crate::sas` are that version's (with
+/// `ses`, and `saoid`/`suoid`/`scid` for user delegation). Azure Stack Hub supports at most
+/// 2019-07-07 (update 2008 and later: "Azure Stack Hub storage: Differences and
+/// considerations"), see the README's "Storage service version". Azurite 3.35.0 accepts it.
+pub const SERVICE_VERSION: &str = "2021-06-08";
 
 /// A storage account as ARM describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,6 +239,88 @@ pub struct BlobStore {
     credential: Arc<dyn TokenCredential>,
     http: reqwest::Client,
     console: Arc<Console>,
+    /// How long to keep trying while a container of the same name is still being deleted.
+    pub container_retry: RetryPolicy,
+}
+
+/// The default [`BlobStore::container_retry`]: 8 attempts over about 75 s, twice the 30 s Azure
+/// documents for a deletion to finish.
+pub fn container_being_deleted_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 8,
+        initial_delay: std::time::Duration::from_secs(2),
+        max_delay: std::time::Duration::from_secs(15),
+        max_retry_after: std::time::Duration::from_secs(15),
+    }
+}
+
+/// A data-plane request Storage refused: its status, and the code and message of its error
+/// (`x-ms-error-code`, and the `<Error><Code/><Message/></Error>` body; "Status and error codes",
+/// Azure Storage REST API).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageRefusal {
+    pub status: u16,
+    pub code: String,
+    pub message: Option<String>,
+}
+
+impl StorageRefusal {
+    /// The refusal an SDK error carries; `None` when Storage did not answer.
+    pub fn of(error: &azure_core::Error) -> Option<StorageRefusal> {
+        let azure_core::error::ErrorKind::HttpResponse {
+            status,
+            error_code,
+            raw_response,
+        } = error.kind()
+        else {
+            return None;
+        };
+        let body = raw_response
+            .as_ref()
+            .map(|r| String::from_utf8_lossy(r.body()).into_owned())
+            .unwrap_or_default();
+        let element = |name: &str| {
+            let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+            let end = start + body[start..].find(&format!("</{name}>"))?;
+            Some(body[start..end].trim().to_owned())
+        };
+        let status = u16::from(*status);
+        let code = raw_response
+            .as_ref()
+            .and_then(|r| {
+                r.headers()
+                    .get_optional_str(&azure_core::http::headers::ERROR_CODE)
+            })
+            .map(str::to_owned)
+            .or_else(|| element("Code"))
+            .or_else(|| {
+                reqwest::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .map(|reason| reason.replace(' ', ""))
+            })
+            .or_else(|| error_code.clone())
+            .unwrap_or_else(|| status.to_string());
+        // Storage's message ends with "RequestId:…" and "Time:…" lines; the first line says it.
+        let message = element("Message")
+            .and_then(|m| m.lines().next().map(str::to_owned))
+            .filter(|m| !m.is_empty());
+        Some(StorageRefusal {
+            status,
+            code,
+            message,
+        })
+    }
+}
+
+impl std::fmt::Display for StorageRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage answered {} {}", self.status, self.code)?;
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        Ok(())
+    }
 }
 
 impl BlobStore {
@@ -242,6 +338,7 @@ impl BlobStore {
             credential,
             http,
             console,
+            container_retry: container_being_deleted_policy(),
         }
     }
 
@@ -326,6 +423,14 @@ impl BlobStore {
     }
 
     /// Creates the container when it does not exist yet.
+    ///
+    /// Of the 409 answers only `ContainerAlreadyExists` means there is a container to use.
+    /// `ContainerBeingDeleted` means a container of that name was just deleted: "after you delete
+    /// a container, you can't create a container with the same name for at least 30 seconds"
+    /// and the attempt fails with 409 Conflict ("Delete and restore a blob container", Azure
+    /// Storage docs; "Delete Container", REST API), so that one is tried again, within
+    /// `container_retry`. Any other refusal (`ContainerDisabled`, `AuthorizationFailure`, …) is
+    /// an error with Storage's code and message ("Blob Storage error codes").
     pub async fn ensure_container(&self) -> Result<()> {
         let (url, credential) = self.authorize(self.container_url())?;
         let client = BlobContainerClient::new(
@@ -333,22 +438,55 @@ impl BlobStore {
             credential,
             Some(BlobContainerClientOptions {
                 client_options: self.client_options(),
-                ..Default::default()
+                version: SERVICE_VERSION.to_owned(),
             }),
         )?;
-        match client.create(None).await {
-            Ok(_) => {
-                self.console.info(format!("created container {CONTAINER}"));
-                Ok(())
-            }
-            Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
-            Err(e) => Err(anyhow!(crate::auth::error_chain(&e))).with_context(|| {
-                format!(
-                    "cannot create container {CONTAINER} in storage account {}{}",
+        let started = std::time::Instant::now();
+        let mut attempt = 1;
+        loop {
+            let error = match client.create(None).await {
+                Ok(_) => {
+                    self.console.info(format!("created container {CONTAINER}"));
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            let refusal = StorageRefusal::of(&error);
+            match refusal.as_ref().map(|r| r.code.as_str()) {
+                Some("ContainerAlreadyExists") => return Ok(()),
+                Some("ContainerBeingDeleted") if attempt < self.container_retry.max_attempts => {
+                    let wait = self
+                        .container_retry
+                        .delay(attempt, None, crate::arm::jitter());
+                    self.console.info(format!(
+                        "container {CONTAINER} in storage account {} is still being deleted (ContainerBeingDeleted); trying again in {:.1} s (attempt {} of {})",
+                        self.account.name,
+                        wait.as_secs_f64(),
+                        attempt + 1,
+                        self.container_retry.max_attempts
+                    ));
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Some("ContainerBeingDeleted") => anyhow::bail!(
+                    "cannot create container {CONTAINER} in storage account {}: Azure still answered 409 ContainerBeingDeleted after {attempt} attempts over {} s. A container of that name was deleted recently, and Azure refuses to create it again until the deletion has finished (at least 30 seconds). Run the pipeline again in a few minutes, and make sure nothing deletes the container {CONTAINER} (a cleanup job or script, a lifecycle rule): parallel builds share it",
                     self.account.name,
-                    self.token_access_hint()
-                )
-            }),
+                    started.elapsed().as_secs()
+                ),
+                _ => {
+                    let what = match &refusal {
+                        Some(r) => r.to_string(),
+                        None => crate::auth::error_chain(&error),
+                    };
+                    return Err(anyhow!(what)).with_context(|| {
+                        format!(
+                            "cannot create container {CONTAINER} in storage account {}{}",
+                            self.account.name,
+                            self.token_access_hint()
+                        )
+                    });
+                }
+            }
         }
     }
 
@@ -369,7 +507,7 @@ impl BlobStore {
             credential,
             Some(BlockBlobClientOptions {
                 client_options: self.client_options(),
-                ..Default::default()
+                version: SERVICE_VERSION.to_owned(),
             }),
         )?)
     }
@@ -382,7 +520,7 @@ impl BlobStore {
             credential,
             Some(BlobClientOptions {
                 client_options: self.client_options(),
-                ..Default::default()
+                version: SERVICE_VERSION.to_owned(),
             }),
         )?;
         match client.delete(None).await {
@@ -425,7 +563,7 @@ impl BlobStore {
             Some(Arc::clone(&self.credential)),
             Some(BlobServiceClientOptions {
                 client_options: self.client_options(),
-                ..Default::default()
+                version: SERVICE_VERSION.to_owned(),
             }),
         )?;
         let key_info = azure_storage_blob::models::KeyInfo {
@@ -462,5 +600,74 @@ impl BlobStore {
             signed_version: key.signed_version.ok_or_else(|| missing("version"))?,
             value,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::error::ErrorKind;
+    use azure_core::http::RawResponse;
+    use azure_core::http::headers::{ERROR_CODE, Headers};
+
+    fn refused(status: StatusCode, header: Option<&str>, body: &str) -> azure_core::Error {
+        let mut headers = Headers::new();
+        if let Some(code) = header {
+            headers.insert(ERROR_CODE, code.to_owned());
+        }
+        let kind = ErrorKind::HttpResponse {
+            status,
+            error_code: header.map(str::to_owned),
+            raw_response: Some(Box::new(RawResponse::from_bytes(
+                status,
+                headers,
+                body.to_owned(),
+            ))),
+        };
+        azure_core::Error::with_message(kind, format!("{status}: {body}"))
+    }
+
+    #[test]
+    fn a_refusal_names_storage_s_code_and_the_first_line_of_its_message() {
+        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ContainerBeingDeleted</Code><Message>The specified container is being deleted.\nRequestId:6ab1\nTime:2026-11-27T05:00:00.0000000Z</Message></Error>";
+        let refusal = StorageRefusal::of(&refused(
+            StatusCode::Conflict,
+            Some("ContainerBeingDeleted"),
+            body,
+        ))
+        .unwrap();
+        assert_eq!(
+            refusal,
+            StorageRefusal {
+                status: 409,
+                code: "ContainerBeingDeleted".into(),
+                message: Some("The specified container is being deleted.".into()),
+            }
+        );
+        assert_eq!(
+            refusal.to_string(),
+            "Storage answered 409 ContainerBeingDeleted: The specified container is being deleted."
+        );
+        // The header is what Storage always sends; the body's code when it is missing.
+        let from_body = StorageRefusal::of(&refused(StatusCode::Conflict, None, body)).unwrap();
+        assert_eq!(from_body.code, "ContainerBeingDeleted");
+        // No body (a HEAD, a proxy's bare answer): the status stands in.
+        let bare = StorageRefusal::of(&refused(StatusCode::Forbidden, None, "")).unwrap();
+        assert_eq!(bare.to_string(), "Storage answered 403 Forbidden");
+        let io = azure_core::Error::with_message(ErrorKind::Io, "reset");
+        assert_eq!(StorageRefusal::of(&io), None);
+    }
+
+    #[test]
+    fn waits_for_a_container_being_deleted_outlast_azure_s_30_seconds_and_stay_bounded() {
+        let policy = container_being_deleted_policy();
+        let (least, most) = (1..policy.max_attempts).fold((0.0, 0.0), |(l, m), attempt| {
+            (
+                l + policy.delay(attempt, None, 0.0).as_secs_f64(),
+                m + policy.delay(attempt, None, 1.0).as_secs_f64(),
+            )
+        });
+        assert!(least >= 60.0, "{least} s");
+        assert!(most <= 90.0, "{most} s");
     }
 }

@@ -1,6 +1,8 @@
 //! Artifact staging against Azurite through the emulator's ARM: the account found by name, the
 //! archive streamed in blocks, the read-only SAS that Image Builder gets, the fallback to a
-//! storage token where shared keys are forbidden, per-block retries, and cleanup.
+//! storage token where shared keys are forbidden, per-block retries, and cleanup; the pinned
+//! storage service version on every request, and creating the container while Azure still
+//! deletes one of that name.
 
 mod common;
 
@@ -15,7 +17,7 @@ use aib_task::staging::{self, Staged, StagingRequest};
 use aib_task::storage::CONTAINER;
 use aib_task::upload::UploadSettings;
 use axum::http::StatusCode;
-use common::fault_proxy::FaultProxy;
+use common::fault_proxy::{FaultProxy, InjectRule, Injected};
 use common::*;
 use sha2::Digest as _;
 
@@ -318,6 +320,14 @@ async fn an_unknown_account_names_the_input() {
 
 /// Points the artifact account at a fault proxy in front of Azurite.
 async fn behind_proxy(rule: common::fault_proxy::Rule) -> Option<(Stack, FaultProxy)> {
+    behind_injecting_proxy(Box::new(move |method, query, n| {
+        rule(method, query, n).map(Injected::status)
+    }))
+    .await
+}
+
+/// [`behind_proxy`] with whole error answers chosen by `rule`.
+async fn behind_injecting_proxy(rule: InjectRule) -> Option<(Stack, FaultProxy)> {
     let mut config = Config::default();
     let azurite = start_azurite(&mut config)?;
     let upstream = url::Url::parse(&format!("https://127.0.0.1:{}/", azurite.port())).unwrap();
@@ -326,7 +336,7 @@ async fn behind_proxy(rule: common::fault_proxy::Rule) -> Option<(Stack, FaultPr
         .as_ref()
         .expect("start_azurite set the CA")
         .cert_pem();
-    let proxy = FaultProxy::start(upstream, ca_pem, rule).await;
+    let proxy = FaultProxy::start_injecting(upstream, ca_pem, rule).await;
     config.storage_accounts[0].blob_endpoint = format!(
         "http://127.0.0.1:{}/{}/",
         proxy.port,
@@ -433,4 +443,274 @@ async fn an_upload_that_cannot_finish_says_how_far_it_got_and_leaves_nothing() {
         !listing.iter().any(|name| name.starts_with("webapp/")),
         "{listing:?}"
     );
+}
+
+/// Every storage request the task sends while staging and cleaning up, and every SAS it signs,
+/// carries the pinned service version. (With the SDK's default, the newest version, Azurite
+/// refuses the first request: see `azurite_refuses_the_sdk_s_default_service_version`.)
+#[tokio::test]
+async fn every_storage_request_carries_the_pinned_service_version() {
+    let Some((stack, proxy)) = behind_proxy(Box::new(|_, _, _| None)).await else {
+        return;
+    };
+    let signed = sign_in(&stack.emulator);
+    let (_tree, root) = sample_package("webapp");
+    let staged = stage(&signed, defaults::STORAGE_ACCOUNT, &root)
+        .await
+        .unwrap();
+    staged.remove(&signed.console).await.unwrap();
+    let pinned = aib_task::storage::SERVICE_VERSION;
+
+    let requests = proxy.versions();
+    let kinds = |test: &dyn Fn(&str, &str) -> bool| {
+        requests
+            .iter()
+            .filter(|r| {
+                test(
+                    &r.method,
+                    r.path_and_query.split_once('?').map_or("", |p| p.1),
+                )
+            })
+            .count()
+    };
+    assert_eq!(
+        kinds(&|m, q| m == "PUT" && q.contains("restype=container")),
+        1
+    );
+    assert!(kinds(&|m, q| is_block(m, q)) > 5);
+    assert_eq!(kinds(&|m, q| m == "PUT" && q.contains("comp=blocklist")), 1);
+    assert_eq!(kinds(&|m, _| m == "DELETE"), 1);
+    for request in &requests {
+        assert_eq!(
+            request.x_ms_version.as_deref(),
+            Some(pinned),
+            "{} {}",
+            request.method,
+            request.path_and_query
+        );
+        let url = url::Url::parse(&format!("http://proxy{}", request.path_and_query)).unwrap();
+        let sv: Vec<String> = url
+            .query_pairs()
+            .filter(|(k, _)| k == "sv")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(sv, [pinned], "the write SAS's signed version");
+    }
+    // The read SAS for Image Builder is signed with the same version.
+    let download = url::Url::parse(staged.download_url.secret()).unwrap();
+    assert!(
+        download
+            .query_pairs()
+            .any(|(k, v)| k == "sv" && v == pinned)
+    );
+}
+
+/// Why the version is pinned: Azurite, started without `--skipApiVersionCheck` as Azure would
+/// be, refuses the version the SDK sends by default (the newest it knows), as Azure refuses a
+/// version not yet deployed where the account lives.
+#[tokio::test]
+async fn azurite_refuses_the_sdk_s_default_service_version() {
+    use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let mut grant = aib_task::sas::AccountSas::for_task_writes(
+        defaults::STORAGE_ACCOUNT,
+        time::OffsetDateTime::now_utc(),
+        1,
+        Protocol::HttpsOnly,
+    );
+    grant.permissions = "cwd".into();
+    let sas = grant.sign(defaults::STORAGE_ACCOUNT_KEY).unwrap();
+    let mut url = stack
+        .azurite
+        .blob_endpoint(defaults::STORAGE_ACCOUNT)
+        .join("versioncheck")
+        .unwrap();
+    url.set_query(Some(&sas.query));
+    let transport = azure_core::http::Transport::new(Arc::new(stack.anonymous_client()));
+    let client = |version: Option<&str>| {
+        let mut options = BlobContainerClientOptions::default();
+        options.client_options.transport = Some(transport.clone());
+        options.client_options.retry = azure_core::http::RetryOptions::none();
+        if let Some(version) = version {
+            options.version = version.into();
+        }
+        BlobContainerClient::new(url.clone(), None, Some(options)).unwrap()
+    };
+
+    let refused = client(None).create(None).await.unwrap_err();
+    assert_eq!(
+        refused.http_status(),
+        Some(azure_core::http::StatusCode::BadRequest),
+        "{refused}"
+    );
+    let text = refused.to_string();
+    assert!(
+        text.contains("InvalidHeaderValue") && text.contains("is not supported by Azurite"),
+        "{text}"
+    );
+
+    client(Some(aib_task::storage::SERVICE_VERSION))
+        .create(None)
+        .await
+        .expect("the pinned version is accepted");
+}
+
+fn is_create_container(method: &str, query: &str) -> bool {
+    method == "PUT" && query.contains("restype=container") && !query.contains("comp=")
+}
+
+/// The artifact store of the default account, behind the proxy, with quick waits while a
+/// container is being deleted.
+async fn store_behind(stack: &Stack) -> (SignedIn, aib_task::storage::BlobStore) {
+    use aib_task::storage;
+    let signed = sign_in(&stack.emulator);
+    let account = storage::find_account(
+        &signed.arm,
+        defaults::SUBSCRIPTION_ID,
+        defaults::STORAGE_ACCOUNT,
+    )
+    .await
+    .unwrap();
+    let access = storage::choose_access(&signed.arm, &account, &signed.console)
+        .await
+        .unwrap();
+    let mut store = storage::BlobStore::new(
+        account,
+        access,
+        signed.tokens.clone(),
+        signed.http.clone(),
+        Arc::clone(&signed.console),
+    );
+    store.container_retry = aib_task::arm::RetryPolicy {
+        max_attempts: 5,
+        initial_delay: std::time::Duration::from_millis(10),
+        max_delay: std::time::Duration::from_millis(40),
+        max_retry_after: std::time::Duration::from_millis(40),
+    };
+    (signed, store)
+}
+
+/// The answers to the container creations the proxy saw.
+fn container_creations(proxy: &FaultProxy) -> Vec<u16> {
+    proxy
+        .seen()
+        .into_iter()
+        .filter(|(m, q, _)| is_create_container(m, q))
+        .map(|(_, _, s)| s)
+        .collect()
+}
+
+fn being_deleted() -> Injected {
+    Injected::storage(
+        StatusCode::CONFLICT,
+        "ContainerBeingDeleted",
+        "The specified container is being deleted.",
+    )
+}
+
+#[tokio::test]
+async fn a_container_still_being_deleted_is_waited_for() {
+    let creations = std::sync::atomic::AtomicUsize::new(0);
+    let rule: InjectRule = Box::new(move |method, query, _| {
+        if !is_create_container(method, query) {
+            return None;
+        }
+        (creations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3).then(being_deleted)
+    });
+    let Some((stack, proxy)) = behind_injecting_proxy(rule).await else {
+        return;
+    };
+    let (signed, store) = store_behind(&stack).await;
+    store.ensure_container().await.unwrap();
+    assert_eq!(container_creations(&proxy), [409, 409, 409, 201]);
+    assert!(stack.artifact_container_listing().await.is_some());
+    let output = signed.output.text();
+    assert!(
+        output.contains(&format!(
+            "container {CONTAINER} in storage account {} is still being deleted (ContainerBeingDeleted); trying again in",
+        defaults::STORAGE_ACCOUNT
+        )),
+        "{output}"
+    );
+    assert!(output.contains(&format!("created container {CONTAINER}")));
+
+    // Azurite's own 409 ContainerAlreadyExists: the container is there, nothing to do.
+    store.ensure_container().await.unwrap();
+    assert_eq!(container_creations(&proxy), [409, 409, 409, 201, 409]);
+}
+
+#[tokio::test]
+async fn a_container_that_stays_being_deleted_fails_after_bounded_waits() {
+    let rule: InjectRule =
+        Box::new(|method, query, _| is_create_container(method, query).then(being_deleted));
+    let Some((stack, proxy)) = behind_injecting_proxy(rule).await else {
+        return;
+    };
+    let (_signed, store) = store_behind(&stack).await;
+    let text = format!("{:#}", store.ensure_container().await.unwrap_err());
+    assert_eq!(
+        container_creations(&proxy),
+        [409; 5],
+        "five attempts, no more"
+    );
+    for expected in [
+        format!("cannot create container {CONTAINER}"),
+        format!("storage account {}", defaults::STORAGE_ACCOUNT),
+        "409 ContainerBeingDeleted after 5 attempts".to_owned(),
+        "Run the pipeline again in a few minutes".to_owned(),
+        "make sure nothing deletes the container".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} in {text}");
+    }
+    assert!(stack.artifact_container_listing().await.is_none());
+}
+
+#[tokio::test]
+async fn other_container_refusals_show_storage_s_code_and_message() {
+    let creations = std::sync::atomic::AtomicUsize::new(0);
+    let rule: InjectRule = Box::new(move |method, query, _| {
+        if !is_create_container(method, query) {
+            return None;
+        }
+        Some(
+            if creations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Injected::storage(
+                    StatusCode::CONFLICT,
+                    "ContainerDisabled",
+                    "The specified container has been disabled by the administrator.",
+                )
+            } else {
+                Injected::storage(
+                    StatusCode::FORBIDDEN,
+                    "AuthorizationPermissionMismatch",
+                    "This request is not authorized to perform this operation using this permission.",
+                )
+            },
+        )
+    });
+    let Some((stack, proxy)) = behind_injecting_proxy(rule).await else {
+        return;
+    };
+    let (_signed, store) = store_behind(&stack).await;
+    let text = format!("{:#}", store.ensure_container().await.unwrap_err());
+    assert!(
+        text.contains(&format!(
+            "cannot create container {CONTAINER} in storage account {}: Storage answered 409 ContainerDisabled: The specified container has been disabled by the administrator.",
+            defaults::STORAGE_ACCOUNT
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("RequestId:"), "{text}");
+    assert_eq!(container_creations(&proxy), [409], "not tried again");
+
+    let text = format!("{:#}", store.ensure_container().await.unwrap_err());
+    assert!(
+        text.contains(
+            "Storage answered 403 AuthorizationPermissionMismatch: This request is not authorized"
+        ),
+        "{text}"
+    );
+    assert_eq!(container_creations(&proxy), [409, 403]);
 }

@@ -1,8 +1,8 @@
 //! A harness for Azurite (Microsoft's Azure Storage emulator, npm `azurite`, pinned in the
 //! workspace's package.json): starts `azurite-blob` on a free loopback port with its own temporary
-//! data folder, optionally with HTTPS (`--cert/--key`) and `--oauth basic`, and extra accounts
-//! through `AZURITE_ACCOUNTS`; waits until it accepts connections; kills it and removes the folder
-//! on drop.
+//! data folder, checking API versions (no `--skipApiVersionCheck`), optionally with HTTPS
+//! (`--cert/--key`) and `--oauth basic`, and extra accounts through `AZURITE_ACCOUNTS`; waits until
+//! it accepts connections; kills it and removes the folder on drop.
 //!
 //! Azurite 3.35 replaces its account list with `AZURITE_ACCOUNTS` when that is set, so the harness
 //! always lists `devstoreaccount1` first to keep the well-known account.
@@ -99,12 +99,10 @@ impl Azurite {
             "--location",
         ])
         .arg(&data)
-        .args([
-            "--skipApiVersionCheck",
-            "--loose",
-            "--disableTelemetry",
-            "--silent",
-        ]);
+        // Without `--skipApiVersionCheck`: Azurite refuses an `x-ms-version` (or SAS `sv`) newer
+        // than it knows, as Azure refuses one not yet deployed where the account lives, so a
+        // client that forgets to pin its storage service version fails here too.
+        .args(["--loose", "--disableTelemetry", "--silent"]);
         if let Some(tls) = &options.tls {
             let (cert, key) = match tls {
                 AzuriteTls::Pem { cert, key } => {

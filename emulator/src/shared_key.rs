@@ -8,7 +8,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use url::Url;
 
-/// The storage service version the emulator speaks.
+/// The storage service version the emulator speaks (it stands in for Image Builder writing
+/// packer logs). Azurite checks it (the harness does not pass `--skipApiVersionCheck`), so it
+/// must be one Azurite 3.35.0 knows.
 pub const STORAGE_VERSION: &str = "2021-08-06";
 
 fn hmac_b64(key_b64: &str, text: &str) -> Result<String> {

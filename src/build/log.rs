@@ -13,7 +13,7 @@ use crate::sas::{AccountSas, BlobSas, Protocol};
 use crate::storage::{self, Access};
 
 /// The storage service version of the log reads (a GA version every cloud has).
-const STORAGE_VERSION: &str = "2022-11-02";
+const STORAGE_VERSION: &str = storage::SERVICE_VERSION;
 
 /// The log URL in a failed run's message, without the sentence's trailing punctuation.
 pub fn log_url(message: &str) -> Option<Url> {
