@@ -12,9 +12,6 @@ use crate::blob_url::blob_location;
 use crate::sas::{AccountSas, BlobSas, Protocol};
 use crate::storage::{self, Access};
 
-/// The storage service version of the log reads (a GA version every cloud has).
-const STORAGE_VERSION: &str = storage::SERVICE_VERSION;
-
 /// The log URL in a failed run's message, without the sentence's trailing punctuation.
 pub fn log_url(message: &str) -> Option<Url> {
     let marker = "log location:";
@@ -89,7 +86,7 @@ pub async fn find_newest(
             }
             let response = http
                 .get(list)
-                .header("x-ms-version", STORAGE_VERSION)
+                .header("x-ms-version", storage::SERVICE_VERSION)
                 .send()
                 .await
                 .map_err(|e| anyhow!(crate::auth::error_chain(&e)))
@@ -175,7 +172,7 @@ pub async fn read(
         ),
     };
     let response = request
-        .header("x-ms-version", STORAGE_VERSION)
+        .header("x-ms-version", storage::SERVICE_VERSION)
         .send()
         .await
         .map_err(|e| anyhow!(crate::auth::error_chain(&e)))
