@@ -2,7 +2,7 @@
 //!
 //! * every combination of source, distributor and customization validates against the real
 //!   2024-02-01 swagger (`../shared/specs`, or `AIB_SPECS_DIR`; skipped with a message when
-//!   absent);
+//!   absent, a failure when `CI` is set);
 //! * the generated Linux steps really run: under `dash` and `bash`, they download an archive
 //!   made by `archive::write_archive` from a local HTTP server (curl, wget, or python3 alone),
 //!   check its SHA-256 (a tampered archive is refused), extract it with `unzip` or python3
@@ -227,10 +227,10 @@ fn spec() -> Option<SwaggerSpec> {
     match SwaggerSpec::default_image_builder_path(image_template::API_VERSION) {
         Some(path) => Some(SwaggerSpec::load(&path).expect("the swagger loads")),
         None => {
-            eprintln!(
-                "skipping: the Image Builder {} swagger is not in ../shared/specs (set AIB_SPECS_DIR to the folder holding specification/)",
+            aib_emulator::swagger::missing_spec(&format!(
+                "the Image Builder {} swagger",
                 image_template::API_VERSION
-            );
+            ));
             None
         }
     }
@@ -694,7 +694,7 @@ fn example(name: &str) -> Option<serde_json::Value> {
     match fs::read_to_string(&path) {
         Ok(text) => Some(serde_json::from_str(&text).unwrap()),
         Err(_) => {
-            eprintln!("skipping: {} is absent", path.display());
+            aib_emulator::swagger::missing_spec(&path.display().to_string());
             None
         }
     }
@@ -703,7 +703,7 @@ fn example(name: &str) -> Option<serde_json::Value> {
 #[test]
 fn the_specs_examples_read_into_the_models() {
     let Some(get) = example("GetImageTemplate.json") else {
-        eprintln!("skipping: the 2024-02-01 examples are not in ../shared/specs");
+        aib_emulator::swagger::missing_spec("the 2024-02-01 examples");
         return;
     };
     let template: ImageTemplate =

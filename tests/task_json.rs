@@ -1,6 +1,6 @@
 //! `task.json` against what it describes: the task-lib JSON schema (read from
-//! `../shared/specs/azure-pipelines-task-lib/tasks.schema.json`, skipped with a message when
-//! absent), the inputs the binary reads (`aib_task::inputs::input_specs()`) with the defaults it
+//! `../shared/specs/azure-pipelines-task-lib/tasks.schema.json`, or under `AIB_SPECS_DIR`;
+//! skipped with a message when absent, a failure when `CI` is set), the inputs the binary reads (`aib_task::inputs::input_specs()`) with the defaults it
 //! assumes (`aib_task::inputs::default_value`), the output variables it sets, and the launcher.
 
 use std::collections::BTreeSet;
@@ -155,14 +155,15 @@ fn schema_errors(schema: &Value, value: &Value) -> Vec<String> {
 }
 
 fn schema() -> Option<Value> {
-    let path = root().join("../shared/specs/azure-pipelines-task-lib/tasks.schema.json");
+    let path =
+        aib_emulator::swagger::specs_root().join("azure-pipelines-task-lib/tasks.schema.json");
     match std::fs::read_to_string(&path) {
         Ok(text) => Some(serde_json::from_str(&text).unwrap()),
         Err(_) => {
-            eprintln!(
-                "SKIPPED: {} is absent; task.json is not checked against the schema",
+            aib_emulator::swagger::missing_spec(&format!(
+                "{} (task.json is not checked against the schema)",
                 path.display()
-            );
+            ));
             None
         }
     }

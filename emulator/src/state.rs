@@ -92,6 +92,11 @@ impl State {
                         })?;
                         swagger.insert(version.to_string(), spec);
                     }
+                    None if crate::swagger::specs_required(std::env::var("CI").ok().as_deref()) => {
+                        anyhow::bail!(
+                            "the Image Builder swagger for {version} is absent and CI is set: template bodies must be validated in CI (put ../shared/specs beside the repository, or set AIB_SPECS_DIR)"
+                        );
+                    }
                     None => {
                         tracing::warn!(
                             "Image Builder swagger for {version} not found (../shared/specs is absent): \

@@ -979,16 +979,10 @@ impl SwaggerSpec {
         }
     }
 
-    /// Default location of the Image Builder spec for `api_version`: the folder named by the
-    /// `AIB_SPECS_DIR` environment variable (the one that contains `specification/`) if set,
-    /// else `<workspace root>/../shared/specs`. `stable` is preferred over `preview`. None when
-    /// the file is absent.
+    /// Default location of the Image Builder spec for `api_version`: under [`specs_root`].
+    /// `stable` is preferred over `preview`. None when the file is absent.
     pub fn default_image_builder_path(api_version: &str) -> Option<PathBuf> {
-        let root = match std::env::var_os("AIB_SPECS_DIR") {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs"),
-        };
-        let service = root.join(
+        let service = specs_root().join(
             "specification/imagebuilder/resource-manager/Microsoft.VirtualMachineImages/ImageBuilder",
         );
         ["stable", "preview"]
@@ -1625,8 +1619,43 @@ fn child_path(parent: &str, name: &str) -> String {
     }
 }
 
+/// The folder holding the public specs (the one that contains `specification/` and
+/// `azure-pipelines-task-lib/`): `AIB_SPECS_DIR` if set, else `<workspace root>/../shared/specs`.
+pub fn specs_root() -> PathBuf {
+    match std::env::var_os("AIB_SPECS_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs"),
+    }
+}
+
+/// Whether a run must fail, rather than skip, when a spec is missing: in CI (`CI` set to
+/// anything but `false` or `0`), where a missing spec means a test silently checked nothing.
+pub fn specs_required(ci: Option<&str>) -> bool {
+    ci.is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// For a test that needs a spec which is absent: panics in CI, else says it skips.
+pub fn missing_spec(what: &str) {
+    if specs_required(std::env::var("CI").ok().as_deref()) {
+        panic!(
+            "{what} is absent, and CI is set: tests that need ../shared/specs must not skip in CI (put the specs beside the repository, or set AIB_SPECS_DIR)"
+        );
+    }
+    eprintln!("SKIPPED: {what} is absent (set AIB_SPECS_DIR to the folder holding the specs)");
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ci_turns_a_missing_spec_into_a_failure() {
+        for ci in ["true", "1", "yes", "True"] {
+            assert!(super::specs_required(Some(ci)), "{ci}");
+        }
+        for ci in [None, Some(""), Some("false"), Some("FALSE"), Some("0")] {
+            assert!(!super::specs_required(ci), "{ci:?}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

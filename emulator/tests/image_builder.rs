@@ -292,8 +292,8 @@ async fn invalid_bodies_are_refused() {
     assert_eq!(status, 400);
 
     if !env.emulator.swagger_validation_enabled() {
-        eprintln!(
-            "SKIPPED (swagger part): the Image Builder specs (../shared/specs) are absent, so PUT bodies are not validated"
+        aib_emulator::swagger::missing_spec(
+            "the Image Builder swagger (swagger part of this test: PUT bodies are not validated)",
         );
         return;
     }

@@ -12,10 +12,10 @@ const TEMPLATE_PATH: &str = "/subscriptions/{subscriptionId}/resourceGroups/{res
 
 fn spec(api_version: &str) -> Option<SwaggerSpec> {
     let Some(path) = SwaggerSpec::default_image_builder_path(api_version) else {
-        eprintln!(
-            "skipping: spec not found at {} (set AIB_SPECS_DIR to the folder that contains specification/)",
+        aib_emulator::swagger::missing_spec(&format!(
+            "the spec {}",
             expected_location(api_version).display()
-        );
+        ));
         return None;
     };
     let started = Instant::now();
@@ -25,10 +25,7 @@ fn spec(api_version: &str) -> Option<SwaggerSpec> {
 }
 
 fn expected_location(api_version: &str) -> PathBuf {
-    let root = std::env::var_os("AIB_SPECS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs"));
-    root.join("specification/imagebuilder/resource-manager/Microsoft.VirtualMachineImages/ImageBuilder/stable")
+    aib_emulator::swagger::specs_root().join("specification/imagebuilder/resource-manager/Microsoft.VirtualMachineImages/ImageBuilder/stable")
         .join(api_version)
         .join("imagebuilder.json")
 }
@@ -140,10 +137,10 @@ fn assert_single(issues: &[ValidationIssue], code: ValidationCode, path: &str) {
 #[test]
 fn spec_loads_quickly_and_reports_its_version() {
     let Some(path) = SwaggerSpec::default_image_builder_path("2024-02-01") else {
-        eprintln!(
-            "skipping: spec not found at {}",
+        aib_emulator::swagger::missing_spec(&format!(
+            "the spec {}",
             expected_location("2024-02-01").display()
-        );
+        ));
         return;
     };
     let started = Instant::now();
