@@ -6,7 +6,8 @@
 //! * the generated Linux steps really run: under `dash` and `bash`, they download an archive
 //!   made by `archive::write_archive` from a local HTTP server (curl, wget, or python3 alone),
 //!   check its SHA-256 (a tampered archive is refused), extract it with `unzip` or python3
-//!   (modes kept) into a folder with a hostile name, and remove it again;
+//!   (modes kept) into a folder with a hostile name (quotes, `$`, backticks, Unicode, and the
+//!   `[ ] { } * ?` that curl reads as URL globs and `unzip` as wildcards), and remove it again;
 //! * answers read back into the same types: the spec's examples and the emulator's GET.
 
 mod common;
@@ -312,6 +313,12 @@ fn serve(body: Vec<u8>) -> Server {
 }
 
 fn serve_flaky(body: Vec<u8>, failures: usize) -> Server {
+    // A quote and a space in the path, a SAS-like query: quoting must hold.
+    serve_at(body, failures, "/imagebuilder-vststask/it's%20here/a.zip")
+}
+
+/// [`serve_flaky`], the URL's path being `path` (as given: characters curl would glob stay raw).
+fn serve_at(body: Vec<u8>, failures: usize, path: &str) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -349,10 +356,7 @@ fn serve_flaky(body: Vec<u8>, failures: usize) -> Server {
         }
     });
     Server {
-        // A quote and a space in the path, a SAS-like query: quoting must hold.
-        url: format!(
-            "http://127.0.0.1:{port}/imagebuilder-vststask/it's%20here/a.zip?sv=2022-11-02&sp=r&sig=abc%2Bdef%3D"
-        ),
+        url: format!("http://127.0.0.1:{port}{path}?sv=2022-11-02&sp=r&sig=abc%2Bdef%3D"),
         requests,
     }
 }
@@ -554,6 +558,27 @@ fn assert_failed_saying(output: &Output, message: &str) {
 fn download_and_extract(shell: &str, tools: Option<&[&str]>, label: &str) {
     let f = fixture();
     let server = serve(f.zip.clone());
+    download_extract_and_remove(
+        &f,
+        &server,
+        "GET /imagebuilder-vststask/it%27s%20here/a.zip?sv=",
+        shell,
+        tools,
+        label,
+    );
+}
+
+/// Runs the download, extract and removal steps of `f`'s template against `server` (which has
+/// seen no request yet); the server must see one request starting with `request`, and the tree
+/// must come out identical.
+fn download_extract_and_remove(
+    f: &Fixture,
+    server: &Server,
+    request: &str,
+    shell: &str,
+    tools: Option<&[&str]>,
+    label: &str,
+) {
     let template = f.template(&server.url, Os::Linux, true, true);
     let steps = shell_steps(&template);
     assert_eq!(
@@ -570,15 +595,18 @@ fn download_and_extract(shell: &str, tools: Option<&[&str]>, label: &str) {
     assert_ok(&out, &format!("{label}: download"));
     assert_eq!(fs::read(f.vm_zip()).unwrap(), f.zip, "{label}");
     let requests = server.requests.lock().unwrap().clone();
-    assert_eq!(requests.len(), 1, "{requests:?}");
-    assert!(
-        requests[0].starts_with("GET /imagebuilder-vststask/it%27s%20here/a.zip?sv="),
-        "{requests:?}"
-    );
+    assert_eq!(requests.len(), 1, "{label}: {requests:?}");
+    assert!(requests[0].starts_with(request), "{label}: {requests:?}");
 
     let out = f.run_step(shell, &steps, step::EXTRACT, path.as_deref());
     assert_ok(&out, &format!("{label}: extract"));
     assert_eq!(snapshot(&f.vm_dir()), snapshot(&f.source), "{label}");
+    let left: Vec<_> = fs::read_dir(&f.vm_root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("aib-task-"))
+        .collect();
+    assert!(left.is_empty(), "{label}: left behind: {left:?}");
 
     let out = f.run_step(shell, &steps, step::REMOVE_ARTIFACTS, path.as_deref());
     assert_ok(&out, &format!("{label}: cleanup"));
@@ -599,7 +627,16 @@ fn curl_sha256sum_and_unzip_under_dash_and_bash() {
 fn wget_when_there_is_no_curl() {
     download_and_extract(
         "dash",
-        Some(&["rm", "mkdir", "cut", "sleep", "wget", "sha256sum", "unzip"]),
+        Some(&[
+            "rm",
+            "mkdir",
+            "cut",
+            "sleep",
+            "ln",
+            "wget",
+            "sha256sum",
+            "unzip",
+        ]),
         "wget",
     );
 }
@@ -609,6 +646,74 @@ fn python3_alone_downloads_checks_and_extracts_with_modes() {
     let tools: &[&str] = &["rm", "mkdir", "cut", "sleep", "python3"];
     download_and_extract("dash", Some(tools), "python3 only, dash");
     download_and_extract("bash", Some(tools), "python3 only, bash");
+}
+
+/// Folder names with characters curl reads as URL globs (`[ ] { }`) and Info-ZIP `unzip` as
+/// wildcards in the archive's own name (`[ ] * ?`), each with the name of another archive in
+/// the same folder that the wildcard would match (issue #10).
+const GLOB_FOLDERS: &[(&str, Option<&str>)] = &[
+    ("web[1]{x}", Some("web1{x}.zip")),
+    ("a[b", None),
+    ("{}", None),
+    ("]x[", None),
+    ("v*", Some("v1.zip")),
+    ("a?b", Some("a-b.zip")),
+];
+
+/// The blob's path as staging makes it (`<folder>/<run>-<attempt>/<folder>_<ms>.zip`), with
+/// only what a URL path cannot hold raw encoded: `[ ] { }` stay as they are.
+fn blob_path(folder: &str) -> String {
+    let segment = folder.replace('?', "%3F");
+    format!("/imagebuilder-vststask/{segment}/42-1/{segment}_1.zip")
+}
+
+#[test]
+fn glob_characters_in_folder_names_reach_the_vm_intact() {
+    for (folder, decoy) in GLOB_FOLDERS {
+        let f = fixture_named(folder);
+        if let Some(decoy) = decoy {
+            let other = f.vm_root.join("decoy source");
+            fs::create_dir_all(&other).unwrap();
+            fs::write(other.join("decoy.txt"), b"the wrong archive\n").unwrap();
+            let (zip, _) = aib_task::archive::write_archive(&other, Vec::new()).unwrap();
+            fs::remove_dir_all(&other).unwrap();
+            fs::write(f.vm_root.join(decoy), zip).unwrap();
+        }
+        let path = blob_path(folder);
+        let server = serve_at(f.zip.clone(), 0, &path);
+        // What the server sees: the glob characters percent-encoded, nothing else changed.
+        let request = format!(
+            "GET {}?sv=",
+            path.replace('[', "%5B")
+                .replace(']', "%5D")
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+        );
+        let wget: &[&str] = &[
+            "rm",
+            "mkdir",
+            "cut",
+            "sleep",
+            "ln",
+            "wget",
+            "sha256sum",
+            "unzip",
+        ];
+        let python: &[&str] = &["rm", "mkdir", "cut", "sleep", "python3"];
+        for (shell, tools, label) in [
+            ("dash", None, "curl and unzip, dash"),
+            ("bash", None, "curl and unzip, bash"),
+            ("dash", Some(wget), "wget"),
+            ("dash", Some(python), "python3 only"),
+        ] {
+            server.requests.lock().unwrap().clear();
+            let label = format!("{folder} - {label}");
+            download_extract_and_remove(&f, &server, &request, shell, tools, &label);
+            if let Some(decoy) = decoy {
+                assert!(f.vm_root.join(decoy).exists(), "{label}: the other archive");
+            }
+        }
+    }
 }
 
 #[test]

@@ -115,11 +115,17 @@ pub fn powershell_string(value: &str) -> String {
 
 /// The URL as the scripts carry it: ASCII only, and without the characters that would end a
 /// quoted word or a URL found in a log (`'`, `"`, `` ` ``, `|`, `<`, `>`, `\`, whitespace and
-/// other controls). Those are percent-encoded (UTF-8), which the server reads the same way.
+/// other controls) or that curl reads as a glob (`[ ] { }`; the scripts also pass `--globoff`).
+/// Those are percent-encoded (UTF-8), which the server reads the same way.
 pub fn script_url(url: &str) -> String {
     let mut out = String::with_capacity(url.len());
     for c in url.chars() {
-        if c.is_ascii_graphic() && !matches!(c, '\'' | '"' | '`' | '|' | '<' | '>' | '\\') {
+        if c.is_ascii_graphic()
+            && !matches!(
+                c,
+                '\'' | '"' | '`' | '|' | '<' | '>' | '\\' | '[' | ']' | '{' | '}'
+            )
+        {
             out.push(c);
         } else {
             let mut bytes = [0u8; 4];
@@ -156,7 +162,7 @@ echo "aib-task: downloading the build artifacts ({size} bytes) to $zip"
 fetch() {{
   rm -f -- "$zip"
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --connect-timeout 30 --speed-limit 1024 --speed-time 120 -o "$zip" "$url"
+    curl -gfsSL --connect-timeout 30 --speed-limit 1024 --speed-time 120 -o "$zip" "$url"
   elif command -v wget >/dev/null 2>&1; then
     wget -q --tries=1 --timeout=60 -O "$zip" "$url"
   elif command -v python3 >/dev/null 2>&1; then
@@ -217,6 +223,10 @@ for path, mode in reversed(folders):
 "#;
 
 /// Extracts `paths.zip` into `paths.dir` with `unzip`, else python3.
+///
+/// Info-ZIP `unzip` reads `[ ] * ?` in the archive's own name as a pattern over the files
+/// beside it (`web[1].zip` opens `web1.zip` if there is one, `v*.zip` every match), and has
+/// no option to turn that off: it is given a symbolic link whose name holds none of them.
 pub fn linux_extract(paths: &VmPaths) -> Vec<String> {
     let zip = shell_quote(&paths.zip);
     let dir = shell_quote(&paths.dir);
@@ -226,8 +236,14 @@ pub fn linux_extract(paths: &VmPaths) -> Vec<String> {
 dest={dir}
 mkdir -p -- "$dest"
 if command -v unzip >/dev/null 2>&1; then
+  link="${{zip%/*}}/aib-task-unzip-$$.zip"
+  if ! ln -sf -- "$zip" "$link"; then
+    echo "aib-task: could not link $link to $zip for unzip" >&2
+    exit 1
+  fi
   status=0
-  unzip -o -q "$zip" -d "$dest" || status=$?
+  unzip -o -q "$link" -d "$dest" || status=$?
+  rm -f -- "$link"
   if [ "$status" -gt 1 ]; then
     echo "aib-task: unzip could not extract $zip into $dest (exit code $status)" >&2
     exit 1
@@ -428,6 +444,11 @@ mod tests {
         assert_eq!(
             script_url("https://a.blob.core.windows.net/c/it's|x y`ü.zip?sv=1&sig=a%2B"),
             "https://a.blob.core.windows.net/c/it%27s%7Cx%20y%60%C3%BC.zip?sv=1&sig=a%2B"
+        );
+        // curl's glob characters.
+        assert_eq!(
+            script_url("https://a/c/web[1]{x}/]a[}{.zip?sig=b"),
+            "https://a/c/web%5B1%5D%7Bx%7D/%5Da%5B%7D%7B.zip?sig=b"
         );
     }
 
