@@ -791,6 +791,178 @@ fn no_download_tool_fails_at_once_with_a_clear_message() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Parsing the Windows steps.
+
+/// Folder names for the PowerShell steps: plain, hostile to quoting (quotes, typographic quotes,
+/// `$`, backticks, subexpressions, comment and statement characters, Unicode beyond the BMP),
+/// and the wildcard characters `Expand-Archive` reads.
+const WINDOWS_FOLDERS: &[&str] = &[
+    "webapp",
+    NASTY_FOLDER,
+    "it\u{2019}s \u{2018}q\u{201B} \u{201A} \u{1F600} \u{65E5}\u{672C}",
+    "$(Remove-Item C) @(x) ${y}",
+    "a;b|c&d #e <f> {g}",
+    "-rf",
+    "`n``",
+    "''",
+    "web[1]{x}",
+    "a[b",
+    "v*",
+    "a?b",
+];
+
+/// The syntax errors the tree-sitter PowerShell grammar finds in `script`, each ERROR or
+/// MISSING node with its position and the line it is on; and the PowerShell 7 pipeline chains
+/// (`&&`, `||`) the grammar accepts but Windows PowerShell 5.1, which runs the customizers,
+/// refuses.
+fn powershell_syntax_errors(script: &str) -> Vec<String> {
+    let mut parser = tree_sitter::Parser::new();
+    parser
+        .set_language(&tree_sitter_powershell::LANGUAGE.into())
+        .expect("the PowerShell grammar loads");
+    let tree = parser
+        .parse(script, None)
+        .expect("the parser returns a tree");
+    let mut errors = Vec::new();
+    let mut cursor = tree.walk();
+    'walk: loop {
+        let node = cursor.node();
+        let problem = if node.is_missing() {
+            Some(format!("MISSING {}", node.kind()))
+        } else if node.is_error() {
+            Some("ERROR".to_owned())
+        } else if node.kind() == "pipeline_chain_tail" {
+            Some("PowerShell 7 only".to_owned())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let at = node.start_position();
+            errors.push(format!(
+                "{problem} at line {}, column {}: {:?} in line {:?}",
+                at.row + 1,
+                at.column + 1,
+                &script[node.byte_range()],
+                script.lines().nth(at.row).unwrap_or("")
+            ));
+        } else if cursor.goto_first_child() {
+            continue;
+        }
+        // The next sibling, else the next sibling of the nearest ancestor that has one.
+        while !cursor.goto_next_sibling() {
+            if !cursor.goto_parent() {
+                break 'walk;
+            }
+        }
+    }
+    errors
+}
+
+/// Every PowerShell customizer of `template`: (name, script as Packer writes it).
+fn powershell_steps(template: &ImageTemplate) -> Vec<(String, String)> {
+    template
+        .properties
+        .customize
+        .iter()
+        .filter_map(|c| match c {
+            Customizer::PowerShell { name, inline, .. } => Some((name.clone(), inline.join("\n"))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_windows_step_parses_as_powershell() {
+    let mut problems = Vec::new();
+    let mut scripts = 0;
+    for variant in variants().into_iter().filter(|v| v.os == Os::Windows) {
+        for folder in WINDOWS_FOLDERS {
+            for cleanup in [false, true] {
+                for update in [false, true] {
+                    for (elevated, system) in [(false, false), (true, false), (true, true)] {
+                        let mut plan =
+                            base_plan(Os::Windows, sources().remove(0), Distribution::Vhd);
+                        (variant.apply)(&mut plan);
+                        plan.customization.cleanup_artifacts = cleanup;
+                        plan.customization.windows_update = update;
+                        plan.customization.run_elevated = elevated;
+                        plan.customization.run_as_system = system;
+                        let artifact = ArtifactRef {
+                            download_url: SAS_URL,
+                            sha256_hex: &"ab".repeat(32),
+                            size: variant.size,
+                            folder,
+                        };
+                        let template = build_template(&plan, &artifact, &pipeline());
+                        for (name, script) in powershell_steps(&template) {
+                            scripts += 1;
+                            let errors = powershell_syntax_errors(&script);
+                            if !errors.is_empty() {
+                                problems.push(format!(
+                                    "{} / {folder:?} / cleanup {cleanup} / update {update} / elevated {elevated} / system {system} / {name}:\n  {}\n--- script ---\n{script}",
+                                    variant.name,
+                                    errors.join("\n  ")
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {scripts} PowerShell steps do not parse:\n\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
+    assert!(scripts > 1000, "{scripts}");
+}
+
+#[test]
+fn the_powershell_check_catches_broken_scripts() {
+    for broken in [
+        "Write-Host 'unclosed",
+        "Write-Host \"unclosed",
+        "$zip = 'C:\\buildArtifacts\\it's.zip'",
+        "if ($x) { Write-Host hi",
+        "try { x } catch {",
+        "Write-Host ($x",
+        "}",
+        "$a = ('' + 'x' + [char]0x00FC",
+        "Write-Host \"$($_.Exception.Message\"",
+        "Test-Path $zip && Remove-Item $zip",
+    ] {
+        assert!(
+            !powershell_syntax_errors(broken).is_empty(),
+            "not caught: {broken}"
+        );
+    }
+    // A generated step with its last brace, or one quote, taken away.
+    let plan = base_plan(Os::Windows, sources().remove(0), Distribution::Vhd);
+    let artifact = ArtifactRef {
+        download_url: SAS_URL,
+        sha256_hex: &"ab".repeat(32),
+        size: 10,
+        folder: "webapp",
+    };
+    let template = build_template(&plan, &artifact, &pipeline());
+    let (_, download) = &powershell_steps(&template)[0];
+    assert_eq!(powershell_syntax_errors(download), Vec::<String>::new());
+    let brace = download.rfind('}').unwrap();
+    let unclosed = format!("{}{}", &download[..brace], &download[brace + 1..]);
+    let errors = powershell_syntax_errors(&unclosed);
+    assert!(
+        errors.iter().any(|e| e.starts_with("MISSING }")),
+        "{errors:?}"
+    );
+    let unquoted = download.replacen(r"$zip = 'C:", r"$zip = C:", 1);
+    assert_ne!(&unquoted, download);
+    let errors = powershell_syntax_errors(&unquoted);
+    assert!(errors.iter().any(|e| e.contains("line 6")), "{errors:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reading answers.
 
 fn example(name: &str) -> Option<serde_json::Value> {
