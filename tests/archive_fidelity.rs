@@ -20,6 +20,7 @@ use aib_task::archive::{
     ArchiveError, ArchiveOptions, ArchiveSummary, HashingWriter, folder_name, write_archive,
     write_archive_with,
 };
+use aib_task::plan::Os;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -468,6 +469,38 @@ fn same_tree_gives_same_bytes() {
     let (second, _) = write_archive(&f.root, Vec::new()).unwrap();
     assert_eq!(first.len() as u64, summary.archive_bytes);
     assert!(first == second, "two archives of one tree differ");
+}
+
+#[test]
+fn the_longest_file_and_folder_are_reported_for_the_windows_path_check() {
+    let f = fixture();
+    let deep = format!("{}/{}", "d".repeat(200), "e".repeat(40));
+    // The deepest file has the longest path, not the longest name; a name of 120 two-byte
+    // characters is 240 bytes but 120 UTF-16 units; an empty folder deeper than every file.
+    write(&f.root.join(&deep).join("x.txt"), b"x");
+    write(&f.root.join(format!("{}.txt", "f".repeat(230))), b"f");
+    write(&f.root.join("\u{fc}".repeat(120)), b"u");
+    fs::create_dir_all(f.root.join("d".repeat(200)).join("g".repeat(45))).unwrap();
+    let (_, summary) = write_archive(&f.root, Vec::new()).unwrap();
+    assert_eq!(summary.longest_file, format!("{deep}/x.txt"));
+    assert_eq!(
+        summary.longest_folder,
+        format!("{}/{}", "d".repeat(200), "g".repeat(45))
+    );
+    // `C:\buildArtifacts\webapp\` and 246 characters: past MAX_PATH on a Windows image.
+    let warning = aib_task::staging::long_path_warning(Os::Windows, "webapp", &summary).unwrap();
+    assert!(
+        warning.contains(&format!(
+            r"will be 272 characters long on the image: 'C:\buildArtifacts\webapp\{}\{}\x.txt'",
+            "d".repeat(200),
+            "e".repeat(40)
+        )),
+        "{warning}"
+    );
+    assert_eq!(
+        aib_task::staging::long_path_warning(Os::Linux, "webapp", &summary),
+        None
+    );
 }
 
 /// The error for a refused build path; checks that nothing reached the sink before it.
