@@ -4,8 +4,8 @@
 //! then extracted with Python's `zipfile` and with Info-ZIP `unzip` and compared with the source
 //! byte for byte, mode for mode and (with `unzip`, which restores them) time for time. Also: the
 //! refusals, determinism, and Zip64 (`long_zip64_*`: a file over 4 GiB, an archive over 4 GiB,
-//! more than 65,535 entries). .NET's `ZipArchive` (through Mono), which Windows images extract
-//! with, reads the same archives.
+//! more than 65,535 entries). .NET's `ZipArchive` (through Mono) and bsdtar (Windows' `tar.exe`),
+//! which Windows images extract with, read the same archives.
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
@@ -458,6 +458,30 @@ fn extracts_identically(options: &ArchiveOptions) -> ArchiveSummary {
         by_unzip.to_str().unwrap(),
     ]);
     assert_eq!(snapshot(&by_unzip, true), source);
+
+    // bsdtar, which Windows ships as tar.exe and the Windows extract step prefers: it reads the
+    // archive from its central directory like the others.
+    if Command::new("bsdtar").arg("--version").output().is_ok() {
+        let by_bsdtar = f.work.join("bsdtar");
+        fs::create_dir_all(&by_bsdtar).unwrap();
+        let out = Command::new("bsdtar")
+            .arg("-xf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&by_bsdtar)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "bsdtar: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(snapshot(&by_bsdtar, true), source);
+    } else {
+        eprintln!(
+            "skipping bsdtar (Windows' tar.exe): it is not installed (Debian: libarchive-tools)"
+        );
+    }
     summary
 }
 

@@ -327,23 +327,60 @@ Write-Host "aib-task: downloaded $zip (SHA-256 $expected)""#
     ))
 }
 
-/// Extracts `paths.zip` into `paths.dir` with `Expand-Archive -Force`. `Expand-Archive` reads
-/// wildcards in its destination (it checks it with `Test-Path -Path`), so a folder whose name
-/// holds `[`, `]`, `*` or `?` is extracted with .NET's `ZipFile.ExtractToDirectory` instead.
+/// Whether `path` can go on `tar.exe`'s command line. Windows' bsdtar reads its arguments in
+/// the ANSI code page, so a name beyond ASCII comes out changed (`Ā` becomes `A`,
+/// libarchive/libarchive issue 2092); Windows PowerShell 5.1 does not escape `"` in arguments
+/// to native programs; control characters and `*`, `?` cannot be in Windows file names anyway.
+fn tar_can_take(path: &str) -> bool {
+    path.chars()
+        .all(|c| c == ' ' || (c.is_ascii_graphic() && !matches!(c, '"' | '*' | '?')))
+}
+
+/// Extracts `paths.zip` into `paths.dir` with `tar.exe` where Windows has it (Windows Server
+/// 2019 and Windows 10 1803 on), else with `Expand-Archive -Force`.
+///
+/// `tar.exe` (bsdtar, which reads zip archives) writes paths longer than `MAX_PATH`, which
+/// Windows PowerShell 5.1's `Expand-Archive` cannot; it is called by its full path so that
+/// another `tar` on the `PATH` (Git's GNU tar reads `C:` as a remote host) is not picked up,
+/// and only for paths it can be given ([`tar_can_take`]). `Expand-Archive` reads wildcards in
+/// its destination (it checks it with `Test-Path -Path`), so a folder whose name holds `[`,
+/// `]`, `*` or `?` is extracted with .NET's `ZipFile.ExtractToDirectory` instead.
 pub fn windows_extract(paths: &VmPaths) -> Vec<String> {
     let zip = powershell_string(&paths.zip);
     let dir = powershell_string(&paths.dir);
-    let extract = if paths.dir.contains(['[', ']', '*', '?']) {
-        "Add-Type -AssemblyName System.IO.Compression.FileSystem\n  [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)"
+    let fallback = if paths.dir.contains(['[', ']', '*', '?']) {
+        "Add-Type -AssemblyName System.IO.Compression.FileSystem\n    [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)"
     } else {
         "Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force"
     };
+    let tar = if tar_can_take(&paths.zip) && tar_can_take(&paths.dir) {
+        "Join-Path $env:SystemRoot 'System32\\tar.exe'"
+    } else {
+        "$null"
+    };
+    // Native programs' stderr lines become PowerShell errors when the output is redirected, as
+    // Packer does: with 'Stop' a mere warning from tar would end the step, so its exit code
+    // decides instead.
     lines(&format!(
         r#"{PS_PRELUDE}
 $zip = {zip}
 $dest = {dir}
+$tar = {tar}
 try {{
-  {extract}
+  if ($tar -and (Test-Path -LiteralPath $tar -PathType Leaf)) {{
+    Write-Host "aib-task: extracting $zip with $tar"
+    [void][System.IO.Directory]::CreateDirectory($dest)
+    $ErrorActionPreference = 'Continue'
+    & $tar -xf $zip -C $dest
+    $status = $LASTEXITCODE
+    $ErrorActionPreference = 'Stop'
+    if ($status -ne 0) {{
+      Write-Host "aib-task: tar.exe could not extract $zip into $dest (exit code $status)"
+      exit 1
+    }}
+  }} else {{
+    {fallback}
+  }}
 }} catch {{
   Write-Host "aib-task: could not extract $zip into ${{dest}}: $($_.Exception.Message)"
   exit 1
@@ -456,13 +493,70 @@ mod tests {
     fn windows_extraction_avoids_expand_archive_wildcards() {
         let plain = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", "_drop 1"));
         assert!(plain.contains(
-            &"  Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force".to_owned()
+            &"    Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force".to_owned()
         ));
         let wild = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", "drop[1]"));
         assert!(!wild.join("\n").contains("Expand-Archive"));
         assert!(wild.contains(
-            &"  [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)".to_owned()
+            &"    [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)".to_owned()
         ));
+    }
+
+    #[test]
+    fn windows_extraction_prefers_tar_and_checks_its_exit_code() {
+        let script = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", "web app[1]"));
+        for line in [
+            r"$tar = Join-Path $env:SystemRoot 'System32\tar.exe'",
+            "  if ($tar -and (Test-Path -LiteralPath $tar -PathType Leaf)) {",
+            "    [void][System.IO.Directory]::CreateDirectory($dest)",
+            "    $ErrorActionPreference = 'Continue'",
+            "    & $tar -xf $zip -C $dest",
+            "    $status = $LASTEXITCODE",
+            "    $ErrorActionPreference = 'Stop'",
+            "    if ($status -ne 0) {",
+            "      Write-Host \"aib-task: tar.exe could not extract $zip into $dest (exit code $status)\"",
+            "      exit 1",
+            "  } else {",
+        ] {
+            assert!(
+                script.contains(&line.to_owned()),
+                "{line}\n{}",
+                script.join("\n")
+            );
+        }
+        // tar first, the fallback in the else branch.
+        let joined = script.join("\n");
+        assert!(joined.find("& $tar").unwrap() < joined.find("ExtractToDirectory").unwrap());
+    }
+
+    #[test]
+    fn tar_is_not_given_names_its_command_line_would_change() {
+        for folder in ["webapp", "my app", "a[b]{c}$d'e`f;g&h", "-rf"] {
+            let script = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", folder));
+            assert!(
+                script.contains(&r"$tar = Join-Path $env:SystemRoot 'System32\tar.exe'".to_owned()),
+                "{folder}"
+            );
+            assert!(tar_can_take(folder), "{folder}");
+        }
+        for folder in [
+            "ünï",
+            "\u{100}",
+            "日本",
+            "say \"hi\"",
+            "tab\there",
+            "line\nbreak",
+        ] {
+            let script = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", folder));
+            assert!(script.contains(&"$tar = $null".to_owned()), "{folder}");
+            assert!(
+                script.contains(
+                    &"    Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force"
+                        .to_owned()
+                ),
+                "{folder}"
+            );
+        }
     }
 
     #[test]
