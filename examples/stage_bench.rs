@@ -124,7 +124,7 @@ fn main() -> Result<()> {
             )
             .await?;
             let seconds = started.elapsed();
-            let a = uploaded.archive;
+            let a = &uploaded.archive;
             report(json!({
                 "seconds": seconds.as_secs_f64(),
                 "input_bytes": a.input_bytes,

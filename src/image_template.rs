@@ -20,9 +20,10 @@
 //!     step extracts it with `unzip`, or python3 where there is no `unzip` (Ubuntu images),
 //!     keeping the Unix modes.
 //!   - Windows: a PowerShell step downloads with `Invoke-WebRequest` (retries, TLS 1.2), checks
-//!     `Get-FileHash`, and one extracts with `Expand-Archive -Force` (.NET's `ZipFile` for names
-//!     with wildcard characters). The PowerShell lines are ASCII whatever the folder's name
-//!     (see [`scripts::powershell_string`]).
+//!     `Get-FileHash`, and one extracts with Windows' `tar.exe` where it exists (it writes paths
+//!     past `MAX_PATH`), else with `Expand-Archive -Force` (.NET's `ZipFile` for names with
+//!     wildcard characters). The PowerShell lines are ASCII whatever the folder's name (see
+//!     [`scripts::powershell_string`]).
 //!   - The archive stays beside the folder (as in the original) unless `cleanupArtifactsOnImage`.
 //! * **The user's inline script**, verbatim, one `inline` entry per line, in its own Shell or
 //!   PowerShell customizer (PowerShell with `runElevated`/`runAsSystem`). No `cd` is added:

@@ -2,6 +2,8 @@
 //! (`storageAccountName`) found, the archive streamed into the `imagebuilder-vststask` container
 //! under a name that says which run made it, and the read-only SAS URL Image Builder downloads it
 //! with. [`Staged::remove`] deletes the blob once the build no longer needs it.
+//! [`long_path_warning`] tells, from what the archiver saw, whether the tree will outgrow
+//! Windows' `MAX_PATH` once extracted on a Windows image.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,8 +13,10 @@ use azure_core::credentials::{Secret, TokenCredential};
 use url::Url;
 
 use crate::agent::{Console, PipelineContext};
-use crate::archive::ArchiveOptions;
+use crate::archive::{ArchiveOptions, ArchiveSummary, utf16_len};
 use crate::arm::ArmClient;
+use crate::image_template::WINDOWS_ARTIFACTS_ROOT;
+use crate::plan::Os;
 use crate::storage::{self, BlobStore, CONTAINER};
 use crate::upload::{self, UploadSettings, Uploaded};
 
@@ -35,6 +39,40 @@ pub fn blob_name(folder: &str, context: &PipelineContext, epoch_ms: u128) -> Str
         "{folder}/{run}-{}/{folder}_{epoch_ms}.zip",
         context.attempt()
     )
+}
+
+/// The longest file path Windows PowerShell 5.1 extracts to: `MAX_PATH` (260) less the
+/// terminating NUL. Its `Expand-Archive` (and .NET's `ZipFile`) go through .NET Framework's
+/// legacy path handling: "The fully qualified file name must be less than 260 characters, and
+/// the directory name must be less than 248 characters" (PowerShell/Microsoft.PowerShell.Archive
+/// issue 44), which `Expand-Archive` then hides behind an error from its own clean-up,
+/// "Remove-Item : Cannot find path … because it does not exist" (issue 69).
+pub const WINDOWS_MAX_FILE_PATH: usize = 259;
+
+/// The longest folder path the same handling creates (248 less the NUL).
+pub const WINDOWS_MAX_FOLDER_PATH: usize = 247;
+
+/// On a Windows image, the warning for an archive whose longest file or folder, extracted under
+/// `C:\buildArtifacts\<folder>\`, is longer than Windows PowerShell 5.1 extracts to; `None`
+/// when everything fits, and always on Linux images.
+pub fn long_path_warning(os: Os, folder: &str, archive: &ArchiveSummary) -> Option<String> {
+    if os != Os::Windows {
+        return None;
+    }
+    let base = format!(r"{WINDOWS_ARTIFACTS_ROOT}\{folder}\");
+    let too_long = |name: &str, limit| utf16_len(&base) + utf16_len(name) > limit;
+    let (what, name) = if too_long(&archive.longest_file, WINDOWS_MAX_FILE_PATH) {
+        ("file", &archive.longest_file)
+    } else if too_long(&archive.longest_folder, WINDOWS_MAX_FOLDER_PATH) {
+        ("folder", &archive.longest_folder)
+    } else {
+        return None;
+    };
+    let path = format!("{base}{}", name.replace('/', r"\"));
+    Some(format!(
+        "the build path's longest {what} path will be {} characters long on the image: '{path}'. Windows PowerShell's Expand-Archive, which extracts the artifacts where tar.exe is missing (Windows Server 2016 and older), cannot create file paths of 260 characters or more (MAX_PATH) nor folder paths of 248 or more, and then fails with a misleading error such as 'Remove-Item : Cannot find path ... because it does not exist'; many Windows tools fail on such paths too. Shorten the paths inside the build path, or give the build path a shorter folder name ('{folder}' is part of every path, which starts with '{base}').",
+        utf16_len(&path)
+    ))
 }
 
 /// Where the artifact is staged.
@@ -178,6 +216,94 @@ mod tests {
         let name = blob_name("my app", &terminal, 5);
         assert_eq!(name, "my app/local-1/my app_5.zip");
         assert!(!name.contains("undefined"));
+    }
+
+    fn archive(longest_file: &str, longest_folder: &str) -> ArchiveSummary {
+        ArchiveSummary {
+            longest_file: longest_file.to_owned(),
+            longest_folder: longest_folder.to_owned(),
+            ..ArchiveSummary::default()
+        }
+    }
+
+    #[test]
+    fn windows_paths_past_max_path_are_warned_about() {
+        // `C:\buildArtifacts\webapp\` is 25 characters: 234 more make 259, which fits.
+        let base = r"C:\buildArtifacts\webapp\".len();
+        assert_eq!(base, 25);
+        let fits = format!("deep/{}", "f".repeat(WINDOWS_MAX_FILE_PATH - base - 5));
+        assert_eq!(
+            long_path_warning(Os::Windows, "webapp", &archive(&fits, "deep")),
+            None
+        );
+        let long = format!("deep/{}", "f".repeat(WINDOWS_MAX_FILE_PATH - base - 4));
+        let warning = long_path_warning(Os::Windows, "webapp", &archive(&long, "deep")).unwrap();
+        let shown = format!(r"C:\buildArtifacts\webapp\deep\{}", &long[5..]);
+        assert!(warning.starts_with(&format!(
+            "the build path's longest file path will be 260 characters long on the image: '{shown}'."
+        )), "{warning}");
+        for advice in [
+            "Expand-Archive",
+            "tar.exe",
+            "file paths of 260 characters or more (MAX_PATH)",
+            "misleading error",
+            "Shorten the paths inside the build path",
+            "a shorter folder name ('webapp' is part of every path",
+        ] {
+            assert!(warning.contains(advice), "{advice}: {warning}");
+        }
+        // Linux images have no such limit.
+        assert_eq!(
+            long_path_warning(Os::Linux, "webapp", &archive(&long, "deep")),
+            None
+        );
+        // The folder's name counts: the same tree under a longer name no longer fits.
+        let barely = "f".repeat(WINDOWS_MAX_FILE_PATH - base);
+        assert_eq!(
+            long_path_warning(Os::Windows, "webapp", &archive(&barely, "")),
+            None
+        );
+        let warning = long_path_warning(Os::Windows, "webapp2", &archive(&barely, "")).unwrap();
+        assert!(warning.contains(" 260 characters "), "{warning}");
+    }
+
+    #[test]
+    fn windows_folders_past_248_characters_are_warned_about() {
+        let base = r"C:\buildArtifacts\webapp\".len();
+        let fits = "d".repeat(WINDOWS_MAX_FOLDER_PATH - base);
+        assert_eq!(
+            long_path_warning(Os::Windows, "webapp", &archive("a", &fits)),
+            None
+        );
+        // A folder of 248 characters holding a short file: the file fits, the folder does not.
+        let long = format!("{fits}d");
+        let warning =
+            long_path_warning(Os::Windows, "webapp", &archive(&format!("{long}/a"), &long))
+                .unwrap();
+        assert!(
+            warning.starts_with("the build path's longest folder path will be 248 characters"),
+            "{warning}"
+        );
+        assert!(warning.contains("folder paths of 248 or more"), "{warning}");
+    }
+
+    #[test]
+    fn windows_path_lengths_count_utf16_units() {
+        let base = r"C:\buildArtifacts\webapp\".len();
+        // 117 emoji are 234 UTF-16 units (the limit exactly), 468 UTF-8 bytes.
+        let emoji = "\u{1F600}".repeat((WINDOWS_MAX_FILE_PATH - base) / 2);
+        assert_eq!(
+            long_path_warning(Os::Windows, "webapp", &archive(&emoji, "")),
+            None
+        );
+        let over = format!("{emoji}x");
+        assert!(long_path_warning(Os::Windows, "webapp", &archive(&over, "")).is_some());
+        // Non-ASCII in the folder's name counts the same way.
+        let accents = "é".repeat(WINDOWS_MAX_FILE_PATH - r"C:\buildArtifacts\éé\".chars().count());
+        assert_eq!(
+            long_path_warning(Os::Windows, "éé", &archive(&accents, "")),
+            None
+        );
     }
 
     #[test]

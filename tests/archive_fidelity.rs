@@ -4,8 +4,8 @@
 //! then extracted with Python's `zipfile` and with Info-ZIP `unzip` and compared with the source
 //! byte for byte, mode for mode and (with `unzip`, which restores them) time for time. Also: the
 //! refusals, determinism, and Zip64 (`long_zip64_*`: a file over 4 GiB, an archive over 4 GiB,
-//! more than 65,535 entries). .NET's `ZipArchive` (through Mono), which Windows images extract
-//! with, reads the same archives.
+//! more than 65,535 entries). .NET's `ZipArchive` (through Mono) and bsdtar (Windows' `tar.exe`),
+//! which Windows images extract with, read the same archives.
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ use aib_task::archive::{
     ArchiveError, ArchiveOptions, ArchiveSummary, HashingWriter, folder_name, write_archive,
     write_archive_with,
 };
+use aib_task::plan::Os;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -457,6 +458,30 @@ fn extracts_identically(options: &ArchiveOptions) -> ArchiveSummary {
         by_unzip.to_str().unwrap(),
     ]);
     assert_eq!(snapshot(&by_unzip, true), source);
+
+    // bsdtar, which Windows ships as tar.exe and the Windows extract step prefers: it reads the
+    // archive from its central directory like the others.
+    if Command::new("bsdtar").arg("--version").output().is_ok() {
+        let by_bsdtar = f.work.join("bsdtar");
+        fs::create_dir_all(&by_bsdtar).unwrap();
+        let out = Command::new("bsdtar")
+            .arg("-xf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&by_bsdtar)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "bsdtar: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(snapshot(&by_bsdtar, true), source);
+    } else {
+        eprintln!(
+            "skipping bsdtar (Windows' tar.exe): it is not installed (Debian: libarchive-tools)"
+        );
+    }
     summary
 }
 
@@ -468,6 +493,38 @@ fn same_tree_gives_same_bytes() {
     let (second, _) = write_archive(&f.root, Vec::new()).unwrap();
     assert_eq!(first.len() as u64, summary.archive_bytes);
     assert!(first == second, "two archives of one tree differ");
+}
+
+#[test]
+fn the_longest_file_and_folder_are_reported_for_the_windows_path_check() {
+    let f = fixture();
+    let deep = format!("{}/{}", "d".repeat(200), "e".repeat(40));
+    // The deepest file has the longest path, not the longest name; a name of 120 two-byte
+    // characters is 240 bytes but 120 UTF-16 units; an empty folder deeper than every file.
+    write(&f.root.join(&deep).join("x.txt"), b"x");
+    write(&f.root.join(format!("{}.txt", "f".repeat(230))), b"f");
+    write(&f.root.join("\u{fc}".repeat(120)), b"u");
+    fs::create_dir_all(f.root.join("d".repeat(200)).join("g".repeat(45))).unwrap();
+    let (_, summary) = write_archive(&f.root, Vec::new()).unwrap();
+    assert_eq!(summary.longest_file, format!("{deep}/x.txt"));
+    assert_eq!(
+        summary.longest_folder,
+        format!("{}/{}", "d".repeat(200), "g".repeat(45))
+    );
+    // `C:\buildArtifacts\webapp\` and 246 characters: past MAX_PATH on a Windows image.
+    let warning = aib_task::staging::long_path_warning(Os::Windows, "webapp", &summary).unwrap();
+    assert!(
+        warning.contains(&format!(
+            r"will be 272 characters long on the image: 'C:\buildArtifacts\webapp\{}\{}\x.txt'",
+            "d".repeat(200),
+            "e".repeat(40)
+        )),
+        "{warning}"
+    );
+    assert_eq!(
+        aib_task::staging::long_path_warning(Os::Linux, "webapp", &summary),
+        None
+    );
 }
 
 /// The error for a refused build path; checks that nothing reached the sink before it.

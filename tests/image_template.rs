@@ -6,7 +6,8 @@
 //! * the generated Linux steps really run: under `dash` and `bash`, they download an archive
 //!   made by `archive::write_archive` from a local HTTP server (curl, wget, or python3 alone),
 //!   check its SHA-256 (a tampered archive is refused), extract it with `unzip` or python3
-//!   (modes kept) into a folder with a hostile name, and remove it again;
+//!   (modes kept) into a folder with a hostile name (quotes, `$`, backticks, Unicode, and the
+//!   `[ ] { } * ?` that curl reads as URL globs and `unzip` as wildcards), and remove it again;
 //! * answers read back into the same types: the spec's examples and the emulator's GET.
 
 mod common;
@@ -312,6 +313,12 @@ fn serve(body: Vec<u8>) -> Server {
 }
 
 fn serve_flaky(body: Vec<u8>, failures: usize) -> Server {
+    // A quote and a space in the path, a SAS-like query: quoting must hold.
+    serve_at(body, failures, "/imagebuilder-vststask/it's%20here/a.zip")
+}
+
+/// [`serve_flaky`], the URL's path being `path` (as given: characters curl would glob stay raw).
+fn serve_at(body: Vec<u8>, failures: usize, path: &str) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -349,10 +356,7 @@ fn serve_flaky(body: Vec<u8>, failures: usize) -> Server {
         }
     });
     Server {
-        // A quote and a space in the path, a SAS-like query: quoting must hold.
-        url: format!(
-            "http://127.0.0.1:{port}/imagebuilder-vststask/it's%20here/a.zip?sv=2022-11-02&sp=r&sig=abc%2Bdef%3D"
-        ),
+        url: format!("http://127.0.0.1:{port}{path}?sv=2022-11-02&sp=r&sig=abc%2Bdef%3D"),
         requests,
     }
 }
@@ -554,6 +558,27 @@ fn assert_failed_saying(output: &Output, message: &str) {
 fn download_and_extract(shell: &str, tools: Option<&[&str]>, label: &str) {
     let f = fixture();
     let server = serve(f.zip.clone());
+    download_extract_and_remove(
+        &f,
+        &server,
+        "GET /imagebuilder-vststask/it%27s%20here/a.zip?sv=",
+        shell,
+        tools,
+        label,
+    );
+}
+
+/// Runs the download, extract and removal steps of `f`'s template against `server` (which has
+/// seen no request yet); the server must see one request starting with `request`, and the tree
+/// must come out identical.
+fn download_extract_and_remove(
+    f: &Fixture,
+    server: &Server,
+    request: &str,
+    shell: &str,
+    tools: Option<&[&str]>,
+    label: &str,
+) {
     let template = f.template(&server.url, Os::Linux, true, true);
     let steps = shell_steps(&template);
     assert_eq!(
@@ -570,15 +595,18 @@ fn download_and_extract(shell: &str, tools: Option<&[&str]>, label: &str) {
     assert_ok(&out, &format!("{label}: download"));
     assert_eq!(fs::read(f.vm_zip()).unwrap(), f.zip, "{label}");
     let requests = server.requests.lock().unwrap().clone();
-    assert_eq!(requests.len(), 1, "{requests:?}");
-    assert!(
-        requests[0].starts_with("GET /imagebuilder-vststask/it%27s%20here/a.zip?sv="),
-        "{requests:?}"
-    );
+    assert_eq!(requests.len(), 1, "{label}: {requests:?}");
+    assert!(requests[0].starts_with(request), "{label}: {requests:?}");
 
     let out = f.run_step(shell, &steps, step::EXTRACT, path.as_deref());
     assert_ok(&out, &format!("{label}: extract"));
     assert_eq!(snapshot(&f.vm_dir()), snapshot(&f.source), "{label}");
+    let left: Vec<_> = fs::read_dir(&f.vm_root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("aib-task-"))
+        .collect();
+    assert!(left.is_empty(), "{label}: left behind: {left:?}");
 
     let out = f.run_step(shell, &steps, step::REMOVE_ARTIFACTS, path.as_deref());
     assert_ok(&out, &format!("{label}: cleanup"));
@@ -599,7 +627,16 @@ fn curl_sha256sum_and_unzip_under_dash_and_bash() {
 fn wget_when_there_is_no_curl() {
     download_and_extract(
         "dash",
-        Some(&["rm", "mkdir", "cut", "sleep", "wget", "sha256sum", "unzip"]),
+        Some(&[
+            "rm",
+            "mkdir",
+            "cut",
+            "sleep",
+            "ln",
+            "wget",
+            "sha256sum",
+            "unzip",
+        ]),
         "wget",
     );
 }
@@ -609,6 +646,74 @@ fn python3_alone_downloads_checks_and_extracts_with_modes() {
     let tools: &[&str] = &["rm", "mkdir", "cut", "sleep", "python3"];
     download_and_extract("dash", Some(tools), "python3 only, dash");
     download_and_extract("bash", Some(tools), "python3 only, bash");
+}
+
+/// Folder names with characters curl reads as URL globs (`[ ] { }`) and Info-ZIP `unzip` as
+/// wildcards in the archive's own name (`[ ] * ?`), each with the name of another archive in
+/// the same folder that the wildcard would match (issue #10).
+const GLOB_FOLDERS: &[(&str, Option<&str>)] = &[
+    ("web[1]{x}", Some("web1{x}.zip")),
+    ("a[b", None),
+    ("{}", None),
+    ("]x[", None),
+    ("v*", Some("v1.zip")),
+    ("a?b", Some("a-b.zip")),
+];
+
+/// The blob's path as staging makes it (`<folder>/<run>-<attempt>/<folder>_<ms>.zip`), with
+/// only what a URL path cannot hold raw encoded: `[ ] { }` stay as they are.
+fn blob_path(folder: &str) -> String {
+    let segment = folder.replace('?', "%3F");
+    format!("/imagebuilder-vststask/{segment}/42-1/{segment}_1.zip")
+}
+
+#[test]
+fn glob_characters_in_folder_names_reach_the_vm_intact() {
+    for (folder, decoy) in GLOB_FOLDERS {
+        let f = fixture_named(folder);
+        if let Some(decoy) = decoy {
+            let other = f.vm_root.join("decoy source");
+            fs::create_dir_all(&other).unwrap();
+            fs::write(other.join("decoy.txt"), b"the wrong archive\n").unwrap();
+            let (zip, _) = aib_task::archive::write_archive(&other, Vec::new()).unwrap();
+            fs::remove_dir_all(&other).unwrap();
+            fs::write(f.vm_root.join(decoy), zip).unwrap();
+        }
+        let path = blob_path(folder);
+        let server = serve_at(f.zip.clone(), 0, &path);
+        // What the server sees: the glob characters percent-encoded, nothing else changed.
+        let request = format!(
+            "GET {}?sv=",
+            path.replace('[', "%5B")
+                .replace(']', "%5D")
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+        );
+        let wget: &[&str] = &[
+            "rm",
+            "mkdir",
+            "cut",
+            "sleep",
+            "ln",
+            "wget",
+            "sha256sum",
+            "unzip",
+        ];
+        let python: &[&str] = &["rm", "mkdir", "cut", "sleep", "python3"];
+        for (shell, tools, label) in [
+            ("dash", None, "curl and unzip, dash"),
+            ("bash", None, "curl and unzip, bash"),
+            ("dash", Some(wget), "wget"),
+            ("dash", Some(python), "python3 only"),
+        ] {
+            server.requests.lock().unwrap().clear();
+            let label = format!("{folder} - {label}");
+            download_extract_and_remove(&f, &server, &request, shell, tools, &label);
+            if let Some(decoy) = decoy {
+                assert!(f.vm_root.join(decoy).exists(), "{label}: the other archive");
+            }
+        }
+    }
 }
 
 #[test]
@@ -683,6 +788,178 @@ fn no_download_tool_fails_at_once_with_a_clear_message() {
     fs::write(f.vm_zip(), &f.zip).unwrap();
     let out = f.run_step("dash", &steps, step::EXTRACT, Some(&path));
     assert_failed_saying(&out, "neither unzip nor python3 is installed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing the Windows steps.
+
+/// Folder names for the PowerShell steps: plain, hostile to quoting (quotes, typographic quotes,
+/// `$`, backticks, subexpressions, comment and statement characters, Unicode beyond the BMP),
+/// and the wildcard characters `Expand-Archive` reads.
+const WINDOWS_FOLDERS: &[&str] = &[
+    "webapp",
+    NASTY_FOLDER,
+    "it\u{2019}s \u{2018}q\u{201B} \u{201A} \u{1F600} \u{65E5}\u{672C}",
+    "$(Remove-Item C) @(x) ${y}",
+    "a;b|c&d #e <f> {g}",
+    "-rf",
+    "`n``",
+    "''",
+    "web[1]{x}",
+    "a[b",
+    "v*",
+    "a?b",
+];
+
+/// The syntax errors the tree-sitter PowerShell grammar finds in `script`, each ERROR or
+/// MISSING node with its position and the line it is on; and the PowerShell 7 pipeline chains
+/// (`&&`, `||`) the grammar accepts but Windows PowerShell 5.1, which runs the customizers,
+/// refuses.
+fn powershell_syntax_errors(script: &str) -> Vec<String> {
+    let mut parser = tree_sitter::Parser::new();
+    parser
+        .set_language(&tree_sitter_powershell::LANGUAGE.into())
+        .expect("the PowerShell grammar loads");
+    let tree = parser
+        .parse(script, None)
+        .expect("the parser returns a tree");
+    let mut errors = Vec::new();
+    let mut cursor = tree.walk();
+    'walk: loop {
+        let node = cursor.node();
+        let problem = if node.is_missing() {
+            Some(format!("MISSING {}", node.kind()))
+        } else if node.is_error() {
+            Some("ERROR".to_owned())
+        } else if node.kind() == "pipeline_chain_tail" {
+            Some("PowerShell 7 only".to_owned())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let at = node.start_position();
+            errors.push(format!(
+                "{problem} at line {}, column {}: {:?} in line {:?}",
+                at.row + 1,
+                at.column + 1,
+                &script[node.byte_range()],
+                script.lines().nth(at.row).unwrap_or("")
+            ));
+        } else if cursor.goto_first_child() {
+            continue;
+        }
+        // The next sibling, else the next sibling of the nearest ancestor that has one.
+        while !cursor.goto_next_sibling() {
+            if !cursor.goto_parent() {
+                break 'walk;
+            }
+        }
+    }
+    errors
+}
+
+/// Every PowerShell customizer of `template`: (name, script as Packer writes it).
+fn powershell_steps(template: &ImageTemplate) -> Vec<(String, String)> {
+    template
+        .properties
+        .customize
+        .iter()
+        .filter_map(|c| match c {
+            Customizer::PowerShell { name, inline, .. } => Some((name.clone(), inline.join("\n"))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_windows_step_parses_as_powershell() {
+    let mut problems = Vec::new();
+    let mut scripts = 0;
+    for variant in variants().into_iter().filter(|v| v.os == Os::Windows) {
+        for folder in WINDOWS_FOLDERS {
+            for cleanup in [false, true] {
+                for update in [false, true] {
+                    for (elevated, system) in [(false, false), (true, false), (true, true)] {
+                        let mut plan =
+                            base_plan(Os::Windows, sources().remove(0), Distribution::Vhd);
+                        (variant.apply)(&mut plan);
+                        plan.customization.cleanup_artifacts = cleanup;
+                        plan.customization.windows_update = update;
+                        plan.customization.run_elevated = elevated;
+                        plan.customization.run_as_system = system;
+                        let artifact = ArtifactRef {
+                            download_url: SAS_URL,
+                            sha256_hex: &"ab".repeat(32),
+                            size: variant.size,
+                            folder,
+                        };
+                        let template = build_template(&plan, &artifact, &pipeline());
+                        for (name, script) in powershell_steps(&template) {
+                            scripts += 1;
+                            let errors = powershell_syntax_errors(&script);
+                            if !errors.is_empty() {
+                                problems.push(format!(
+                                    "{} / {folder:?} / cleanup {cleanup} / update {update} / elevated {elevated} / system {system} / {name}:\n  {}\n--- script ---\n{script}",
+                                    variant.name,
+                                    errors.join("\n  ")
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {scripts} PowerShell steps do not parse:\n\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
+    assert!(scripts > 1000, "{scripts}");
+}
+
+#[test]
+fn the_powershell_check_catches_broken_scripts() {
+    for broken in [
+        "Write-Host 'unclosed",
+        "Write-Host \"unclosed",
+        "$zip = 'C:\\buildArtifacts\\it's.zip'",
+        "if ($x) { Write-Host hi",
+        "try { x } catch {",
+        "Write-Host ($x",
+        "}",
+        "$a = ('' + 'x' + [char]0x00FC",
+        "Write-Host \"$($_.Exception.Message\"",
+        "Test-Path $zip && Remove-Item $zip",
+    ] {
+        assert!(
+            !powershell_syntax_errors(broken).is_empty(),
+            "not caught: {broken}"
+        );
+    }
+    // A generated step with its last brace, or one quote, taken away.
+    let plan = base_plan(Os::Windows, sources().remove(0), Distribution::Vhd);
+    let artifact = ArtifactRef {
+        download_url: SAS_URL,
+        sha256_hex: &"ab".repeat(32),
+        size: 10,
+        folder: "webapp",
+    };
+    let template = build_template(&plan, &artifact, &pipeline());
+    let (_, download) = &powershell_steps(&template)[0];
+    assert_eq!(powershell_syntax_errors(download), Vec::<String>::new());
+    let brace = download.rfind('}').unwrap();
+    let unclosed = format!("{}{}", &download[..brace], &download[brace + 1..]);
+    let errors = powershell_syntax_errors(&unclosed);
+    assert!(
+        errors.iter().any(|e| e.starts_with("MISSING }")),
+        "{errors:?}"
+    );
+    let unquoted = download.replacen(r"$zip = 'C:", r"$zip = C:", 1);
+    assert_ne!(&unquoted, download);
+    let errors = powershell_syntax_errors(&unquoted);
+    assert!(errors.iter().any(|e| e.contains("line 6")), "{errors:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

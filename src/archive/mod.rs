@@ -180,7 +180,7 @@ pub enum ArchiveError {
 }
 
 /// What [`write_archive`] wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ArchiveSummary {
     /// Files plus directories.
     pub entries: u64,
@@ -195,6 +195,28 @@ pub struct ArchiveSummary {
     /// Whether the central directory outgrew [`ArchiveOptions::central_directory_memory`] and
     /// waited in a temporary file.
     pub central_directory_on_disk: bool,
+    /// The longest file's entry name, and the longest folder's (without its trailing `/`),
+    /// counted in UTF-16 units as Windows counts path lengths ([`utf16_len`]): what decides
+    /// whether the tree fits under Windows' `MAX_PATH` once extracted. The first of equals.
+    pub longest_file: String,
+    pub longest_folder: String,
+}
+
+/// A name's length in UTF-16 units, the unit of Windows path limits.
+pub fn utf16_len(name: &str) -> usize {
+    name.encode_utf16().count()
+}
+
+/// Keeps `name` in `longest` if it is longer. A name's UTF-8 bytes are never fewer than its
+/// UTF-16 units, so most names are passed over without being counted.
+fn keep_longest(longest: &mut String, longest_len: &mut usize, name: &str) {
+    if name.len() > *longest_len {
+        let len = utf16_len(name);
+        if len > *longest_len {
+            *longest_len = len;
+            name.clone_into(longest);
+        }
+    }
 }
 
 /// How [`write_archive_with`] writes the archive. The default is what the task does.
@@ -262,6 +284,7 @@ pub fn write_archive_with<W: Write>(
     let mut buffer = vec![0u8; READ_BUFFER_LEN];
     let mut probe = Probe::new();
     let mut summary = ArchiveSummary::default();
+    let (mut longest_file, mut longest_folder) = (0, 0);
 
     for entry in Walk::new(root)? {
         let entry = entry?;
@@ -269,8 +292,11 @@ pub fn write_archive_with<W: Write>(
             Kind::Directory => {
                 add_directory(&mut zip, &entry)?;
                 summary.directories += 1;
+                let name = entry.name.strip_suffix('/').unwrap_or(&entry.name);
+                keep_longest(&mut summary.longest_folder, &mut longest_folder, name);
             }
             Kind::File { size } => {
+                keep_longest(&mut summary.longest_file, &mut longest_file, &entry.name);
                 match add_file(&mut zip, &entry, size, &mut buffer, &mut probe, options)? {
                     Method::Stored => summary.stored_files += 1,
                     Method::Deflated => summary.deflated_files += 1,
@@ -630,6 +656,20 @@ mod tests {
         assert!(!needs_zip64(four_gib - 1_377_000, Method::Deflated));
         assert!(!needs_zip64(four_gib - 2_000_000, Method::Deflated));
         assert!(!needs_zip64(0, Method::Deflated));
+    }
+
+    #[test]
+    fn the_longest_name_is_counted_in_utf16_units() {
+        assert_eq!(utf16_len("abc"), 3);
+        // Two UTF-8 bytes, one unit; three bytes, one unit; four bytes, two units.
+        assert_eq!(utf16_len("ü日\u{1F600}"), 4);
+        let (mut longest, mut len) = (String::new(), 0);
+        for name in ["ab", "ü日", "abc", "日日", "\u{1F600}\u{1F600}", "abcd"] {
+            keep_longest(&mut longest, &mut len, name);
+        }
+        // "ü日" (5 bytes) and "日日" (6 bytes) are 2 units, the emoji pair 4 like "abcd": the first
+        // of equals stays.
+        assert_eq!((longest.as_str(), len), ("\u{1F600}\u{1F600}", 4));
     }
 
     #[test]

@@ -115,11 +115,17 @@ pub fn powershell_string(value: &str) -> String {
 
 /// The URL as the scripts carry it: ASCII only, and without the characters that would end a
 /// quoted word or a URL found in a log (`'`, `"`, `` ` ``, `|`, `<`, `>`, `\`, whitespace and
-/// other controls). Those are percent-encoded (UTF-8), which the server reads the same way.
+/// other controls) or that curl reads as a glob (`[ ] { }`; the scripts also pass `--globoff`).
+/// Those are percent-encoded (UTF-8), which the server reads the same way.
 pub fn script_url(url: &str) -> String {
     let mut out = String::with_capacity(url.len());
     for c in url.chars() {
-        if c.is_ascii_graphic() && !matches!(c, '\'' | '"' | '`' | '|' | '<' | '>' | '\\') {
+        if c.is_ascii_graphic()
+            && !matches!(
+                c,
+                '\'' | '"' | '`' | '|' | '<' | '>' | '\\' | '[' | ']' | '{' | '}'
+            )
+        {
             out.push(c);
         } else {
             let mut bytes = [0u8; 4];
@@ -156,7 +162,7 @@ echo "aib-task: downloading the build artifacts ({size} bytes) to $zip"
 fetch() {{
   rm -f -- "$zip"
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --connect-timeout 30 --speed-limit 1024 --speed-time 120 -o "$zip" "$url"
+    curl -gfsSL --connect-timeout 30 --speed-limit 1024 --speed-time 120 -o "$zip" "$url"
   elif command -v wget >/dev/null 2>&1; then
     wget -q --tries=1 --timeout=60 -O "$zip" "$url"
   elif command -v python3 >/dev/null 2>&1; then
@@ -217,6 +223,10 @@ for path, mode in reversed(folders):
 "#;
 
 /// Extracts `paths.zip` into `paths.dir` with `unzip`, else python3.
+///
+/// Info-ZIP `unzip` reads `[ ] * ?` in the archive's own name as a pattern over the files
+/// beside it (`web[1].zip` opens `web1.zip` if there is one, `v*.zip` every match), and has
+/// no option to turn that off: it is given a symbolic link whose name holds none of them.
 pub fn linux_extract(paths: &VmPaths) -> Vec<String> {
     let zip = shell_quote(&paths.zip);
     let dir = shell_quote(&paths.dir);
@@ -226,8 +236,14 @@ pub fn linux_extract(paths: &VmPaths) -> Vec<String> {
 dest={dir}
 mkdir -p -- "$dest"
 if command -v unzip >/dev/null 2>&1; then
+  link="${{zip%/*}}/aib-task-unzip-$$.zip"
+  if ! ln -sf -- "$zip" "$link"; then
+    echo "aib-task: could not link $link to $zip for unzip" >&2
+    exit 1
+  fi
   status=0
-  unzip -o -q "$zip" -d "$dest" || status=$?
+  unzip -o -q "$link" -d "$dest" || status=$?
+  rm -f -- "$link"
   if [ "$status" -gt 1 ]; then
     echo "aib-task: unzip could not extract $zip into $dest (exit code $status)" >&2
     exit 1
@@ -311,23 +327,60 @@ Write-Host "aib-task: downloaded $zip (SHA-256 $expected)""#
     ))
 }
 
-/// Extracts `paths.zip` into `paths.dir` with `Expand-Archive -Force`. `Expand-Archive` reads
-/// wildcards in its destination (it checks it with `Test-Path -Path`), so a folder whose name
-/// holds `[`, `]`, `*` or `?` is extracted with .NET's `ZipFile.ExtractToDirectory` instead.
+/// Whether `path` can go on `tar.exe`'s command line. Windows' bsdtar reads its arguments in
+/// the ANSI code page, so a name beyond ASCII comes out changed (`Ā` becomes `A`,
+/// libarchive/libarchive issue 2092); Windows PowerShell 5.1 does not escape `"` in arguments
+/// to native programs; control characters and `*`, `?` cannot be in Windows file names anyway.
+fn tar_can_take(path: &str) -> bool {
+    path.chars()
+        .all(|c| c == ' ' || (c.is_ascii_graphic() && !matches!(c, '"' | '*' | '?')))
+}
+
+/// Extracts `paths.zip` into `paths.dir` with `tar.exe` where Windows has it (Windows Server
+/// 2019 and Windows 10 1803 on), else with `Expand-Archive -Force`.
+///
+/// `tar.exe` (bsdtar, which reads zip archives) writes paths longer than `MAX_PATH`, which
+/// Windows PowerShell 5.1's `Expand-Archive` cannot; it is called by its full path so that
+/// another `tar` on the `PATH` (Git's GNU tar reads `C:` as a remote host) is not picked up,
+/// and only for paths it can be given ([`tar_can_take`]). `Expand-Archive` reads wildcards in
+/// its destination (it checks it with `Test-Path -Path`), so a folder whose name holds `[`,
+/// `]`, `*` or `?` is extracted with .NET's `ZipFile.ExtractToDirectory` instead.
 pub fn windows_extract(paths: &VmPaths) -> Vec<String> {
     let zip = powershell_string(&paths.zip);
     let dir = powershell_string(&paths.dir);
-    let extract = if paths.dir.contains(['[', ']', '*', '?']) {
-        "Add-Type -AssemblyName System.IO.Compression.FileSystem\n  [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)"
+    let fallback = if paths.dir.contains(['[', ']', '*', '?']) {
+        "Add-Type -AssemblyName System.IO.Compression.FileSystem\n    [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)"
     } else {
         "Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force"
     };
+    let tar = if tar_can_take(&paths.zip) && tar_can_take(&paths.dir) {
+        "Join-Path $env:SystemRoot 'System32\\tar.exe'"
+    } else {
+        "$null"
+    };
+    // Native programs' stderr lines become PowerShell errors when the output is redirected, as
+    // Packer does: with 'Stop' a mere warning from tar would end the step, so its exit code
+    // decides instead.
     lines(&format!(
         r#"{PS_PRELUDE}
 $zip = {zip}
 $dest = {dir}
+$tar = {tar}
 try {{
-  {extract}
+  if ($tar -and (Test-Path -LiteralPath $tar -PathType Leaf)) {{
+    Write-Host "aib-task: extracting $zip with $tar"
+    [void][System.IO.Directory]::CreateDirectory($dest)
+    $ErrorActionPreference = 'Continue'
+    & $tar -xf $zip -C $dest
+    $status = $LASTEXITCODE
+    $ErrorActionPreference = 'Stop'
+    if ($status -ne 0) {{
+      Write-Host "aib-task: tar.exe could not extract $zip into $dest (exit code $status)"
+      exit 1
+    }}
+  }} else {{
+    {fallback}
+  }}
 }} catch {{
   Write-Host "aib-task: could not extract $zip into ${{dest}}: $($_.Exception.Message)"
   exit 1
@@ -429,19 +482,81 @@ mod tests {
             script_url("https://a.blob.core.windows.net/c/it's|x y`ü.zip?sv=1&sig=a%2B"),
             "https://a.blob.core.windows.net/c/it%27s%7Cx%20y%60%C3%BC.zip?sv=1&sig=a%2B"
         );
+        // curl's glob characters.
+        assert_eq!(
+            script_url("https://a/c/web[1]{x}/]a[}{.zip?sig=b"),
+            "https://a/c/web%5B1%5D%7Bx%7D/%5Da%5B%7D%7B.zip?sig=b"
+        );
     }
 
     #[test]
     fn windows_extraction_avoids_expand_archive_wildcards() {
         let plain = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", "_drop 1"));
         assert!(plain.contains(
-            &"  Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force".to_owned()
+            &"    Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force".to_owned()
         ));
         let wild = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", "drop[1]"));
         assert!(!wild.join("\n").contains("Expand-Archive"));
         assert!(wild.contains(
-            &"  [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)".to_owned()
+            &"    [System.IO.Compression.ZipFile]::ExtractToDirectory($zip, $dest)".to_owned()
         ));
+    }
+
+    #[test]
+    fn windows_extraction_prefers_tar_and_checks_its_exit_code() {
+        let script = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", "web app[1]"));
+        for line in [
+            r"$tar = Join-Path $env:SystemRoot 'System32\tar.exe'",
+            "  if ($tar -and (Test-Path -LiteralPath $tar -PathType Leaf)) {",
+            "    [void][System.IO.Directory]::CreateDirectory($dest)",
+            "    $ErrorActionPreference = 'Continue'",
+            "    & $tar -xf $zip -C $dest",
+            "    $status = $LASTEXITCODE",
+            "    $ErrorActionPreference = 'Stop'",
+            "    if ($status -ne 0) {",
+            "      Write-Host \"aib-task: tar.exe could not extract $zip into $dest (exit code $status)\"",
+            "      exit 1",
+            "  } else {",
+        ] {
+            assert!(
+                script.contains(&line.to_owned()),
+                "{line}\n{}",
+                script.join("\n")
+            );
+        }
+        // tar first, the fallback in the else branch.
+        let joined = script.join("\n");
+        assert!(joined.find("& $tar").unwrap() < joined.find("ExtractToDirectory").unwrap());
+    }
+
+    #[test]
+    fn tar_is_not_given_names_its_command_line_would_change() {
+        for folder in ["webapp", "my app", "a[b]{c}$d'e`f;g&h", "-rf"] {
+            let script = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", folder));
+            assert!(
+                script.contains(&r"$tar = Join-Path $env:SystemRoot 'System32\tar.exe'".to_owned()),
+                "{folder}"
+            );
+            assert!(tar_can_take(folder), "{folder}");
+        }
+        for folder in [
+            "ünï",
+            "\u{100}",
+            "日本",
+            "say \"hi\"",
+            "tab\there",
+            "line\nbreak",
+        ] {
+            let script = windows_extract(&VmPaths::windows(r"C:\buildArtifacts", folder));
+            assert!(script.contains(&"$tar = $null".to_owned()), "{folder}");
+            assert!(
+                script.contains(
+                    &"    Expand-Archive -LiteralPath $zip -DestinationPath $dest -Force"
+                        .to_owned()
+                ),
+                "{folder}"
+            );
+        }
     }
 
     #[test]
