@@ -478,6 +478,11 @@ fn extracts_identically(options: &ArchiveOptions) -> ArchiveSummary {
         );
         assert_eq!(snapshot(&by_bsdtar, true), source);
     } else {
+        // scripts/test installs it: in CI its absence is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "bsdtar (Windows' tar.exe) is not installed (Debian: libarchive-tools); CI must run this check"
+        );
         eprintln!(
             "skipping bsdtar (Windows' tar.exe): it is not installed (Debian: libarchive-tools)"
         );

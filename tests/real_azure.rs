@@ -88,7 +88,7 @@ async fn a_vhd_in_the_staging_group_outlives_the_task() {
 async fn reqwest_arm_delete(stack: &Stack, template: &str) -> u16 {
     let token = stack
         .emulator
-        .mint_access_token(&stack.emulator.base_url().to_string(), 600);
+        .mint_access_token(stack.emulator.base_url().as_ref(), 600);
     let url = format!(
         "{}subscriptions/{}/resourceGroups/{RG}/providers/Microsoft.VirtualMachineImages/imageTemplates/{template}?api-version=2024-02-01",
         stack.emulator.base_url(),

@@ -301,14 +301,22 @@ impl Builder<'_> {
                 self.console,
             );
             let mut cancel = self.cancel.clone();
-            tokio::select! {
+            let staged = tokio::select! {
                 staged = staging => staged?,
                 _ = cancel.wait_for(|c| *c) => {
                     return Err(Cancelled(
                         "cancelled while uploading the build path; nothing was created in Image Builder. Uncommitted blocks of the upload are discarded by Azure Storage within 7 days".into(),
                     ).into());
                 }
+            };
+            if let Some(warning) = staging::long_path_warning(
+                plan.customization.os,
+                &staged.folder,
+                &staged.uploaded.archive,
+            ) {
+                self.console.warning(warning);
             }
+            staged
         };
         summary
             .phases
