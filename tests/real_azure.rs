@@ -340,3 +340,29 @@ async fn an_empty_build_path_is_refused_before_any_azure_call() {
         "not even the container was created"
     );
 }
+
+#[tokio::test]
+async fn a_windows_build_path_too_deep_for_expand_archive_is_warned_about() {
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let (temp, package) = sample_package();
+    // C:\buildArtifacts\webapp\ (25 characters) + this file's 240: past MAX_PATH.
+    let deep = package.join("d".repeat(100)).join("e".repeat(100));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join(format!("{}.txt", "f".repeat(34))), "x").unwrap();
+    let mut vars = pipeline(&stack, &package, temp.path());
+    vars.insert(
+        "INPUT_BASEIMAGE".into(),
+        "MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition".into(),
+    );
+    vars.insert("INPUT_PROVISIONER".into(), "powershell".into());
+    vars.insert("INPUT_INLINESCRIPT".into(), "Write-Output done".into());
+    let (output, out) = run_task_async(&[], vars).await;
+    assert!(output.status.success(), "{out}");
+    let warning = commands(&out)
+        .into_iter()
+        .find(|c| c.action == "logissue" && c.message.contains("C:\\buildArtifacts\\webapp\\"))
+        .unwrap_or_else(|| panic!("a long-path warning: {out}"));
+    assert!(warning.message.contains("265"), "{}", warning.message);
+}
