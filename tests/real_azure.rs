@@ -11,23 +11,20 @@ use aib_emulator::{Config, Fault, LockConfig, LockLevel, RunSubState, defaults};
 use common::pipeline::*;
 use common::*;
 
-fn vhd_build(
-    stack: &Stack,
-    package: &std::path::Path,
-    temp: &std::path::Path,
-) -> std::collections::BTreeMap<String, String> {
-    let mut vars = pipeline(stack, package, temp);
-    vars.insert("INPUT_DISTRIBUTETYPE".into(), "vhd".into());
-    vars
-}
-
 #[tokio::test]
 async fn a_vhd_in_the_staging_group_outlives_the_task() {
-    let Some(stack) = start_stack(Config::default()).await else {
+    let Some(SampleBuild {
+        stack,
+        output,
+        out,
+        temp: _temp,
+    }) = sample_build(Config::default(), |_, _, vars| {
+        vars.insert("INPUT_DISTRIBUTETYPE".into(), "vhd".into());
+    })
+    .await
+    else {
         return;
     };
-    let (temp, package) = sample_package();
-    let (output, out) = run_task_async(&[], vhd_build(&stack, &package, temp.path())).await;
     assert!(output.status.success(), "{out}");
     let vars = output_variables(&out);
     let uri = &vars["imageUri"];
@@ -107,17 +104,24 @@ async fn reqwest_arm_delete(stack: &Stack, template: &str) -> u16 {
 
 #[tokio::test]
 async fn a_vhd_sent_to_vhd_uri_is_the_output_and_the_template_goes() {
-    let Some(stack) = start_stack(Config::default()).await else {
+    let mut destination = String::new();
+    let Some(SampleBuild {
+        stack,
+        output,
+        out,
+        temp: _temp,
+    }) = sample_build(Config::default(), |stack, _, vars| {
+        destination = format!(
+            "{}uservhds/webapp/web-1.vhd",
+            stack.azurite.blob_endpoint(defaults::STORAGE_ACCOUNT)
+        );
+        vars.insert("INPUT_DISTRIBUTETYPE".into(), "vhd".into());
+        vars.insert("INPUT_VHDURI".into(), destination.clone());
+    })
+    .await
+    else {
         return;
     };
-    let (temp, package) = sample_package();
-    let destination = format!(
-        "{}uservhds/webapp/web-1.vhd",
-        stack.azurite.blob_endpoint(defaults::STORAGE_ACCOUNT)
-    );
-    let mut vars = vhd_build(&stack, &package, temp.path());
-    vars.insert("INPUT_VHDURI".into(), destination.clone());
-    let (output, out) = run_task_async(&[], vars).await;
     assert!(output.status.success(), "{out}");
     let vars = output_variables(&out);
     assert_eq!(vars["imageUri"], destination);
@@ -147,11 +151,15 @@ async fn an_unregistered_provider_is_named_with_its_fix_and_never_renamed() {
         unregistered_providers: vec!["Microsoft.VirtualMachineImages".into()],
         ..Config::default()
     };
-    let Some(stack) = start_stack(config).await else {
+    let Some(SampleBuild {
+        stack,
+        output,
+        out,
+        temp: _temp,
+    }) = sample_build(config, |_, _, _| {}).await
+    else {
         return;
     };
-    let (temp, package) = sample_package();
-    let (output, out) = run_task_async(&[], pipeline(&stack, &package, temp.path())).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
     let message = failure_message(&out).unwrap();
     assert!(
@@ -189,13 +197,18 @@ async fn a_resource_lock_names_the_locked_scope() {
         resource_group: locked.into(),
         level: LockLevel::ReadOnly,
     });
-    let Some(stack) = start_stack(config).await else {
+    let Some(SampleBuild {
+        output,
+        out,
+        temp: _temp,
+        ..
+    }) = sample_build(config, |_, _, vars| {
+        vars.insert("INPUT_IBAZURERESOURCEGROUP".into(), locked.into());
+    })
+    .await
+    else {
         return;
     };
-    let (temp, package) = sample_package();
-    let mut vars = pipeline(&stack, &package, temp.path());
-    vars.insert("INPUT_IBAZURERESOURCEGROUP".into(), locked.into());
-    let (output, out) = run_task_async(&[], vars).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
     let message = failure_message(&out).unwrap();
     assert!(
@@ -222,11 +235,15 @@ async fn writes_whose_answer_was_lost_are_neither_repeated_nor_orphaned() {
         ],
         ..Config::default()
     };
-    let Some(stack) = start_stack(config).await else {
+    let Some(SampleBuild {
+        stack,
+        output,
+        out,
+        temp: _temp,
+    }) = sample_build(config, |_, _, _| {}).await
+    else {
         return;
     };
-    let (temp, package) = sample_package();
-    let (output, out) = run_task_async(&[], pipeline(&stack, &package, temp.path())).await;
     assert!(output.status.success(), "{out}");
     let faults: Vec<String> = stack
         .emulator
@@ -257,11 +274,15 @@ async fn a_run_refused_as_already_running_is_followed() {
         )],
         ..Config::default()
     };
-    let Some(stack) = start_stack(config).await else {
+    let Some(SampleBuild {
+        stack,
+        output,
+        out,
+        temp: _temp,
+    }) = sample_build(config, |_, _, _| {}).await
+    else {
         return;
     };
-    let (temp, package) = sample_package();
-    let (output, out) = run_task_async(&[], pipeline(&stack, &package, temp.path())).await;
     assert!(output.status.success(), "{out}");
     assert_eq!(event_count(&stack, "run"), 1);
     assert!(out.contains("run template:  Succeeded"), "{out}");
@@ -273,11 +294,15 @@ async fn a_timed_out_build_still_shows_its_log_and_its_real_staging_group() {
         timeout_at: Some(RunSubState::Customizing),
         ..Config::default()
     };
-    let Some(stack) = start_stack(config).await else {
+    let Some(SampleBuild {
+        stack,
+        output,
+        out,
+        temp: _temp,
+    }) = sample_build(config, |_, _, _| {}).await
+    else {
         return;
     };
-    let (temp, package) = sample_package();
-    let (output, out) = run_task_async(&[], pipeline(&stack, &package, temp.path())).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
     let message = failure_message(&out).unwrap();
     assert!(message.contains("context deadline exceeded"), "{message}");
@@ -343,22 +368,27 @@ async fn an_empty_build_path_is_refused_before_any_azure_call() {
 
 #[tokio::test]
 async fn a_windows_build_path_too_deep_for_expand_archive_is_warned_about() {
-    let Some(stack) = start_stack(Config::default()).await else {
+    let Some(SampleBuild {
+        output,
+        out,
+        temp: _temp,
+        ..
+    }) = sample_build(Config::default(), |_, package, vars| {
+        // C:\buildArtifacts\webapp\ (25 characters) + this file's 240: past MAX_PATH.
+        let deep = package.join("d".repeat(100)).join("e".repeat(100));
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join(format!("{}.txt", "f".repeat(34))), "x").unwrap();
+        vars.insert(
+            "INPUT_BASEIMAGE".into(),
+            "MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition".into(),
+        );
+        vars.insert("INPUT_PROVISIONER".into(), "powershell".into());
+        vars.insert("INPUT_INLINESCRIPT".into(), "Write-Output done".into());
+    })
+    .await
+    else {
         return;
     };
-    let (temp, package) = sample_package();
-    // C:\buildArtifacts\webapp\ (25 characters) + this file's 240: past MAX_PATH.
-    let deep = package.join("d".repeat(100)).join("e".repeat(100));
-    std::fs::create_dir_all(&deep).unwrap();
-    std::fs::write(deep.join(format!("{}.txt", "f".repeat(34))), "x").unwrap();
-    let mut vars = pipeline(&stack, &package, temp.path());
-    vars.insert(
-        "INPUT_BASEIMAGE".into(),
-        "MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition".into(),
-    );
-    vars.insert("INPUT_PROVISIONER".into(), "powershell".into());
-    vars.insert("INPUT_INLINESCRIPT".into(), "Write-Output done".into());
-    let (output, out) = run_task_async(&[], vars).await;
     assert!(output.status.success(), "{out}");
     let warning = commands(&out)
         .into_iter()

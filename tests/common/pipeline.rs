@@ -218,3 +218,33 @@ pub fn failure_message(out: &str) -> Option<String> {
         .rfind(|c| c.action == "complete" && c.property("result") == Some("Failed"))
         .map(|c| c.message)
 }
+
+/// One run of the sample build through a stack of its own.
+pub struct SampleBuild {
+    pub stack: Stack,
+    /// The agent's temporary folder, holding the build path; removed on drop.
+    pub temp: tempfile::TempDir,
+    pub output: std::process::Output,
+    /// What the task printed.
+    pub out: String,
+}
+
+/// Starts a stack with `config` and runs the sample build ([`pipeline`] over
+/// [`sample_package`]) as the agent would, after `change` has adapted the build path and the
+/// variables; `None` when the stack cannot start here (it says why).
+pub async fn sample_build(
+    config: aib_emulator::Config,
+    change: impl FnOnce(&Stack, &Path, &mut BTreeMap<String, String>),
+) -> Option<SampleBuild> {
+    let stack = start_stack(config).await?;
+    let (temp, package) = sample_package();
+    let mut vars = pipeline(&stack, &package, temp.path());
+    change(&stack, &package, &mut vars);
+    let (output, out) = run_task_async(&[], vars).await;
+    Some(SampleBuild {
+        stack,
+        temp,
+        output,
+        out,
+    })
+}
