@@ -28,6 +28,12 @@ pub fn run_token() -> String {
 #[error("{0}")]
 pub struct NameTaken(pub String);
 
+/// Creating the template failed in a way that may have created it anyway (the last attempts'
+/// answers were lost and no GET could tell).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MayExist(pub String);
+
 /// Image Builder took the template but could not provision it: the template exists.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -230,10 +236,17 @@ pub async fn create(
                 attempt += 1;
             }
             failure => {
+                let transient = matches!(failure, AttemptError::Transient { .. });
                 let error = failure.into_error();
-                return Err(match error.downcast::<ArmError>() {
-                    Ok(a) => anyhow!("{}", a.describe()),
-                    Err(e) => e,
+                let said = match error.downcast::<ArmError>() {
+                    Ok(a) => a.describe(),
+                    Err(e) => format!("{e:#}"),
+                };
+                // After a lost answer the template may exist without the task knowing.
+                return Err(if transient {
+                    MayExist(said).into()
+                } else {
+                    anyhow!("{said}")
                 });
             }
         }

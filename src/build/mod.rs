@@ -438,6 +438,14 @@ impl Builder<'_> {
                         Err(e) if e.downcast_ref::<create::ProvisioningFailed>().is_some() => {
                             self.keep_note(&named, e)
                         }
+                        Err(e) if e.downcast_ref::<create::MayExist>().is_some() => e.context(format!(
+                            "Azure's answers were lost, so template {} may have been created all the same: check with az image builder show --name {} --resource-group {} --subscription {} and remove it with: {}",
+                            named.template_name,
+                            named.template_name,
+                            named.resource_group,
+                            named.subscription_id,
+                            removal_hint(&named)
+                        )),
                         Err(e) => e,
                     });
                 }
