@@ -355,18 +355,39 @@ impl ArmClient {
             match self.attempt(operation, method.clone(), &url, body).await {
                 Ok(response) => return Ok(response),
                 Err(AttemptError::Transient {
+                    error,
                     reason,
                     retry_after,
-                    ..
-                }) if attempt < self.retry.max_attempts => {
-                    let wait = self.retry.delay(attempt, retry_after, jitter());
-                    self.note_retry(operation, &reason, wait, attempt);
-                    tokio::time::sleep(wait).await;
+                }) => {
+                    if !self
+                        .pause_before_retry(operation, attempt, &reason, retry_after)
+                        .await
+                    {
+                        return Err(error);
+                    }
                     attempt += 1;
                 }
-                Err(e) => return Err(e.into_error()),
+                Err(AttemptError::Final(error)) => return Err(error),
             }
         }
+    }
+
+    /// After a transient failure of attempt `attempt`: says so and waits as the retry policy
+    /// asks, or returns false when the attempts are used up.
+    pub async fn pause_before_retry(
+        &self,
+        operation: &str,
+        attempt: u32,
+        reason: &str,
+        retry_after: Option<Duration>,
+    ) -> bool {
+        if attempt >= self.retry.max_attempts {
+            return false;
+        }
+        let wait = self.retry.delay(attempt, retry_after, jitter());
+        self.note_retry(operation, reason, wait, attempt);
+        tokio::time::sleep(wait).await;
+        true
     }
 
     /// One try of a request, saying whether a failure is worth another try.
@@ -487,7 +508,7 @@ impl ArmClient {
             .map_err(|_| anyhow::anyhow!("{operation}: no answer within {} s", limit.as_secs()))?
     }
 
-    pub fn note_retry(&self, operation: &str, reason: &str, wait: Duration, attempt: u32) {
+    fn note_retry(&self, operation: &str, reason: &str, wait: Duration, attempt: u32) {
         self.console.info(format!(
             "{operation}: {reason}; trying again in {:.1} s (attempt {} of {})",
             wait.as_secs_f64(),

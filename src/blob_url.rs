@@ -42,10 +42,9 @@ pub fn blob_location(url: &Url) -> Option<BlobLocation> {
 }
 
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_owned())
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Checks a `vhdUri` input: an `https://` URL naming a container and a blob, with no query (Image
@@ -53,15 +52,16 @@ fn percent_decode(s: &str) -> String {
 /// Returns the URL as it should be sent, or what is wrong with it.
 pub fn vhd_destination(value: &str) -> Result<Url, String> {
     const FORM: &str = "expected an https:// blob URL such as https://mystorage.blob.core.windows.net/vhds/webapp.vhd";
+    // Checked first, and never repeated: a query may hold a SAS signature.
+    if value.contains(['?', '#']) {
+        return Err(format!(
+            "{FORM} without a query or fragment: Image Builder writes with its managed identity, so leave out any SAS (the value given has a '?' or '#'; it is not repeated here)"
+        ));
+    }
     let url = Url::parse(value).map_err(|e| format!("{FORM}, got '{value}' ({e})"))?;
     if url.scheme() != "https" {
         return Err(format!(
             "{FORM}, got '{value}' (Image Builder writes VHDs over HTTPS only)"
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "{FORM} without a query or fragment: Image Builder writes with its managed identity, so leave out any SAS (got a URL with '?' or '#')"
         ));
     }
     let location = blob_location(&url)
@@ -126,6 +126,11 @@ mod tests {
                 "HTTPS only",
             ),
             (
+                "http://mystorage.blob.core.windows.net/vhds/a.vhd?sig=abc",
+                "SAS",
+            ),
+            ("not a url?sig=abc", "SAS"),
+            (
                 "https://mystorage.blob.core.windows.net/vhds/a.vhd?sv=1&sig=x",
                 "SAS",
             ),
@@ -153,6 +158,7 @@ mod tests {
         ] {
             let e = vhd_destination(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("sig="), "a signature is never repeated: {e}");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The validated build plan: every task input checked and turned into what the build needs
 //! (source, how the script runs, distribution, VM, names), or a list of [`InputError`]s that name
-//! each bad input and the form it expects. Pure: the only outside fact it reads is whether the
-//! build path exists, so a bad input fails before any Azure call.
+//! each bad input and the form it expects. Pure but for one outside fact: the build path, walked
+//! once (metadata only) for everything the archiver would refuse, so a bad input fails before any
+//! Azure call.
 
 use std::path::PathBuf;
 
@@ -460,16 +461,12 @@ impl BuildPlan {
             .and_then(|p| {
                 let path = crate::staging::resolve_package_path(p, context);
                 match std::fs::metadata(&path) {
-                    // An empty folder would upload an empty archive and put nothing on the
-                    // image: refuse it now, before any Azure call.
-                    Ok(m) if m.is_dir() => match std::fs::read_dir(&path).map(|mut d| d.next().is_none()) {
-                        Ok(false) => Some(path),
-                        Ok(true) => {
-                            c.fail("packagePath", format!("the folder '{}' is empty; expected the folder whose contents go onto the image (check the artifact download or build step before this task)", path.display()));
-                            None
-                        }
+                    // Everything the archiver would refuse (a folder without a single file, a
+                    // link leading out of it, …) is refused now, before any Azure call.
+                    Ok(m) if m.is_dir() => match crate::archive::check(&path) {
+                        Ok(()) => Some(path),
                         Err(e) => {
-                            c.fail("packagePath", format!("the folder '{}' cannot be read: {e}", path.display()));
+                            c.fail("packagePath", format!("{e}; expected the folder whose contents go onto the image (check the artifact download or build step before this task)"));
                             None
                         }
                     },
@@ -1010,9 +1007,22 @@ mod tests {
                 .any(|(n, p)| *n == "packagePath" && p.contains("is empty")),
             "{found:?}"
         );
-        // A folder holding only an empty folder still puts that folder on the image.
-        std::fs::create_dir_all(dir.path().join("empty/logs")).unwrap();
+        // Folders without a single file are as empty: the archive would refuse them later.
+        std::fs::create_dir_all(dir.path().join("empty/logs/old")).unwrap();
+        assert!(
+            errors(&i, dir.path())
+                .iter()
+                .any(|(n, p)| *n == "packagePath" && p.contains("is empty"))
+        );
+        std::fs::write(dir.path().join("empty/logs/old/a.log"), "x").unwrap();
         assert!(plan(&i, dir.path()).is_ok());
+        // A link out of the build path is refused now too, not after sign-in.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", dir.path().join("empty/etc")).unwrap();
+            let found = errors(&i, dir.path());
+            assert!(found.iter().any(|(n, _)| *n == "packagePath"), "{found:?}");
+        }
     }
 
     #[test]

@@ -233,6 +233,11 @@ async fn writes_whose_answer_was_lost_are_neither_repeated_nor_orphaned() {
             // The deletion is accepted, then the connection drops.
             Fault::apply_then_drop("DELETE", "/imageTemplates/t_"),
         ],
+        // Long-running operations last long enough for the retried DELETE to meet the first.
+        timing: aib_emulator::config::Timing {
+            lro: Duration::from_secs(3),
+            ..Default::default()
+        },
         ..Config::default()
     };
     let Some(SampleBuild {
@@ -253,6 +258,11 @@ async fn writes_whose_answer_was_lost_are_neither_repeated_nor_orphaned() {
         .collect();
     assert_eq!(faults.len(), 3, "every fault was applied: {faults:?}");
     assert!(out.contains("exists from an earlier attempt"), "{out}");
+    assert!(
+        out.contains("an earlier request is deleting it already"),
+        "{out}"
+    );
+    assert!(!out.contains("could not delete template"), "{out}");
     assert_eq!(
         event_count(&stack, "created"),
         1,
@@ -265,13 +275,17 @@ async fn writes_whose_answer_was_lost_are_neither_repeated_nor_orphaned() {
 
 #[tokio::test]
 async fn a_run_refused_as_already_running_is_followed() {
-    // The POST's answer is lost after the run started: the retry meets Image Builder's
-    // refusal while the build runs, and the task follows the run it started.
+    // The POST's answer is lost after the run started, and the template cannot be read right
+    // then (throttled past the retries): the task posts again, meets Image Builder's refusal
+    // naming runState 'running', and follows the run it started.
     let config = Config {
-        faults: vec![Fault::apply_then_drop(
-            "POST",
-            "/imageTemplates/t_[^/]+/run$",
-        )],
+        faults: vec![
+            Fault::apply_then_drop("POST", "/imageTemplates/t_[^/]+/run$"),
+            // The one GET before the POST (provisioning) passes; the six after it are throttled.
+            Fault::throttle("GET", "/imageTemplates/t_[^/]+$", 0)
+                .after(1)
+                .times(6),
+        ],
         ..Config::default()
     };
     let Some(SampleBuild {
@@ -284,7 +298,19 @@ async fn a_run_refused_as_already_running_is_followed() {
         return;
     };
     assert!(output.status.success(), "{out}");
-    assert_eq!(event_count(&stack, "run"), 1);
+    let posts: Vec<u16> = stack
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/run"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(posts, [202, 409], "the second POST was refused as running");
+    assert!(
+        out.contains("Image Builder says a run is already in progress"),
+        "{out}"
+    );
+    assert_eq!(event_count(&stack, "run"), 1, "one build, never a second");
     assert!(out.contains("run template:  Succeeded"), "{out}");
 }
 
@@ -345,8 +371,9 @@ async fn an_empty_build_path_is_refused_before_any_azure_call() {
         return;
     };
     let temp = tempfile::tempdir().unwrap();
+    // Folders, but not a single file: nothing to put on the image.
     let package = temp.path().join("webapp");
-    std::fs::create_dir_all(&package).unwrap();
+    std::fs::create_dir_all(package.join("logs/old")).unwrap();
     let (output, out) = run_task_async(&[], pipeline(&stack, &package, temp.path())).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
     let message = failure_message(&out).unwrap();

@@ -403,6 +403,15 @@ fn unregistered_provider(s: &State, sub_id: &str, seg: &[&str]) -> Option<Respon
         .iter()
         .position(|p| p.eq_ignore_ascii_case("providers"))?;
     let namespace = seg.get(at + 1)?;
+    // The provider itself (its registration state, `register`) answers: only its resource
+    // types are refused.
+    if seg.len() <= at + 2
+        || seg
+            .get(at + 2)
+            .is_some_and(|t| t.eq_ignore_ascii_case("register"))
+    {
+        return None;
+    }
     let registered_name = s
         .config
         .unregistered_providers

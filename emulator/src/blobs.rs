@@ -149,7 +149,8 @@ pub async fn delete(
 }
 
 /// A tiny fixed-format VHD: zeroed data and the 512-byte footer whose cookie is `conectix`
-/// (Microsoft's "Virtual Hard Disk Image Format Specification").
+/// (Microsoft's "Virtual Hard Disk Image Format Specification"). Image Builder writes VHDs as
+/// page blobs; the emulator writes a block blob, which reads the same for a client.
 pub fn fixed_vhd(label: &str) -> Vec<u8> {
     let mut vhd = vec![0u8; 1024];
     let footer = &mut vhd[512..];

@@ -25,6 +25,10 @@ pub struct Fault {
     /// How many matching requests it applies to.
     #[serde(default = "one")]
     pub times: usize,
+    /// How many matching requests pass untouched before it applies (to hit, say, the GET that
+    /// follows a POST rather than the ones before it).
+    #[serde(default)]
+    pub after: usize,
 }
 
 fn one() -> usize {
@@ -63,6 +67,7 @@ impl Fault {
             query_contains: None,
             action,
             times: 1,
+            after: 0,
         }
     }
 
@@ -115,6 +120,11 @@ impl Fault {
         self
     }
 
+    pub fn after(mut self, passed: usize) -> Self {
+        self.after = passed;
+        self
+    }
+
     pub fn query_contains(mut self, needle: &str) -> Self {
         self.query_contains = Some(needle.into());
         self
@@ -153,6 +163,8 @@ struct Active {
     fault: Fault,
     path: Regex,
     remaining: usize,
+    /// Matching requests still to let through before applying.
+    to_pass: usize,
 }
 
 /// The live rule list.
@@ -165,10 +177,12 @@ impl Faults {
     pub fn add(&self, fault: Fault) -> Result<(), regex::Error> {
         let path = Regex::new(&fault.path)?;
         let remaining = fault.times;
+        let to_pass = fault.after;
         self.active.lock().unwrap().push(Active {
             fault,
             path,
             remaining,
+            to_pass,
         });
         Ok(())
     }
@@ -180,6 +194,7 @@ impl Faults {
             .iter()
             .map(|a| Fault {
                 times: a.remaining,
+                after: a.to_pass,
                 ..a.fault.clone()
             })
             .collect()
@@ -192,7 +207,7 @@ impl Faults {
     /// The action of the first rule matching this request, counting it as used.
     pub fn take(&self, method: &str, path: &str, query: &str) -> Option<FaultAction> {
         let mut active = self.active.lock().unwrap();
-        let hit = active.iter_mut().find(|a| {
+        let matches = |a: &Active| {
             a.remaining > 0
                 && a.fault
                     .method
@@ -203,7 +218,21 @@ impl Faults {
                     .query_contains
                     .as_deref()
                     .is_none_or(|q| query.contains(q))
-        })?;
+        };
+        // The first matching rule done letting requests pass applies; every matching rule still
+        // letting them pass counts this one.
+        let mut hit = None;
+        for (i, a) in active.iter_mut().enumerate() {
+            if !matches(a) {
+                continue;
+            }
+            if a.to_pass > 0 {
+                a.to_pass -= 1;
+            } else if hit.is_none() {
+                hit = Some(i);
+            }
+        }
+        let hit = &mut active[hit?];
         hit.remaining -= 1;
         let action = hit.fault.action.clone();
         active.retain(|a| a.remaining > 0);
@@ -225,6 +254,19 @@ mod tests {
         assert!(faults.take("get", "/subscriptions/x", "").is_some());
         assert!(faults.take("GET", "/subscriptions/x", "").is_some());
         assert!(faults.take("GET", "/subscriptions/x", "").is_none());
+    }
+
+    #[test]
+    fn after_lets_requests_pass_first() {
+        let faults = Faults::default();
+        faults
+            .add(Fault::status("GET", "/t$", 500).after(2).times(1))
+            .unwrap();
+        assert!(faults.take("GET", "/t", "").is_none());
+        assert!(faults.take("GET", "/t", "").is_none());
+        assert!(faults.take("GET", "/other", "").is_none());
+        assert!(faults.take("GET", "/t", "").is_some());
+        assert!(faults.take("GET", "/t", "").is_none());
     }
 
     #[test]

@@ -823,7 +823,6 @@ fn delete(s: &Shared, k: &str, api_version: &str) -> Response {
     };
     if let Some(run) = &t.last_run
         && matches!(run.state, RunState::Running | RunState::Canceling)
-        && t.provisioning_state != "Deleting"
     {
         return not_allowed("delete", t.provisioning_state, run.state);
     }
@@ -834,7 +833,16 @@ fn delete(s: &Shared, k: &str, api_version: &str) -> Response {
             "Operation 'DELETE' is not allowed in provisioningState: 'creating'",
         );
     }
-    // A repeated DELETE answers like the first, with a fresh operation.
+    // A second DELETE while the first is under way: how Image Builder answers is not
+    // documented; modelled as the same refusal in the 'deleting' state, the answer a client
+    // must be ready for (a retry after a lost answer meets it).
+    if t.provisioning_state == "Deleting" {
+        return error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            "Operation 'DELETE' is not allowed in provisioningState: 'deleting'",
+        );
+    }
     t.provisioning_state = "Deleting";
     if let Some(n) = t.cancel.take() {
         n.notify_one();
@@ -967,6 +975,9 @@ async fn distribute_vhds(
                         Some((a, container.to_owned(), blob.to_owned()))
                     })
                     .ok_or_else(|| {
+                        // Emulator wording (Image Builder's is not documented): the identity
+                        // needs write access to the destination, which only accounts the
+                        // emulator knows in Azurite can give.
                         format!("Distribution of VHD to '{uri}' failed: AuthorizationPermissionMismatch: the image template's identity cannot write to this storage account")
                     })?;
                 let (account, container, blob) = target;

@@ -291,10 +291,9 @@ async fn front(AxState(s): AxState<Shared>, request: Request) -> Response {
         }
         Some(FaultAction::ApplyThenDrop) => {
             let applied = route(&s, &req).await;
-            record.fault = Some(format!(
-                "applied ({}), then drop_connection",
-                applied.status().as_u16()
-            ));
+            // The status the request really got, though the client never sees it.
+            record.status = applied.status().as_u16();
+            record.fault = Some(format!("applied ({}), then drop_connection", record.status));
             s.log.push(record);
             if let Some(kill) = parts.extensions.get::<ConnectionKill>() {
                 kill.0.notify_one();

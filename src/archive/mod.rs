@@ -317,9 +317,10 @@ pub fn write_archive_with<W: Write>(
     Ok((sink, summary))
 }
 
-/// Walks the build path once without writing: every reason to refuse it, before the sink sees a
-/// byte. Holds no more than the walk itself.
-fn check(root: &Path) -> Result<(), ArchiveError> {
+/// Walks the build path once without writing: every reason to refuse it (no file at all, a link
+/// that escapes or loops, a name that is not UTF-8, …), before the sink sees a byte, and before
+/// any Azure call when the inputs are validated. Holds no more than the walk itself.
+pub fn check(root: &Path) -> Result<(), ArchiveError> {
     let mut files = false;
     for entry in Walk::new(root)? {
         files |= matches!(entry?.kind, Kind::File { .. });

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use reqwest::Method;
 use tokio::time::Instant;
 
@@ -28,11 +28,11 @@ pub fn run_token() -> String {
 #[error("{0}")]
 pub struct NameTaken(pub String);
 
-/// Creating the template failed in a way that may have created it anyway (the last attempts'
-/// answers were lost and no GET could tell).
+/// ARM refused the template for a reason other than its name (an unregistered provider, a lock,
+/// or a 409 for a template that does not exist): nothing was created.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct MayExist(pub String);
+pub struct Refused(pub String);
 
 /// Image Builder took the template but could not provision it: the template exists.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +159,9 @@ async fn existing(arm: &ArmClient, path: &str, token: &str) -> Result<Existing> 
 }
 
 /// Creates the template at `path` (its tags must hold [`RUN_TAG`] = `token`) and waits until it
-/// is provisioned. Transient failures are retried; after one, or after a 409, a GET decides.
+/// is provisioned. Transient failures are retried; after one, or after a 409 that may be a name
+/// clash, a GET decides. Errors: [`NameTaken`], [`Refused`] (the template does not exist),
+/// [`ProvisioningFailed`] (it does), anything else (it may).
 pub async fn create(
     arm: &ArmClient,
     console: &Console,
@@ -181,7 +183,8 @@ pub async fn create(
         {
             Ok(accepted) => {
                 // The operation's own status first; the template's provisioningState decides.
-                let status = arm.wait(&operation, &accepted, None).await?;
+                let deadline = Instant::now() + PROVISIONING_LIMIT;
+                let status = arm.wait(&operation, &accepted, Some(deadline)).await?;
                 return provisioned(
                     arm,
                     path,
@@ -192,9 +195,16 @@ pub async fn create(
             }
             Err(e) => e,
         };
-        let conflict = failure.arm_error().is_some_and(|a| a.status == 409);
+        let conflict = failure.arm_error().filter(|a| a.status == 409);
+        // An unregistered provider or a lock: nothing was created, and a GET would only be
+        // refused the same way.
+        if let Some(refused) = conflict
+            && refusal(refused) != Refusal::Other
+        {
+            return Err(Refused(explain(refused, name, resource_group, subscription)).into());
+        }
         let transient = matches!(failure, AttemptError::Transient { .. });
-        if conflict || transient {
+        if conflict.is_some() || transient {
             // An earlier attempt may have created it, answered or not.
             let found = existing(arm, path, token).await;
             if let Err(e) = &found {
@@ -216,37 +226,34 @@ pub async fn create(
                         .unwrap_or_else(|| format!("{:#}", failure.into_error()));
                     return Err(NameTaken(said).into());
                 }
-                // Not a name clash: the refusal itself says why.
-                Ok(Existing::None) | Err(_) if conflict => {
-                    let error = failure.arm_error().expect("a conflict is an ARM answer");
-                    bail!("{}", explain(error, name, resource_group, subscription));
+                Ok(Existing::None) if conflict.is_some() => {
+                    let refused = conflict.expect("checked");
+                    return Err(
+                        Refused(explain(refused, name, resource_group, subscription)).into(),
+                    );
                 }
+                // A 409 while the template cannot be read: it may be ours; say so below.
                 Ok(Existing::None) | Err(_) => {}
             }
         }
         match failure {
             AttemptError::Transient {
+                error,
                 reason,
                 retry_after,
-                ..
-            } if attempt < arm.retry.max_attempts => {
-                let wait = arm.retry.delay(attempt, retry_after, crate::arm::jitter());
-                arm.note_retry(&operation, &reason, wait, attempt);
-                tokio::time::sleep(wait).await;
+            } => {
+                if !arm
+                    .pause_before_retry(&operation, attempt, &reason, retry_after)
+                    .await
+                {
+                    return Err(error);
+                }
                 attempt += 1;
             }
-            failure => {
-                let transient = matches!(failure, AttemptError::Transient { .. });
-                let error = failure.into_error();
-                let said = match error.downcast::<ArmError>() {
-                    Ok(a) => a.describe(),
-                    Err(e) => format!("{e:#}"),
-                };
-                // After a lost answer the template may exist without the task knowing.
-                return Err(if transient {
-                    MayExist(said).into()
-                } else {
-                    anyhow!("{said}")
+            AttemptError::Final(error) => {
+                return Err(match error.downcast::<ArmError>() {
+                    Ok(a) => anyhow!("{}", a.describe()),
+                    Err(e) => e,
                 });
             }
         }

@@ -47,10 +47,14 @@ pub async fn find_newest(
     http: &reqwest::Client,
     staging_group: &str,
     console: &crate::agent::Console,
-) -> Result<Option<Url>> {
-    let mut newest: Option<(Url, Option<OffsetDateTime>)> = None;
+) -> Result<Option<(Url, storage::StorageAccount)>> {
+    let mut newest: Option<(Url, Option<OffsetDateTime>, storage::StorageAccount)> = None;
     for account in storage::accounts_in_group(arm, staging_group).await? {
         let Access::AccountKey(key) = storage::choose_access(arm, &account, console).await? else {
+            console.info(format!(
+                "the staging storage account {} gives no key to this identity, so its build logs cannot be listed",
+                account.name
+            ));
             continue;
         };
         let now = OffsetDateTime::now_utc();
@@ -111,13 +115,13 @@ pub async fn find_newest(
                 ))
             }));
             if let Some((name, modified)) = found
-                && newest.as_ref().is_none_or(|(_, m)| modified > *m)
+                && newest.as_ref().is_none_or(|(_, m, _)| modified > *m)
             {
                 let mut url = container.clone();
                 url.path_segments_mut()
                     .map_err(|_| anyhow!("{container} cannot take a path"))?
                     .extend(name.split('/'));
-                newest = Some((url, modified));
+                newest = Some((url, modified, account.clone()));
             }
             marker = page.next_marker.filter(|m| !m.is_empty());
             if marker.is_none() {
@@ -125,7 +129,7 @@ pub async fn find_newest(
             }
         }
     }
-    Ok(newest.map(|(url, _)| url))
+    Ok(newest.map(|(url, _, account)| (url, account)))
 }
 
 /// The last `n` lines of `text`.
@@ -149,9 +153,21 @@ pub async fn read(
     let account = storage::find_account(arm, subscription, &location.account)
         .await
         .with_context(|| format!("finding the staging storage account {}", location.account))?;
+    read_in(arm, http, &account, url, console).await
+}
+
+/// Reads the log at `url` from `account`, already found.
+pub async fn read_in(
+    arm: &ArmClient,
+    http: &reqwest::Client,
+    account: &storage::StorageAccount,
+    url: &Url,
+    console: &crate::agent::Console,
+) -> Result<String> {
+    let location = blob_location(url).ok_or_else(|| anyhow!("'{url}' is not a blob URL"))?;
     let mut download = url.clone();
     download.set_query(None);
-    let request = match storage::choose_access(arm, &account, console).await? {
+    let request = match storage::choose_access(arm, account, console).await? {
         Access::AccountKey(key) => {
             let sas = BlobSas::read_only_for_build(
                 &account.name,

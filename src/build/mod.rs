@@ -4,6 +4,7 @@
 //! Image Builder. Every Azure write happens here, after the inputs were validated (`crate::plan`).
 
 pub mod create;
+pub mod delete;
 pub mod log;
 pub mod outputs;
 pub mod progress;
@@ -435,18 +436,19 @@ impl Builder<'_> {
                             named.resource_group,
                             removal_hint(&named)
                         ),
+                        Err(e) if e.downcast_ref::<create::Refused>().is_some() => e,
                         Err(e) if e.downcast_ref::<create::ProvisioningFailed>().is_some() => {
                             self.keep_note(&named, e)
                         }
-                        Err(e) if e.downcast_ref::<create::MayExist>().is_some() => e.context(format!(
-                            "Azure's answers were lost, so template {} may have been created all the same: check with az image builder show --name {} --resource-group {} --subscription {} and remove it with: {}",
+                        // Lost answers, a wait cut short: it may exist without the task knowing.
+                        Err(e) => e.context(format!(
+                            "template {} may have been created all the same: check with az image builder show --name {} --resource-group {} --subscription {} and remove it with: {}",
                             named.template_name,
                             named.template_name,
                             named.resource_group,
                             named.subscription_id,
                             removal_hint(&named)
                         )),
-                        Err(e) => e,
                     });
                 }
             }
@@ -538,16 +540,19 @@ impl Builder<'_> {
         outputs.emit(self.console);
         if plan.distribution.vhd_in_staging_group() {
             // Deleting the template would delete the VHD with the staging group.
-            let group = describe_staging_group(plan, Some(&finished));
-            let text = vhd::keep_instructions(
-                &outputs.image_uri,
-                group.trim_start_matches("staging resource group "),
-                &removal_hint(plan),
-                &plan.template_name,
-            );
+            let group = staging_group(plan, Some(&finished));
+            let text = vhd::keep_instructions(&vhd::KeptVhd {
+                url: &outputs.image_uri,
+                staging_group: group.as_deref(),
+                template: &plan.template_name,
+                subscription: &plan.subscription_id,
+                removal_hint: &removal_hint(plan),
+                sas_expiry: time::OffsetDateTime::now_utc() + time::Duration::days(1),
+            });
             self.console.warning(format!(
-                "template {} was kept: its {group} holds the VHD, which deleting the template would delete. Copy the VHD out, then delete the template (instructions below)",
-                plan.template_name
+                "template {} was kept: its {} holds the VHD, which deleting the template would delete. Copy the VHD out, then delete the template (instructions below)",
+                plan.template_name,
+                describe_staging_group(plan, Some(&finished))
             ));
             self.console.info(&text);
             summary.notes.push(text);
@@ -720,16 +725,18 @@ impl Builder<'_> {
         self.console.info(format!("run template:  {state:?}"));
         let staging = describe_staging_group(plan, Some(finished));
         let mut log_url = log::log_url(&message);
+        let mut log_account = None;
         if log_url.is_none()
             && let Some(group) = staging_group(plan, Some(finished))
         {
             // A timeout ("context deadline exceeded") names no log, but the log is there.
             match log::find_newest(self.arm, &self.http, &group, self.console).await {
-                Ok(Some(url)) => {
+                Ok(Some((url, account))) => {
                     self.console.info(format!(
                         "Image Builder's message names no build log; the newest one in {group} is {url}"
                     ));
                     log_url = Some(url);
+                    log_account = Some(account);
                 }
                 Ok(None) => self.console.info(format!(
                     "no build log (packerlogs/*/customization.log) was found in {group}"
@@ -742,15 +749,22 @@ impl Builder<'_> {
         if let Some(url) = &log_url {
             summary.log_url = Some(url.to_string());
             // Read before any deletion: the log lives in the staging group.
-            match log::read(
-                self.arm,
-                &self.http,
-                &plan.subscription_id,
-                url,
-                self.console,
-            )
-            .await
-            {
+            let text = match &log_account {
+                Some(account) => {
+                    log::read_in(self.arm, &self.http, account, url, self.console).await
+                }
+                None => {
+                    log::read(
+                        self.arm,
+                        &self.http,
+                        &plan.subscription_id,
+                        url,
+                        self.console,
+                    )
+                    .await
+                }
+            };
+            match text {
                 Ok(text) => {
                     let _group = self
                         .console
@@ -795,20 +809,20 @@ impl Builder<'_> {
     async fn delete_template(&self, plan: &BuildPlan, path: &str) {
         self.console
             .info(format!("deleting template {}...", plan.template_name));
-        let outcome = async {
-            let url = self.arm.url(path, image_template::API_VERSION)?;
-            let operation = format!("deleting template {}", plan.template_name);
-            let accepted = self.arm.send(&operation, Method::DELETE, url, None).await?;
-            if plan.wait_for_template_deletion {
-                let status = self.arm.wait(&operation, &accepted, None).await?;
-                anyhow::ensure!(status.succeeded(), "{operation} ended {}", status.status);
-                self.console.info("delete template:  Succeeded");
-            } else {
-                self.console.info("delete template:  Accepted (Image Builder finishes it, with the staging resource group, in the background)");
-            }
-            Ok::<_, anyhow::Error>(())
-        }
+        let outcome = delete::delete(
+            self.arm,
+            self.console,
+            path,
+            &plan.template_name,
+            plan.wait_for_template_deletion,
+        )
         .await;
+        match &outcome {
+            Ok(delete::Deletion::Gone) => self.console.info("delete template:  Succeeded (it was gone already)"),
+            Ok(_) if plan.wait_for_template_deletion => self.console.info("delete template:  Succeeded"),
+            Ok(_) => self.console.info("delete template:  Accepted (Image Builder finishes it, with the staging resource group, in the background)"),
+            Err(_) => {}
+        }
         if let Err(e) = outcome {
             self.console.warning(format!(
                 "could not delete template {}: {e:#}. Remove it with: {}",

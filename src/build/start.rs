@@ -84,12 +84,12 @@ pub async fn start(arm: &ArmClient, console: &Console, path: &str) -> Result<()>
                 "{operation}: could not read the build's state ({e:#})"
             )),
         }
-        if attempt >= arm.retry.max_attempts {
+        if !arm
+            .pause_before_retry(operation, attempt, &reason, retry_after)
+            .await
+        {
             return Err(error);
         }
-        let wait = arm.retry.delay(attempt, retry_after, crate::arm::jitter());
-        arm.note_retry(operation, &reason, wait, attempt);
-        tokio::time::sleep(wait).await;
         attempt += 1;
     }
 }
