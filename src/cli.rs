@@ -8,8 +8,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::anyhow;
 
 use crate::agent::{Console, Environment, PipelineContext, ServiceConnection, TaskResult};
@@ -19,7 +17,7 @@ use crate::inputs::TaskInputs;
 use crate::plan::{self, BuildPlan};
 use crate::transport::{self, TransportSettings};
 use crate::upload::UploadSettings;
-use crate::{archive, build, image_template, inputs, staging, storage};
+use crate::{archive, build, image_template, inputs, storage};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -265,12 +263,9 @@ fn validate_command(
 ) -> Result<BuildPlan> {
     console.info("start reading task parameters...");
     let subscription = subscription_for(args, env)?;
-    let epoch_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    let plan = BuildPlan::from_inputs(&args.inputs, &subscription, context, epoch_ms).map_err(
-        |errors| {
+    let stamp = crate::names::Stamp::now(context);
+    let plan =
+        BuildPlan::from_inputs(&args.inputs, &subscription, context, &stamp).map_err(|errors| {
             for e in &errors {
                 console.error(e.to_string());
             }
@@ -281,8 +276,7 @@ fn validate_command(
                 if errors.len() == 1 { "" } else { "s" },
                 list.join("; ")
             )
-        },
-    )?;
+        })?;
     console.info(format!("found build at:  {}", plan.package_path.display()));
     for warning in plan.warnings() {
         console.warning(warning);
@@ -396,7 +390,12 @@ async fn template_command(
     .context("input 'packagePath'")?;
     let folder = archive::folder_name(&plan.package_path).context("input 'packagePath'")?;
     let sha256_hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
-    let blob = staging::blob_name(&folder, context, 0).replace("_0.zip", "_<epoch-ms>.zip");
+    let placeholder = crate::names::Stamp {
+        epoch_ms: 0,
+        mark: "MARK".into(),
+    };
+    let blob = crate::names::blob_name(&folder, context, &placeholder)
+        .replace("_0_MARK.zip", "_<epoch-ms>_<job mark>.zip");
     let mut url = account.blob_endpoint.clone();
     url.path_segments_mut()
         .map_err(|_| anyhow!("the blob endpoint cannot take a path"))?

@@ -13,6 +13,7 @@ pub mod build;
 pub mod cli;
 pub mod image_template;
 pub mod inputs;
+pub mod names;
 pub mod plan;
 pub mod resource_id;
 pub mod sas;

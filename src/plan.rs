@@ -239,24 +239,6 @@ pub fn valid_template_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// `t_<build or release id>_<epoch ms>`, cut to the 64 characters Image Builder allows.
-pub fn default_template_name(context: &PipelineContext, epoch_ms: u128) -> String {
-    let run: String = context
-        .run_id()
-        .unwrap_or("local")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .collect();
-    let run = if run.is_empty() {
-        "local".to_owned()
-    } else {
-        run
-    };
-    let mut name = format!("t_{run}_{epoch_ms}");
-    name.truncate(64);
-    name
-}
-
 fn publisher_offer_sku(
     checks: &mut Checks,
     input: &'static str,
@@ -307,12 +289,12 @@ fn valid_tag(key: &str, value: &str) -> Result<(), String> {
 
 impl BuildPlan {
     /// Validates every input. `subscription_id` comes from the service connection (or
-    /// `--subscription`); `epoch_ms` names the template when `templateName` is unset.
+    /// `--subscription`); `stamp` names the template when `templateName` is unset.
     pub fn from_inputs(
         raw: &TaskInputs,
         subscription_id: &str,
         context: &PipelineContext,
-        epoch_ms: u128,
+        stamp: &crate::names::Stamp,
     ) -> Result<BuildPlan, Vec<InputError>> {
         let mut c = Checks::default();
 
@@ -657,7 +639,7 @@ impl BuildPlan {
                 );
                 None
             }
-            None => Some(default_template_name(context, epoch_ms)),
+            None => Some(crate::names::template_name(context, stamp)),
         };
         let staging_resource_group = inputs::value(&raw.staging_resource_group)
             .and_then(|v| c.resource("stagingResourceGroup", Kind::ResourceGroup, v));
@@ -788,7 +770,9 @@ mod tests {
     }
 
     fn plan(inputs: &TaskInputs, dir: &std::path::Path) -> Result<BuildPlan, Vec<InputError>> {
-        BuildPlan::from_inputs(inputs, SUB, &context(dir), 1764219600000)
+        let context = context(dir);
+        let stamp = crate::names::Stamp::new(1764219600000, &context, &[0, 0]);
+        BuildPlan::from_inputs(inputs, SUB, &context, &stamp)
     }
 
     fn errors(inputs: &TaskInputs, dir: &std::path::Path) -> Vec<(&'static str, String)> {
@@ -805,7 +789,12 @@ mod tests {
         let p = plan(&valid(dir.path()), dir.path()).unwrap();
         assert_eq!(p.location, "westeurope");
         assert_eq!(p.storage_account, "aibartifacts01");
-        assert_eq!(p.template_name, "t_42_1764219600000");
+        // The job's mark follows the time (names::Stamp): here no job id, random bytes 0000.
+        assert!(
+            p.template_name.starts_with("t_42_1764219600000_") && p.template_name.ends_with("0000"),
+            "{}",
+            p.template_name
+        );
         assert_eq!(p.build_timeout_minutes, 240);
         assert_eq!(p.package_path, dir.path().join("drop"));
         assert_eq!(p.customization.os, Os::Linux);
@@ -1133,23 +1122,6 @@ mod tests {
                 .iter()
                 .any(|(n, p)| *n == "packagePath" && p.contains("is a file")),
             "{found:?}"
-        );
-    }
-
-    #[test]
-    fn template_names_stay_within_the_rule() {
-        let long = PipelineContext::from_env(&Environment::from_pairs([(
-            "BUILD_BUILDID",
-            "9".repeat(80).as_str(),
-        )]));
-        let name = default_template_name(&long, 1);
-        assert!(valid_template_name(&name) && name.len() == 64, "{name}");
-        let odd =
-            PipelineContext::from_env(&Environment::from_pairs([("RELEASE_RELEASEID", "r/1 2")]));
-        assert_eq!(default_template_name(&odd, 5), "t_r12_5");
-        assert_eq!(
-            default_template_name(&PipelineContext::default(), 5),
-            "t_local_5"
         );
     }
 }

@@ -16,6 +16,7 @@ use crate::agent::{Console, PipelineContext};
 use crate::archive::{ArchiveOptions, ArchiveSummary, utf16_len};
 use crate::arm::ArmClient;
 use crate::image_template::WINDOWS_ARTIFACTS_ROOT;
+use crate::names;
 use crate::plan::Os;
 use crate::storage::{self, BlobStore, CONTAINER};
 use crate::upload::{self, UploadSettings, Uploaded};
@@ -29,16 +30,6 @@ pub fn resolve_package_path(input: &str, context: &PipelineContext) -> PathBuf {
     } else {
         context.working_directory.join(path)
     }
-}
-
-/// `<folder>/<run id>-<attempt>/<folder>_<epoch ms>.zip`, the original task's layout, with the
-/// build id where there is no release and `local` outside a pipeline (never "undefined").
-pub fn blob_name(folder: &str, context: &PipelineContext, epoch_ms: u128) -> String {
-    let run = context.run_id().unwrap_or("local");
-    format!(
-        "{folder}/{run}-{}/{folder}_{epoch_ms}.zip",
-        context.attempt()
-    )
 }
 
 /// The longest file path Windows PowerShell 5.1 extracts to: `MAX_PATH` (260) less the
@@ -130,11 +121,7 @@ pub async fn stage(
     let store = BlobStore::new(account, access, credential, http, Arc::clone(console));
     store.ensure_container().await?;
 
-    let epoch_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    let blob = blob_name(&folder, context, epoch_ms);
+    let blob = names::blob_name(&folder, context, &names::Stamp::now(context));
     let url = store.blob_url(&blob);
     // Past a few thousand entries the archive's central directory waits in an unnamed file in
     // the agent's temporary folder rather than in memory.
@@ -195,27 +182,6 @@ mod tests {
         PipelineContext::from_env(&crate::agent::Environment::from_pairs(
             pairs.iter().copied(),
         ))
-    }
-
-    #[test]
-    fn blob_names_follow_the_original_layout_without_undefined() {
-        let release = ctx(&[
-            ("RELEASE_RELEASEID", "7"),
-            ("RELEASE_ATTEMPTNUMBER", "2"),
-            ("BUILD_BUILDID", "42"),
-        ]);
-        assert_eq!(
-            blob_name("webapp", &release, 1764219600000),
-            "webapp/7-2/webapp_1764219600000.zip"
-        );
-        let build = ctx(&[("BUILD_BUILDID", "42"), ("SYSTEM_JOBATTEMPT", "3")]);
-        assert_eq!(blob_name("webapp", &build, 1), "webapp/42-3/webapp_1.zip");
-        let first = ctx(&[("BUILD_BUILDID", "42")]);
-        assert_eq!(blob_name("_drop", &first, 1), "_drop/42-1/_drop_1.zip");
-        let terminal = ctx(&[]);
-        let name = blob_name("my app", &terminal, 5);
-        assert_eq!(name, "my app/local-1/my app_5.zip");
-        assert!(!name.contains("undefined"));
     }
 
     fn archive(longest_file: &str, longest_folder: &str) -> ArchiveSummary {

@@ -14,7 +14,7 @@ pub mod summary;
 pub mod vhd;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use azure_core::credentials::TokenCredential;
@@ -55,6 +55,12 @@ impl Default for Timing {
 }
 
 impl Timing {
+    /// The wait before the next look at the run: `poll` give or take 20 %, so that the jobs of
+    /// a matrix, started together, do not all poll ARM in the same second.
+    pub fn next_poll(&self) -> Duration {
+        self.poll.mul_f64(0.8 + 0.4 * crate::arm::jitter())
+    }
+
     /// The defaults, with `AIB_POLL_INTERVAL` (seconds) for demos and tests against emulators.
     pub fn from_env(env: &crate::agent::Environment) -> Timing {
         let mut timing = Timing::default();
@@ -414,11 +420,10 @@ impl Builder<'_> {
                         && renames < 3 =>
                 {
                     renames += 1;
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_millis())
-                        .unwrap_or_default();
-                    let fresh = crate::plan::default_template_name(self.context, now + renames);
+                    let fresh = crate::names::template_name(
+                        self.context,
+                        &crate::names::Stamp::now(self.context),
+                    );
                     self.console.info(format!(
                         "template name {} is taken; using {fresh}",
                         named.template_name
@@ -640,7 +645,7 @@ impl Builder<'_> {
             }
             let mut cancel = self.cancel.clone();
             tokio::select! {
-                _ = tokio::time::sleep(self.timing.poll) => {}
+                _ = tokio::time::sleep(self.timing.next_poll()) => {}
                 _ = cancel.wait_for(|c| *c) => {
                     return Err(self.cancel_build(plan, path, staged, Some(&current), false).await);
                 }
@@ -830,5 +835,29 @@ impl Builder<'_> {
                 removal_hint(plan)
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_are_spread_around_the_interval() {
+        let timing = Timing {
+            poll: Duration::from_secs(10),
+            ..Timing::default()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let wait = timing.next_poll();
+            assert!(
+                (Duration::from_secs(8)..=Duration::from_secs(12)).contains(&wait),
+                "{wait:?}"
+            );
+            seen.insert(wait);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert!(seen.len() > 10, "jobs must not poll in step: {seen:?}");
     }
 }
