@@ -229,7 +229,7 @@ impl BlobSas {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountSas {
     pub account: String,
-    /// Permission letters in canonical order, e.g. `cwd`.
+    /// Permission letters in canonical order, e.g. `rcwd`.
     pub permissions: String,
     pub start: OffsetDateTime,
     pub expiry: OffsetDateTime,
@@ -237,7 +237,7 @@ pub struct AccountSas {
 }
 
 impl AccountSas {
-    /// Create container, write and delete blobs, valid for `hours` from a little before `now`.
+    /// Create container, read, write and delete blobs, valid for `hours` from a little before `now`.
     pub fn for_task_writes(
         account: &str,
         now: OffsetDateTime,
@@ -246,7 +246,8 @@ impl AccountSas {
     ) -> AccountSas {
         AccountSas {
             account: account.to_owned(),
-            permissions: "cwd".to_owned(),
+            // Read, to tell after a lost answer whether a commit was the task's own.
+            permissions: "rcwd".to_owned(),
             start: now - time::Duration::minutes(5),
             expiry: now + time::Duration::hours(hours),
             protocol,
@@ -423,18 +424,18 @@ mod tests {
         );
         assert_eq!(
             sas.string_to_sign(),
-            "devstoreaccount1\ncwd\nb\nco\n2026-11-27T04:55:00Z\n2026-11-27T07:00:00Z\n\nhttps\n2021-06-08\n\n"
+            "devstoreaccount1\nrcwd\nb\nco\n2026-11-27T04:55:00Z\n2026-11-27T07:00:00Z\n\nhttps\n2021-06-08\n\n"
         );
         let token = sas.sign(KEY).unwrap();
         // Computed with Python's hmac over the string above.
         assert_eq!(
             token.signature,
-            "tyWfv4srjWMCGhhQf7Zc4tFhCcr5ZedO65jtMCd/YfA="
+            "4Cf2PyGdswaOTGqDNNE3bWORXno6Xx9LY0LYPxbB4+g="
         );
         assert!(
             token
                 .query
-                .starts_with("sv=2021-06-08&ss=b&srt=co&sp=cwd&st=")
+                .starts_with("sv=2021-06-08&ss=b&srt=co&sp=rcwd&st=")
         );
     }
 

@@ -121,24 +121,36 @@ pub async fn stage(
     let store = BlobStore::new(account, access, credential, http, Arc::clone(console));
     store.ensure_container().await?;
 
-    let blob = names::blob_name(&folder, context, &names::Stamp::now(context));
-    let url = store.blob_url(&blob);
     // Past a few thousand entries the archive's central directory waits in an unnamed file in
     // the agent's temporary folder rather than in memory.
     let options = ArchiveOptions {
         temp_dir: Some(context.temp_directory.clone()),
         ..ArchiveOptions::default()
     };
-    let uploaded = upload::upload_archive_with(
-        &store,
-        request.package_path.clone(),
-        &blob,
-        &request.upload,
-        &options,
-        console,
-    )
-    .await
-    .context("input 'packagePath': staging the build path failed")?;
+    // Names are unique per job and start; should one be taken all the same, the upload leaves
+    // the other blob alone and is made again under a fresh name.
+    let mut names_tried = 0;
+    let (blob, uploaded) = loop {
+        names_tried += 1;
+        let blob = names::blob_name(&folder, context, &names::Stamp::now(context));
+        match upload::upload_archive_with(
+            &store,
+            request.package_path.clone(),
+            &blob,
+            &request.upload,
+            &options,
+            console,
+        )
+        .await
+        {
+            Ok(uploaded) => break (blob, uploaded),
+            Err(e) if e.downcast_ref::<upload::BlobTaken>().is_some() && names_tried < 3 => {
+                console.info(format!("{e}; uploading again under a fresh name"));
+            }
+            Err(e) => return Err(e).context("input 'packagePath': staging the build path failed"),
+        }
+    };
+    let url = store.blob_url(&blob);
     let archive = &uploaded.archive;
     console.info(format!(
         "created archive {url} ({} files, {} folders, {:.1} MiB from {:.1} MiB, {} stored and {} deflated, {} blocks, sha256 {})",

@@ -512,17 +512,39 @@ impl BlobStore {
         )?)
     }
 
-    /// Deletes the blob; a blob already gone is fine.
-    pub async fn delete_blob(&self, blob: &str) -> Result<()> {
+    fn blob_client(&self, blob: &str) -> Result<BlobClient> {
         let (url, credential) = self.authorize(self.blob_url(blob))?;
-        let client = BlobClient::new(
+        Ok(BlobClient::new(
             url,
             credential,
             Some(BlobClientOptions {
                 client_options: self.client_options(),
                 version: SERVICE_VERSION.to_owned(),
             }),
-        )?;
+        )?)
+    }
+
+    /// The blob's metadata, `None` when there is no such blob.
+    pub async fn blob_metadata(
+        &self,
+        blob: &str,
+    ) -> Result<Option<std::collections::HashMap<String, String>>> {
+        use azure_storage_blob::models::BlobClientGetPropertiesResultHeaders as _;
+        match self.blob_client(blob)?.get_properties(None).await {
+            Ok(response) => Ok(Some(response.metadata()?)),
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(anyhow!(crate::auth::error_chain(&e))).with_context(|| {
+                format!(
+                    "cannot read blob {CONTAINER}/{blob} in storage account {}",
+                    self.account.name
+                )
+            }),
+        }
+    }
+
+    /// Deletes the blob; a blob already gone is fine.
+    pub async fn delete_blob(&self, blob: &str) -> Result<()> {
+        let client = self.blob_client(blob)?;
         match client.delete(None).await {
             Ok(_) => Ok(()),
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),

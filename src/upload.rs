@@ -8,6 +8,7 @@
 //! producer. [`upload_file`] sends an existing file through the same blocks (the staging
 //! benchmark's baseline uploads Info-ZIP's archive with it).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use azure_core::error::ErrorKind;
 use azure_storage_blob::BlockBlobClient;
-use azure_storage_blob::models::BlockLookupList;
+use azure_storage_blob::models::{BlockBlobClientCommitBlockListOptions, BlockLookupList};
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -375,13 +376,8 @@ where
         ))),
         (None, Err(e)) => Err(e),
         (None, Ok((produced, sha256, bytes))) => {
-            let ids: Vec<Vec<u8>> = (0..blocks).map(block_id).collect();
-            let list = BlockLookupList {
-                latest: Some(ids),
-                ..Default::default()
-            };
-            match client.commit_block_list(list.try_into()?, None).await {
-                Ok(_) => Ok(Streamed {
+            match commit(&client, store, blob, blocks).await {
+                Ok(()) => Ok(Streamed {
                     blob: blob.to_owned(),
                     bytes,
                     sha256,
@@ -389,10 +385,9 @@ where
                     elapsed: started.elapsed(),
                     produced,
                 }),
-                Err(e) => Err(anyhow!(crate::auth::error_chain(&e)).context(format!(
-                    "committing the {blocks} blocks of {} failed",
-                    store.blob_url(blob)
-                ))),
+                // Another run's blob: leave it and its name alone.
+                Err(e) if e.downcast_ref::<BlobTaken>().is_some() => return Err(e),
+                Err(e) => Err(e),
             }
         }
     };
@@ -402,21 +397,100 @@ where
     outcome
 }
 
-/// Removes a failed upload: committing an empty block list drops every uncommitted block, and
-/// deleting the (now empty) blob leaves nothing behind.
+/// Metadata a commit leaves on the blob: a token unique to that upload, by which a commit whose
+/// answer was lost is recognised as the task's own.
+pub const UPLOAD_TOKEN_METADATA: &str = "aibtaskupload";
+
+/// The blob name is taken by a blob this upload did not write: another job's. Left untouched;
+/// the caller takes a fresh name.
+#[derive(Debug, thiserror::Error)]
+#[error("blob {0} exists already, written by another run; it was left untouched")]
+pub struct BlobTaken(pub String);
+
+/// Whether a Storage refusal says the blob exists (a failed `If-None-Match: *` condition:
+/// "Specifying Conditional Headers for Blob Service Operations" answers 409 `BlobAlreadyExists`
+/// for a write to an existing blob, or 412 `ConditionNotMet`).
+fn exists_already(e: &azure_core::Error) -> bool {
+    use azure_core::http::StatusCode;
+    matches!(
+        e.http_status(),
+        Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
+    )
+}
+
+/// Commits `blocks` blocks as `blob`, never over an existing blob: `If-None-Match: *`, with a
+/// token of this upload in the metadata. A refusal because the blob exists is checked against
+/// the token: the SDK retries a commit whose answer was lost, and the retry meets the first.
+async fn commit(
+    client: &BlockBlobClient,
+    store: &BlobStore,
+    blob: &str,
+    blocks: usize,
+) -> Result<()> {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let list = BlockLookupList {
+        latest: Some((0..blocks).map(block_id).collect()),
+        ..Default::default()
+    };
+    let options = BlockBlobClientCommitBlockListOptions {
+        if_none_match: Some("*".into()),
+        metadata: Some(HashMap::from([(
+            UPLOAD_TOKEN_METADATA.to_owned(),
+            token.clone(),
+        )])),
+        ..Default::default()
+    };
+    match client
+        .commit_block_list(list.try_into()?, Some(options))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if exists_already(&e) => {
+            let ours = store
+                .blob_metadata(blob)
+                .await?
+                .and_then(|m| m.get(UPLOAD_TOKEN_METADATA).cloned())
+                .is_some_and(|t| t == token);
+            if ours {
+                Ok(())
+            } else {
+                Err(BlobTaken(store.blob_url(blob).to_string()).into())
+            }
+        }
+        Err(e) => Err(anyhow!(crate::auth::error_chain(&e)).context(format!(
+            "committing the {blocks} blocks of {} failed",
+            store.blob_url(blob)
+        ))),
+    }
+}
+
+/// Removes a failed upload: committing an empty block list (only where no blob exists, so never
+/// over another run's) drops every uncommitted block, and deleting that empty blob, which is
+/// this upload's own, leaves nothing behind.
 async fn discard(client: &BlockBlobClient, store: &BlobStore, blob: &str, console: &Console) {
     let empty = BlockLookupList {
         latest: Some(Vec::new()),
         ..Default::default()
     };
+    let options = BlockBlobClientCommitBlockListOptions {
+        if_none_match: Some("*".into()),
+        ..Default::default()
+    };
     let committed = match empty.try_into() {
-        Ok(body) => client.commit_block_list(body, None).await.is_ok(),
+        Ok(body) => client.commit_block_list(body, Some(options)).await.is_ok(),
         Err(_) => false,
     };
+    if !committed {
+        console.warning(format!(
+            "the partial upload {} may leave uncommitted blocks, which Azure Storage discards after 7 days; if the blob was committed after all, delete it with: {}",
+            store.blob_url(blob),
+            store.delete_hint(blob)
+        ));
+        return;
+    }
     match store.delete_blob(blob).await {
-        Ok(()) if committed => console.info(format!("removed the partial upload {}", store.blob_url(blob))),
-        Ok(()) => console.warning(format!(
-            "the partial upload {} may leave uncommitted blocks, which Azure Storage discards after 7 days",
+        Ok(()) => console.info(format!(
+            "removed the partial upload {}",
             store.blob_url(blob)
         )),
         Err(e) => console.warning(format!(

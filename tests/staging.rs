@@ -714,3 +714,95 @@ async fn other_container_refusals_show_storage_s_code_and_message() {
     );
     assert_eq!(container_creations(&proxy), [409, 403]);
 }
+
+fn is_commit(method: &str, query: &str) -> bool {
+    method == "PUT" && query.contains("comp=blocklist")
+}
+
+/// A blob of another run under the same name is never overwritten, nor deleted: the upload
+/// says the name is taken and leaves it as it was.
+#[tokio::test]
+async fn an_upload_never_overwrites_another_run_s_blob() {
+    let Some((stack, _proxy)) = behind_proxy(Box::new(|_, _, _| None)).await else {
+        return;
+    };
+    let (_signed, store) = store_behind(&stack).await;
+    store.ensure_container().await.unwrap();
+    let console = Arc::clone(&_signed.console);
+    let (_first, theirs) = sample_package("webapp");
+    let name = "webapp/4711-1/webapp_1764219600000_0000000000.zip";
+    let settings = aib_task::upload::UploadSettings::default();
+    let first = aib_task::upload::upload_archive(&store, theirs, name, &settings, &console)
+        .await
+        .expect("the other run's upload");
+    // Another job's build path, with other contents, under the very same name.
+    let (_second, ours) = sample_package("webapp");
+    std::fs::write(ours.join("other.txt"), "another job").unwrap();
+    let err = aib_task::upload::upload_archive(&store, ours, name, &settings, &console)
+        .await
+        .expect_err("the name is taken");
+    assert!(
+        err.downcast_ref::<aib_task::upload::BlobTaken>().is_some(),
+        "{err:#}"
+    );
+    // The first blob is whole and unchanged.
+    let signed = sign_in(&stack.emulator);
+    let sas = store.read_sas(name, 60).await.unwrap();
+    let url = format!("{}?{}", store.blob_url(name), sas.query);
+    let bytes = signed
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.len() as u64, first.bytes);
+    use sha2::Digest as _;
+    assert_eq!(
+        sha2::Sha256::digest(&bytes).as_slice(),
+        first.sha256.as_slice()
+    );
+}
+
+/// A commit that took effect but whose answer was lost is retried by the SDK; the retry meets
+/// `If-None-Match: *` and the task recognises its own blob by the upload's token.
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_is_recognised_as_the_task_s_own() {
+    let rule: InjectRule = Box::new(|method, query, _| {
+        static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+        (is_commit(method, query) && FIRST.swap(false, std::sync::atomic::Ordering::SeqCst))
+            .then(|| Injected::status(StatusCode::SERVICE_UNAVAILABLE).after_forwarding())
+    });
+    let Some((stack, proxy)) = behind_injecting_proxy(rule).await else {
+        return;
+    };
+    let (signed, store) = store_behind(&stack).await;
+    store.ensure_container().await.unwrap();
+    let (_tree, root) = sample_package("webapp");
+    let name = "webapp/4711-1/webapp_1764219600000_1111111111.zip";
+    let uploaded = aib_task::upload::upload_archive(
+        &store,
+        root,
+        name,
+        &aib_task::upload::UploadSettings::default(),
+        &signed.console,
+    )
+    .await
+    .expect("the lost answer is recognised");
+    let commits: Vec<u16> = proxy
+        .seen()
+        .into_iter()
+        .filter(|(m, q, _)| is_commit(m, q))
+        .map(|(_, _, s)| s)
+        .collect();
+    assert_eq!(commits[0], 503, "{commits:?}");
+    assert!(
+        commits[1..].iter().any(|s| *s == 409 || *s == 412),
+        "the retry met the blob the first commit made: {commits:?}"
+    );
+    let metadata = store.blob_metadata(name).await.unwrap().expect("the blob");
+    assert!(metadata.contains_key(aib_task::upload::UPLOAD_TOKEN_METADATA));
+    assert!(uploaded.bytes > 0);
+}

@@ -93,25 +93,13 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         *matched += 1;
         (shared.rule)(&method, &query, *matched)
     };
-    if let Some(injected) = injected {
-        let status = injected.status;
+    if let Some(injected) = injected.as_ref().filter(|i| !i.after_forwarding) {
         shared
             .seen
             .lock()
             .unwrap()
-            .push((method, query, status.as_u16()));
-        let body = format!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
-            injected.code, injected.message
-        );
-        let mut response = Response::builder()
-            .status(status)
-            .header("content-type", "application/xml")
-            .header("retry-after", "0");
-        if injected.header {
-            response = response.header("x-ms-error-code", &injected.code);
-        }
-        return response.body(Body::from(body)).unwrap();
+            .push((method, query, injected.status.as_u16()));
+        return error_answer(injected);
     }
     let url = shared.upstream.join(&path_and_query).unwrap();
     let mut upstream = shared.client.request(request.method().clone(), url);
@@ -124,6 +112,15 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         .await
         .unwrap();
     let answer = upstream.body(body).send().await.unwrap();
+    if let Some(injected) = &injected {
+        // Carried out upstream; the client hears this instead.
+        shared
+            .seen
+            .lock()
+            .unwrap()
+            .push((method, query, injected.status.as_u16()));
+        return error_answer(injected);
+    }
     let status = answer.status();
     shared
         .seen
@@ -149,6 +146,9 @@ pub struct Injected {
     pub code: String,
     pub message: String,
     pub header: bool,
+    /// Forward the request first (its write takes effect), then answer this instead: an
+    /// answer lost on the way back.
+    pub after_forwarding: bool,
 }
 
 impl Injected {
@@ -159,7 +159,14 @@ impl Injected {
             code: format!("Injected{}", status.as_u16()),
             message: "injected by the test proxy".into(),
             header: false,
+            after_forwarding: false,
         }
+    }
+
+    /// This answer, given after the request was carried out upstream.
+    pub fn after_forwarding(mut self) -> Injected {
+        self.after_forwarding = true;
+        self
     }
 
     /// What Storage answers: the code in `x-ms-error-code` and in the XML body, and a message
@@ -172,6 +179,7 @@ impl Injected {
                 "{message}\nRequestId:0f1e2d3c-a01e-0042-0000-000000000000\nTime:2026-11-27T05:00:00.0000000Z"
             ),
             header: true,
+            after_forwarding: false,
         }
     }
 }
@@ -185,4 +193,20 @@ pub struct Versioned {
     pub method: String,
     pub path_and_query: String,
     pub x_ms_version: Option<String>,
+}
+
+/// Storage's error answer for `injected`.
+fn error_answer(injected: &Injected) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
+        injected.code, injected.message
+    );
+    let mut response = Response::builder()
+        .status(injected.status)
+        .header("content-type", "application/xml")
+        .header("retry-after", "0");
+    if injected.header {
+        response = response.header("x-ms-error-code", &injected.code);
+    }
+    response.body(Body::from(body)).unwrap()
 }
