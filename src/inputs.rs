@@ -267,7 +267,7 @@ pub struct TaskInputs {
     )]
     pub os_disk_size_gb: Option<String>,
 
-    /// Name of the Image Builder template (default `t_<run id>_<epoch ms>`).
+    /// Name of the Image Builder template (default `t_<run id>_<epoch ms>_<job mark>`).
     #[arg(
         id = "templateName",
         long = "template-name",
