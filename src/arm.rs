@@ -614,13 +614,11 @@ impl ArmClient {
 }
 
 /// A number in `0..1` that differs between calls and processes, so that parallel jobs do not
-/// retry in step (no randomness crate needed for this). For [`RetryPolicy::delay`].
+/// retry or poll in step: random (a clock's sub-second digits are coarse on some systems and
+/// equal for processes that start together). For [`RetryPolicy::delay`].
 pub(crate) fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    f64::from(nanos % 1000) / 1000.0
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    f64::from(u16::from_le_bytes([bytes[0], bytes[1]])) / 65536.0
 }
 
 #[cfg(test)]

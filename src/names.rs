@@ -14,12 +14,17 @@ use crate::agent::PipelineContext;
 /// The most characters Image Builder allows in a template name (`^[A-Za-z0-9-_.]{1,64}$`).
 pub const TEMPLATE_NAME_MAX: usize = 64;
 
+/// A character Image Builder allows in a template name.
+pub fn template_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
 /// When and by which job a name was made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stamp {
     /// Milliseconds since the Unix epoch, as the original task's names carry them.
     pub epoch_ms: u128,
-    /// Ten lower-case hex digits: six from the job, four random.
+    /// Fourteen lower-case hex digits: six from the job, eight random.
     pub mark: String,
 }
 
@@ -31,14 +36,14 @@ impl Stamp {
             .map(|d| d.as_millis())
             .unwrap_or_default();
         let random = uuid::Uuid::new_v4();
-        Stamp::new(epoch_ms, context, &random.as_bytes()[..2])
+        Stamp::new(epoch_ms, context, &random.as_bytes()[..4])
     }
 
-    /// A stamp from its parts: `random` supplies the last four hex digits.
+    /// A stamp from its parts: `random` (four bytes) supplies the last eight hex digits.
     pub fn new(epoch_ms: u128, context: &PipelineContext, random: &[u8]) -> Stamp {
         let job = job_digest(context);
         let mut mark: String = job[..3].iter().map(|b| format!("{b:02x}")).collect();
-        mark.extend(random.iter().take(2).map(|b| format!("{b:02x}")));
+        mark.extend(random.iter().take(4).map(|b| format!("{b:02x}")));
         Stamp { epoch_ms, mark }
     }
 }
@@ -73,7 +78,7 @@ pub fn template_name(context: &PipelineContext, stamp: &Stamp) -> String {
         .run_id()
         .unwrap_or("local")
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .filter(|&c| template_name_char(c))
         .collect();
     let run = if run.is_empty() { "local" } else { &run };
     let tail = format!("_{}_{}", stamp.epoch_ms, stamp.mark);
@@ -106,14 +111,17 @@ mod tests {
         );
         // Same clock, same random bytes: only the job differs.
         let (sa, sb) = (
-            Stamp::new(1764219600000, &a, &[7, 7]),
-            Stamp::new(1764219600000, &b, &[7, 7]),
+            Stamp::new(1764219600000, &a, &[7, 7, 7, 7]),
+            Stamp::new(1764219600000, &b, &[7, 7, 7, 7]),
         );
         assert_ne!(sa, sb);
         assert_ne!(blob_name("webapp", &a, &sa), blob_name("webapp", &b, &sb));
         assert_ne!(template_name(&a, &sa), template_name(&b, &sb));
         // Same job, same clock: the random part tells two starts apart.
-        assert_ne!(Stamp::new(1, &a, &[1, 2]), Stamp::new(1, &a, &[1, 3]));
+        assert_ne!(
+            Stamp::new(1, &a, &[1, 2, 3, 4]),
+            Stamp::new(1, &a, &[1, 2, 3, 5])
+        );
         // A job's rerun (next attempt) differs too.
         let rerun = ctx(&[
             ("BUILD_BUILDID", "4711"),
@@ -121,11 +129,11 @@ mod tests {
             ("SYSTEM_JOBID", "3dc8fd7e-4368-5a92-293e-d53cefc8c4c3"),
         ]);
         assert_ne!(
-            Stamp::new(1, &a, &[0, 0]).mark,
-            Stamp::new(1, &rerun, &[0, 0]).mark
+            Stamp::new(1, &a, &[0, 0, 0, 0]).mark,
+            Stamp::new(1, &rerun, &[0, 0, 0, 0]).mark
         );
         let now = Stamp::now(&a);
-        assert_eq!(now.mark.len(), 10);
+        assert_eq!(now.mark.len(), 14);
         assert!(
             now.mark
                 .chars()
@@ -142,24 +150,24 @@ mod tests {
         ]);
         let stamp = Stamp {
             epoch_ms: 1764219600000,
-            mark: "a1b2c3d4e5".into(),
+            mark: "a1b2c3d4e5f607".into(),
         };
         assert_eq!(
             blob_name("webapp", &release, &stamp),
-            "webapp/17-2/webapp_1764219600000_a1b2c3d4e5.zip"
+            "webapp/17-2/webapp_1764219600000_a1b2c3d4e5f607.zip"
         );
         assert_eq!(
             template_name(&release, &stamp),
-            "t_17_1764219600000_a1b2c3d4e5"
+            "t_17_1764219600000_a1b2c3d4e5f607"
         );
         let terminal = PipelineContext::default();
         assert_eq!(
             blob_name("my app", &terminal, &stamp),
-            "my app/local-1/my app_1764219600000_a1b2c3d4e5.zip"
+            "my app/local-1/my app_1764219600000_a1b2c3d4e5f607.zip"
         );
         assert_eq!(
             template_name(&terminal, &stamp),
-            "t_local_1764219600000_a1b2c3d4e5"
+            "t_local_1764219600000_a1b2c3d4e5f607"
         );
     }
 
@@ -167,16 +175,16 @@ mod tests {
     fn template_names_stay_within_the_rule_and_keep_their_mark() {
         let stamp = Stamp {
             epoch_ms: 1764219600000,
-            mark: "a1b2c3d4e5".into(),
+            mark: "a1b2c3d4e5f607".into(),
         };
         let long = ctx(&[("BUILD_BUILDID", &"9".repeat(80))]);
         let name = template_name(&long, &stamp);
         assert_eq!(name.len(), TEMPLATE_NAME_MAX);
-        assert!(name.ends_with("_1764219600000_a1b2c3d4e5"), "{name}");
+        assert!(name.ends_with("_1764219600000_a1b2c3d4e5f607"), "{name}");
         let odd = ctx(&[("BUILD_BUILDID", "r/1 2")]);
         assert_eq!(
             template_name(&odd, &stamp),
-            "t_r12_1764219600000_a1b2c3d4e5"
+            "t_r12_1764219600000_a1b2c3d4e5f607"
         );
         let nothing = ctx(&[("BUILD_BUILDID", "///")]);
         assert!(template_name(&nothing, &stamp).starts_with("t_local_"));

@@ -233,10 +233,8 @@ fn valid_resource_group_name(name: &str) -> bool {
 
 /// Image Builder's template-name rule.
 pub fn valid_template_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    (1..=crate::names::TEMPLATE_NAME_MAX).contains(&name.len())
+        && name.chars().all(crate::names::template_name_char)
 }
 
 fn publisher_offer_sku(
@@ -771,7 +769,7 @@ mod tests {
 
     fn plan(inputs: &TaskInputs, dir: &std::path::Path) -> Result<BuildPlan, Vec<InputError>> {
         let context = context(dir);
-        let stamp = crate::names::Stamp::new(1764219600000, &context, &[0, 0]);
+        let stamp = crate::names::Stamp::new(1764219600000, &context, &[0, 0, 0, 0]);
         BuildPlan::from_inputs(inputs, SUB, &context, &stamp)
     }
 
@@ -789,9 +787,10 @@ mod tests {
         let p = plan(&valid(dir.path()), dir.path()).unwrap();
         assert_eq!(p.location, "westeurope");
         assert_eq!(p.storage_account, "aibartifacts01");
-        // The job's mark follows the time (names::Stamp): here no job id, random bytes 0000.
+        // The job's mark follows the time (names::Stamp): here no job id, random bytes zero.
         assert!(
-            p.template_name.starts_with("t_42_1764219600000_") && p.template_name.ends_with("0000"),
+            p.template_name.starts_with("t_42_1764219600000_")
+                && p.template_name.ends_with("00000000"),
             "{}",
             p.template_name
         );

@@ -90,9 +90,12 @@ fn hex(digest: &[u8; 32]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Block ids must all have the same length; the index, zero-padded, is unique and ordered.
-pub fn block_id(index: usize) -> Vec<u8> {
-    format!("aib-block-{index:08}").into_bytes()
+/// Block ids must all have the same length; the index, zero-padded, is unique and ordered. They
+/// start with the upload's token, so two uploads that ever shared a blob name could not take
+/// each other's blocks for their own.
+pub fn block_id(token: &str, index: usize) -> Vec<u8> {
+    let prefix: String = token.chars().take(8).collect();
+    format!("aib-{prefix:0>8}-{index:08}").into_bytes()
 }
 
 /// An `io::Write` that hands out full blocks through a channel; the last, shorter block on
@@ -163,12 +166,13 @@ fn is_transient(error: &azure_core::Error) -> bool {
 /// Stages one block, retrying it on its own after transient failures.
 async fn stage_block(
     client: &BlockBlobClient,
+    token: &str,
     index: usize,
     data: Bytes,
     retry: &RetryPolicy,
     console: &Console,
 ) -> Result<()> {
-    let id = block_id(index);
+    let id = block_id(token, index);
     let len = data.len() as u64;
     let what = format!("staging block {index}");
     with_retries(retry, console, &what, || {
@@ -285,6 +289,8 @@ where
     P: FnOnce(&mut dyn Write) -> Result<T> + Send + 'static,
 {
     let started = Instant::now();
+    // This upload's own mark: in its block ids and, once committed, in the blob's metadata.
+    let token = uuid::Uuid::new_v4().simple().to_string();
     let client = Arc::new(store.block_blob_client(blob)?);
     let retry = Arc::new(RetryPolicy::default());
     let (tx, mut rx) = mpsc::channel::<Bytes>(settings.queue.max(1));
@@ -332,15 +338,19 @@ where
         if failure.is_some() {
             break;
         }
-        let (client, retry, console2) =
-            (Arc::clone(&client), Arc::clone(&retry), Arc::clone(console));
+        let (client, retry, console2, token2) = (
+            Arc::clone(&client),
+            Arc::clone(&retry),
+            Arc::clone(console),
+            token.clone(),
+        );
         let index = blocks;
         let len = data.len();
         staged_bytes += len as u64;
         blocks += 1;
         staging.spawn(async move {
             let _permit = permit;
-            stage_block(&client, index, data, &retry, &console2).await?;
+            stage_block(&client, &token2, index, data, &retry, &console2).await?;
             Ok(len)
         });
         if last_report.elapsed() >= Duration::from_secs(5) {
@@ -376,7 +386,7 @@ where
         ))),
         (None, Err(e)) => Err(e),
         (None, Ok((produced, sha256, bytes))) => {
-            match commit(&client, store, blob, blocks).await {
+            match commit(&client, store, blob, &token, blocks).await {
                 Ok(()) => Ok(Streamed {
                     blob: blob.to_owned(),
                     bytes,
@@ -385,14 +395,19 @@ where
                     elapsed: started.elapsed(),
                     produced,
                 }),
-                // Another run's blob: leave it and its name alone.
-                Err(e) if e.downcast_ref::<BlobTaken>().is_some() => return Err(e),
-                Err(e) => Err(e),
+                Err(e) => {
+                    if e.downcast_ref::<BlobTaken>().is_some() {
+                        // Another run's blob: nothing of ours to clean up there (our blocks,
+                        // under our own ids, are discarded by Storage); leave it alone.
+                        return Err(e);
+                    }
+                    Err(e)
+                }
             }
         }
     };
     if outcome.is_err() {
-        discard(&client, store, blob, console).await;
+        discard(&client, store, blob, &token, console).await;
     }
     outcome
 }
@@ -418,73 +433,98 @@ fn exists_already(e: &azure_core::Error) -> bool {
     )
 }
 
-/// Commits `blocks` blocks as `blob`, never over an existing blob: `If-None-Match: *`, with a
-/// token of this upload in the metadata. A refusal because the blob exists is checked against
-/// the token: the SDK retries a commit whose answer was lost, and the retry meets the first.
+/// Whose blob is at `blob`: `Some(true)` when it carries this upload's `token`.
+async fn written_by(store: &BlobStore, blob: &str, token: &str) -> Result<Option<bool>> {
+    Ok(store
+        .blob_metadata(blob)
+        .await?
+        .map(|m| m.get(UPLOAD_TOKEN_METADATA).map(String::as_str) == Some(token)))
+}
+
+/// Commits `blocks` blocks as `blob`, never over an existing blob: `If-None-Match: *`, with this
+/// upload's `token` in the metadata. A refusal because the blob exists is checked against the
+/// token: the SDK retries a commit whose answer was lost, and the retry meets the first.
 async fn commit(
     client: &BlockBlobClient,
     store: &BlobStore,
     blob: &str,
+    token: &str,
     blocks: usize,
 ) -> Result<()> {
-    let token = uuid::Uuid::new_v4().simple().to_string();
     let list = BlockLookupList {
-        latest: Some((0..blocks).map(block_id).collect()),
+        latest: Some((0..blocks).map(|i| block_id(token, i)).collect()),
         ..Default::default()
     };
     let options = BlockBlobClientCommitBlockListOptions {
         if_none_match: Some("*".into()),
         metadata: Some(HashMap::from([(
             UPLOAD_TOKEN_METADATA.to_owned(),
-            token.clone(),
+            token.to_owned(),
         )])),
         ..Default::default()
     };
-    match client
+    let refused = match client
         .commit_block_list(list.try_into()?, Some(options))
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if exists_already(&e) => {
-            let ours = store
-                .blob_metadata(blob)
-                .await?
-                .and_then(|m| m.get(UPLOAD_TOKEN_METADATA).cloned())
-                .is_some_and(|t| t == token);
-            if ours {
-                Ok(())
-            } else {
-                Err(BlobTaken(store.blob_url(blob).to_string()).into())
-            }
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    if exists_already(&refused) {
+        match written_by(store, blob, token).await? {
+            Some(true) => return Ok(()),
+            Some(false) => return Err(BlobTaken(store.blob_url(blob).to_string()).into()),
+            // No blob after all: the refusal meant something else; say what Storage said.
+            None => {}
         }
-        Err(e) => Err(anyhow!(crate::auth::error_chain(&e)).context(format!(
-            "committing the {blocks} blocks of {} failed",
-            store.blob_url(blob)
-        ))),
     }
+    Err(anyhow!(crate::auth::error_chain(&refused)).context(format!(
+        "committing the {blocks} blocks of {} failed",
+        store.blob_url(blob)
+    )))
 }
 
 /// Removes a failed upload: committing an empty block list (only where no blob exists, so never
-/// over another run's) drops every uncommitted block, and deleting that empty blob, which is
-/// this upload's own, leaves nothing behind.
-async fn discard(client: &BlockBlobClient, store: &BlobStore, blob: &str, console: &Console) {
+/// over another run's) drops every uncommitted block, and the empty blob, this upload's own by
+/// its token, is deleted. A blob this upload committed after all (its answer lost) is deleted
+/// too; another run's is left alone.
+async fn discard(
+    client: &BlockBlobClient,
+    store: &BlobStore,
+    blob: &str,
+    token: &str,
+    console: &Console,
+) {
     let empty = BlockLookupList {
         latest: Some(Vec::new()),
         ..Default::default()
     };
     let options = BlockBlobClientCommitBlockListOptions {
         if_none_match: Some("*".into()),
+        metadata: Some(HashMap::from([(
+            UPLOAD_TOKEN_METADATA.to_owned(),
+            token.to_owned(),
+        )])),
         ..Default::default()
     };
-    let committed = match empty.try_into() {
+    let emptied = match empty.try_into() {
         Ok(body) => client.commit_block_list(body, Some(options)).await.is_ok(),
         Err(_) => false,
     };
-    if !committed {
+    let owner = if emptied {
+        Some(true)
+    } else {
+        written_by(store, blob, token).await.ok().flatten()
+    };
+    if owner != Some(true) {
         console.warning(format!(
-            "the partial upload {} may leave uncommitted blocks, which Azure Storage discards after 7 days; if the blob was committed after all, delete it with: {}",
+            "the partial upload {} may leave uncommitted blocks, which Azure Storage discards after 7 days{}",
             store.blob_url(blob),
-            store.delete_hint(blob)
+            if owner == Some(false) {
+                "; the blob of that name belongs to another run and was left alone"
+            } else {
+                ""
+            }
         ));
         return;
     }
@@ -522,7 +562,10 @@ mod tests {
 
     #[test]
     fn block_ids_have_one_length_and_sort_in_order() {
-        let ids: Vec<Vec<u8>> = [0, 1, 9, 10, 49_999].into_iter().map(block_id).collect();
+        let ids: Vec<Vec<u8>> = [0, 1, 9, 10, 49_999]
+            .into_iter()
+            .map(|i| block_id("0f1e2d3c4b5a69788796a5b4c3d2e1f0", i))
+            .collect();
         assert!(
             ids.iter()
                 .all(|id| id.len() == ids[0].len() && id.len() <= 64)

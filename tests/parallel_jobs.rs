@@ -120,6 +120,11 @@ async fn eight_jobs_at_the_same_millisecond_never_collide() {
         "{blobs:?}"
     );
     assert!(blobs.iter().all(|b| b.starts_with("webapp/4711-1/webapp_")));
+    let blob_millis: BTreeSet<&str> = blobs
+        .iter()
+        .map(|b| b.rsplit('/').next().unwrap().split('_').nth(1).unwrap())
+        .collect();
+    assert_eq!(blob_millis.len(), 1, "the clock moved: {blobs:?}");
 
     // Each template's artifact is its own job's build path: Image Builder downloaded, for every
     // job's blob, exactly the archive that job made, holding that job's file and no other's.

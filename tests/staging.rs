@@ -346,6 +346,19 @@ async fn behind_injecting_proxy(rule: InjectRule) -> Option<(Stack, FaultProxy)>
     Some((Stack { emulator, azurite }, proxy))
 }
 
+/// The index of the block a Put Block request stages (`aib-<token>-<index>`, base64 in the
+/// query).
+fn block_index(query: &str) -> Option<usize> {
+    use base64::Engine as _;
+    let id = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "blockid")?
+        .1;
+    let id = base64::engine::general_purpose::STANDARD
+        .decode(id.as_bytes())
+        .ok()?;
+    String::from_utf8(id).ok()?.rsplit('-').next()?.parse().ok()
+}
+
 fn is_block(method: &str, query: &str) -> bool {
     method == "PUT" && query.contains("comp=block") && !query.contains("comp=blocklist")
 }
@@ -403,7 +416,7 @@ async fn blocks_are_retried_on_their_own_after_transient_failures() {
 #[tokio::test]
 async fn an_upload_that_cannot_finish_says_how_far_it_got_and_leaves_nothing() {
     let rule: common::fault_proxy::Rule = Box::new(move |method, query, _| {
-        if is_block(method, query) && query.contains("blockid=YWliLWJsb2NrLTAwMDAwMDA0") {
+        if is_block(method, query) && block_index(query) == Some(4) {
             // Block 4 is refused for good (403 is not transient).
             Some(StatusCode::FORBIDDEN)
         } else {

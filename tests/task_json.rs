@@ -397,7 +397,7 @@ fn explicit_defaults_build_the_same_plan_as_unset_inputs() {
                 std::iter::once("aib-task".to_owned()).chain(args.iter().cloned()),
             )
             .unwrap();
-            let stamp = aib_task::names::Stamp::new(1764219600000, &context, &[0, 0]);
+            let stamp = aib_task::names::Stamp::new(1764219600000, &context, &[0, 0, 0, 0]);
             BuildPlan::from_inputs(&cli.inputs, SUB, &context, &stamp)
                 .unwrap_or_else(|e| panic!("{args:?}: {e:?}"))
         };

@@ -393,7 +393,7 @@ impl Builder<'_> {
         // A generated name can be taken by a parallel job of the same run in the same
         // millisecond: take a new one. A name the user chose is never changed.
         let mut named = plan.clone();
-        let mut renames = 0u128;
+        let mut renames = 0u32;
         loop {
             self.console.info("starting put template...");
             let created = create::create(
