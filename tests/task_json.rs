@@ -424,6 +424,19 @@ fn output_variables_are_those_the_binary_sets() {
     };
     let set: Vec<&str> = every.variables().into_iter().map(|(n, _)| n).collect();
     assert_eq!(declared, set);
+    // Defence in depth: a line of the build log that slipped through as `##vso[task.setvariable`
+    // could set no other variable. The agent matches these names (Minimatch, ignoring case)
+    // against every task.setvariable, output variables included (TaskRestrictionsExtension /
+    // TaskSetVariableCommand in azure-pipelines-agent). The command mode stays unrestricted:
+    // restricted mode refuses task.uploadsummary and task.uploadfile, which the task uses.
+    let allowed: Vec<&str> = task["restrictions"]["settableVariables"]["allowed"]
+        .as_array()
+        .expect("restrictions.settableVariables.allowed")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(allowed, set);
+    assert!(task["restrictions"].get("commands").is_none());
     for output in task["outputVariables"].as_array().unwrap() {
         assert!(
             !output["description"]
