@@ -978,6 +978,7 @@ mod tests {
             image_tags: vec![],
             keep_template_on_failure: true,
             wait_for_template_deletion: false,
+            stream_build_log: true,
         }
     }
 

@@ -377,6 +377,17 @@ pub struct TaskInputs {
         value_name = "BOOL"
     )]
     pub cleanup_artifacts_on_image: Option<String>,
+
+    /// Print Image Builder's build log (customization.log) live while the build runs
+    /// (`true`/`false`); it is attached to the job's logs either way when it can be read.
+    #[arg(
+        id = "streamBuildLog",
+        long = "stream-build-log",
+        env = "INPUT_STREAMBUILDLOG",
+        hide_env_values = true,
+        value_name = "BOOL"
+    )]
+    pub stream_build_log: Option<String>,
 }
 
 /// One input as the command line declares it.
@@ -439,6 +450,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("keepTemplateOnFailure", "true"),
     ("waitForTemplateDeletion", "false"),
     ("cleanupArtifactsOnImage", "false"),
+    ("streamBuildLog", "true"),
 ];
 
 /// A bad input value, named as the user wrote it in YAML.
@@ -587,7 +599,7 @@ mod tests {
     #[test]
     fn every_input_is_a_flag_and_an_input_variable() {
         let specs = input_specs();
-        assert_eq!(specs.len(), 36);
+        assert_eq!(specs.len(), 37);
         for spec in &specs {
             assert_eq!(
                 spec.env,

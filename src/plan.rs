@@ -120,6 +120,8 @@ pub struct BuildPlan {
     pub image_tags: Vec<(String, String)>,
     pub keep_template_on_failure: bool,
     pub wait_for_template_deletion: bool,
+    /// Print the build log live (`streamBuildLog`).
+    pub stream_build_log: bool,
 }
 
 const IMAGE_SOURCES: &[(&str, SourceKind)] = &[
@@ -662,6 +664,11 @@ impl BuildPlan {
             &raw.wait_for_template_deletion,
             false,
         ));
+        let stream_build_log = c.take(inputs::boolean(
+            "streamBuildLog",
+            &raw.stream_build_log,
+            true,
+        ));
 
         if !c.errors.is_empty() {
             return Err(c.errors);
@@ -698,6 +705,7 @@ impl BuildPlan {
             image_tags: image_tags.unwrap_or_else(missing),
             keep_template_on_failure: keep_template_on_failure.unwrap_or_else(missing),
             wait_for_template_deletion: wait_for_template_deletion.unwrap_or_else(missing),
+            stream_build_log: stream_build_log.unwrap_or_else(missing),
         })
     }
 

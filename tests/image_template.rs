@@ -75,6 +75,7 @@ fn base_plan(os: Os, source: plan::Source, distribution: Distribution) -> BuildP
         image_tags: vec![],
         keep_template_on_failure: true,
         wait_for_template_deletion: false,
+        stream_build_log: true,
     }
 }
 

@@ -130,6 +130,11 @@ impl LoggingCommand {
         LoggingCommand::new("task", "uploadsummary").message(path)
     }
 
+    /// `task.uploadfile`: a file attached to the step's log, downloaded with the job's logs.
+    pub fn upload_file(path: &str) -> Self {
+        LoggingCommand::new("task", "uploadfile").message(path)
+    }
+
     /// The single line to print (without the line break).
     pub fn render(&self) -> String {
         let mut line = format!("##vso[{}.{}", self.area, self.action);

@@ -134,6 +134,10 @@ impl Console {
         self.command(LoggingCommand::upload_summary(&path.display().to_string()));
     }
 
+    pub fn upload_file(&self, path: &std::path::Path) {
+        self.command(LoggingCommand::upload_file(&path.display().to_string()));
+    }
+
     pub fn complete(&self, result: TaskResult, message: &str) {
         self.command(LoggingCommand::complete(result, message));
     }

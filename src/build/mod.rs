@@ -5,6 +5,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod live_log;
 pub mod log;
 pub mod outputs;
 pub mod progress;
@@ -472,7 +473,27 @@ impl Builder<'_> {
             .await
             .map_err(|e| self.keep_note(plan, e))?;
 
-        let finished = self.watch(plan, &path, staged, summary, started).await?;
+        let mut live = live_log::LiveLog::new(
+            self.arm,
+            self.http.clone(),
+            Arc::clone(&self.credential),
+            Arc::clone(self.console),
+            self.context
+                .temp_directory
+                .join(format!("customization-{}.log", plan.template_name)),
+            plan.stream_build_log,
+        );
+        let finished = self
+            .watch(plan, &path, staged, summary, started, &mut live)
+            .await?;
+        // The whole log, read before anything is deleted, attached to the job's logs.
+        if let Some(copy) = live.finish().await {
+            self.console.info(format!(
+                "the build log {} is attached to this job's logs as {}",
+                live.url().map(ToString::to_string).unwrap_or_default(),
+                copy.file_name().unwrap_or_default().to_string_lossy()
+            ));
+        }
         let status = finished
             .properties
             .last_run_status
@@ -480,7 +501,7 @@ impl Builder<'_> {
             .unwrap_or_default();
         let state = status.run_state.unwrap_or(RunState::Unknown);
         if state != RunState::Succeeded {
-            return Err(self.fail(plan, &path, &finished, summary).await);
+            return Err(self.fail(plan, &path, &finished, summary, &live).await);
         }
         self.console.info("run template:  Succeeded");
 
@@ -586,6 +607,7 @@ impl Builder<'_> {
         staged: &Staged,
         summary: &mut Summary,
         started: Instant,
+        live: &mut live_log::LiveLog<'_>,
     ) -> Result<ImageTemplate> {
         let watch_started = Instant::now();
         let deadline = watch_started
@@ -609,6 +631,10 @@ impl Builder<'_> {
                 .unwrap_or_default();
             let state = status.run_state.unwrap_or(RunState::Running);
             let sub_state = status.run_sub_state.map(|s| format!("{s:?}"));
+            if let Some(group) = staging_group(plan, Some(&current)) {
+                live.set_group(&group);
+                live.poll().await;
+            }
             if let Some(event) = watcher.observe(
                 &format!("{state:?}"),
                 sub_state.as_deref(),
@@ -717,6 +743,7 @@ impl Builder<'_> {
         path: &str,
         finished: &ImageTemplate,
         summary: &mut Summary,
+        live: &live_log::LiveLog<'_>,
     ) -> anyhow::Error {
         let status = finished
             .properties
@@ -730,6 +757,13 @@ impl Builder<'_> {
         self.console.info(format!("run template:  {state:?}"));
         let staging = describe_staging_group(plan, Some(finished));
         let mut log_url = log::log_url(&message);
+        // The lines already followed live: shown again from memory, not downloaded twice.
+        let mut tail = live.has_read().then(|| live.last_lines());
+        if log_url.is_none()
+            && let Some(url) = live.url().filter(|_| tail.is_some())
+        {
+            log_url = Some(url.clone());
+        }
         let mut log_account = None;
         if log_url.is_none()
             && let Some(group) = staging_group(plan, Some(finished))
@@ -753,6 +787,8 @@ impl Builder<'_> {
         }
         if let Some(url) = &log_url {
             summary.log_url = Some(url.to_string());
+        }
+        if let (None, Some(url)) = (&tail, &log_url) {
             // Read before any deletion: the log lives in the staging group.
             let text = match &log_account {
                 Some(account) => {
@@ -771,14 +807,25 @@ impl Builder<'_> {
             };
             match text {
                 Ok(text) => {
-                    let _group = self
-                        .console
-                        .group("Build log (last 100 lines of customization.log)");
-                    self.console.info(log::tail(&text, 100));
+                    tail = Some(
+                        log::tail(&text, live_log::TAIL_LINES)
+                            .lines()
+                            .map(str::to_owned)
+                            .collect(),
+                    )
                 }
                 Err(e) => self
                     .console
                     .warning(format!("could not read the build log {url}: {e:#}")),
+            }
+        }
+        if let Some(lines) = tail {
+            let _group = self
+                .console
+                .group("Build log (last 100 lines of customization.log)");
+            // Text from the build VM: made inert like the live lines.
+            for line in lines {
+                self.console.info(live_log::inert(&line));
             }
         }
         let kept = if plan.keep_template_on_failure {
