@@ -20,8 +20,12 @@ use azure_core::credentials::TokenCredential;
 use time::OffsetDateTime;
 use url::Url;
 
+use super::log_phases::{Event, Outcome, Phase, Phases};
+use super::progress::elapsed;
 use crate::agent::Console;
+use crate::agent::console::Group;
 use crate::arm::{ArmClient, ArmError};
+use crate::image_template::Customizer;
 use crate::sas::{AccountSas, Protocol};
 use crate::storage::{self, Access, StorageAccount};
 
@@ -189,6 +193,10 @@ pub struct LiveLog<'a> {
     idle_polls: u32,
     /// Set once reading is given up (no access): said once, never tried again.
     stopped: bool,
+    phases: Phases,
+    /// The collapsible group of the phase being printed.
+    open: Option<Group>,
+    started: std::time::Instant,
 }
 
 impl<'a> LiveLog<'a> {
@@ -199,6 +207,7 @@ impl<'a> LiveLog<'a> {
         console: Arc<Console>,
         copy_path: PathBuf,
         print: bool,
+        customizers: &[Customizer],
     ) -> LiveLog<'a> {
         LiveLog {
             arm,
@@ -215,6 +224,46 @@ impl<'a> LiveLog<'a> {
             copy: None,
             idle_polls: 0,
             stopped: false,
+            phases: Phases::new(customizers),
+            open: None,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The phases the log has shown so far, with their times and outcomes.
+    pub fn timeline(&self) -> &[Phase] {
+        self.phases.timeline()
+    }
+
+    /// Opens or closes the printed groups as the log's phases begin and end.
+    fn phase_event(&mut self, event: Event) {
+        if !self.print {
+            return;
+        }
+        match event {
+            Event::Begin(title) => {
+                self.open = None;
+                self.open = Some(self.console.group(format!(
+                    "{title} (build log, from {} into the build)",
+                    elapsed(self.started.elapsed())
+                )));
+            }
+            Event::End(phase) => {
+                self.console.info(format!(
+                    "{}: {}{}",
+                    phase.title,
+                    match phase.outcome {
+                        Outcome::Succeeded => "done",
+                        Outcome::Failed => "FAILED",
+                        Outcome::Unfinished => "unfinished",
+                    },
+                    phase
+                        .took
+                        .map(|d| format!(" in {}", elapsed(d)))
+                        .unwrap_or_default()
+                ));
+                self.open = None;
+            }
         }
     }
 
@@ -484,6 +533,10 @@ impl<'a> LiveLog<'a> {
         if !admitted {
             return;
         }
+        // In order: a phase that ends, then the one that begins with this line.
+        for event in self.phases.line(&line) {
+            self.phase_event(event);
+        }
         if self.print {
             self.console.info(inert(&line));
         }
@@ -503,6 +556,10 @@ impl<'a> LiveLog<'a> {
         if let Some(line) = self.lines.finish() {
             self.line(line);
         }
+        if let Some(event) = self.phases.finish() {
+            self.phase_event(event);
+        }
+        self.open = None;
         let copy = self.copy.take()?;
         let _ = copy.sync_all();
         drop(copy);

@@ -7,6 +7,7 @@ pub mod create;
 pub mod delete;
 pub mod live_log;
 pub mod log;
+pub mod log_phases;
 pub mod outputs;
 pub mod progress;
 pub mod source;
@@ -482,12 +483,19 @@ impl Builder<'_> {
                 .temp_directory
                 .join(format!("customization-{}.log", plan.template_name)),
             plan.stream_build_log,
+            &template.properties.customize,
         );
         let finished = self
             .watch(plan, &path, staged, summary, started, &mut live)
             .await?;
         // The whole log, read before anything is deleted, attached to the job's logs.
-        if let Some(copy) = live.finish().await {
+        let copy = live.finish().await;
+        summary.timeline = live
+            .timeline()
+            .iter()
+            .map(|p| (p.title.clone(), p.took, format!("{:?}", p.outcome)))
+            .collect();
+        if let Some(copy) = copy {
             self.console.info(format!(
                 "the build log {} is attached to this job's logs as {}",
                 live.url().map(ToString::to_string).unwrap_or_default(),
@@ -614,7 +622,8 @@ impl Builder<'_> {
             + Duration::from_secs(u64::from(plan.build_timeout_minutes) * 60)
             + self.timing.deadline_margin;
         let mut watcher = Watcher::new(self.timing.heartbeat);
-        let _group = self.console.group("Building the image");
+        // Groups do not nest: a streamed log brings groups of its own, one per phase.
+        let _group = (!plan.stream_build_log).then(|| self.console.group("Building the image"));
         loop {
             let current: ImageTemplate = self
                 .arm

@@ -25,6 +25,8 @@ pub struct Summary {
     pub error: Option<String>,
     /// What the user must still do (e.g. copy a VHD out of a kept template), shown verbatim.
     pub notes: Vec<String>,
+    /// The build log's phases: `(title, time, outcome)`, each customizer among them.
+    pub timeline: Vec<(String, Option<Duration>, String)>,
 }
 
 fn cell(text: &str) -> String {
@@ -68,6 +70,18 @@ impl Summary {
         }
         for note in &self.notes {
             let _ = writeln!(md, "\n**Action needed**\n\n```text\n{note}\n```");
+        }
+        if !self.timeline.is_empty() {
+            let _ = writeln!(md, "\n| Build log phase | Time | Outcome |\n|---|---|---|");
+            for (title, took, outcome) in &self.timeline {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} |",
+                    cell(title),
+                    took.map(elapsed).unwrap_or_else(|| "–".into()),
+                    cell(outcome)
+                );
+            }
         }
         if !self.phases.is_empty() {
             let _ = writeln!(md, "\n| Phase | Time |\n|---|---|");
