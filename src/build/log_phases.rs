@@ -16,6 +16,14 @@ use crate::image_template::Customizer;
 
 static STARTING: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\(telemetry\) Starting provisioner ([A-Za-z0-9_-]+)").unwrap());
+/// What Packer's shell, PowerShell and file provisioners say as they start, for logs without
+/// telemetry lines: `(provisioner type, marker)`.
+const PROVISIONING_MARKERS: [(&str, &str); 3] = [
+    ("shell", "Provisioning with shell script"),
+    ("powershell", "Provisioning with Powershell..."),
+    ("file", "Uploading "),
+];
+
 static ENDING: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\(telemetry\) ending ([A-Za-z0-9_-]+)").unwrap());
 /// Packer's Azure builder once the provisioners are done (packer-plugin-azure's step messages).
@@ -96,6 +104,8 @@ pub struct Phases {
     failed: bool,
     /// The last line was a provisioner's `ending`.
     ending: bool,
+    /// The log has telemetry lines, which then alone mark the provisioners.
+    telemetry: bool,
 }
 
 impl Phases {
@@ -107,6 +117,7 @@ impl Phases {
             done: Vec::new(),
             failed: false,
             ending: false,
+            telemetry: false,
         }
     }
 
@@ -145,8 +156,21 @@ impl Phases {
         if self.current.is_none() && self.done.is_empty() {
             events.push(self.begin("Build VM and Packer start-up".to_owned()));
         }
-        if let Some(c) = STARTING.captures(line) {
-            let kind = c[1].to_ascii_lowercase();
+        let started = match STARTING.captures(line) {
+            Some(c) => {
+                self.telemetry = true;
+                Some(c[1].to_ascii_lowercase())
+            }
+            // Without telemetry lines, the provisioners' own first words mark the start.
+            None if !self.telemetry => PROVISIONING_MARKERS
+                .iter()
+                .find(|(kind, marker)| {
+                    line.contains(marker) && (*kind != "file" || line.contains(" => "))
+                })
+                .map(|(kind, _)| (*kind).to_owned()),
+            None => None,
+        };
+        if let Some(kind) = started {
             events.extend(self.end(Outcome::Succeeded));
             let title = match self.pending.iter().position(|(k, _)| *k == kind) {
                 Some(i) => self.pending.remove(i).1,
@@ -273,6 +297,33 @@ PACKER ERR 2026/11/27 05:08:30 [INFO] (telemetry) Finalizing.
         // The capture phase began at the capture line (no stamp of its own: the last one,
         // 05:05:30) and ran to Finalizing (05:08:30).
         assert_eq!(phases.timeline()[0].title, "Build VM and Packer start-up");
+    }
+
+    #[test]
+    fn logs_without_telemetry_lines_are_grouped_by_the_provisioners_own_words() {
+        let mut phases = Phases::new(&[shell("webapp")]);
+        let mut begun = Vec::new();
+        for line in [
+            "PACKER OUT ==> azure-arm: Creating resource group ...",
+            "PACKER OUT ==> azure-arm: Provisioning with shell script: /tmp/packer-shell1",
+            "PACKER OUT     azure-arm: installing webapp",
+            "PACKER OUT ==> azure-arm: Provisioning with shell script: /tmp/DeprovisioningScript.sh",
+            "PACKER OUT ==> azure-arm: Capturing image ...",
+        ] {
+            for event in phases.line(line) {
+                if let Event::Begin(title) = event {
+                    begun.push(title);
+                }
+            }
+        }
+        assert_eq!(
+            begun,
+            [
+                "Build VM and Packer start-up",
+                "Customizer 'webapp' (Shell)",
+                "Image Builder's own step (shell)",
+            ]
+        );
     }
 
     #[test]
