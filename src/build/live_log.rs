@@ -312,6 +312,9 @@ impl<'a> LiveLog<'a> {
             {
                 if self.tail.is_some() {
                     self.say(format!("the build log moved to {newest} (a new attempt)"));
+                    // The copy is of the log being followed: it starts over with the new one.
+                    self.copy = None;
+                    self.lines = Lines::default();
                 }
                 self.tail = Some(Tail::new(newest));
             }
@@ -505,6 +508,8 @@ impl<'a> LiveLog<'a> {
                         tail.rewind();
                     }
                     self.lines = Lines::default();
+                    // The copy follows the blob: it starts over too.
+                    self.copy = None;
                 }
                 Step::Gone => {
                     self.idle_polls = RELIST_AFTER_IDLE_POLLS;
@@ -517,6 +522,7 @@ impl<'a> LiveLog<'a> {
     /// Keeps a copy of `bytes` and prints their complete lines.
     fn take(&mut self, bytes: &[u8]) -> Result<()> {
         if self.copy.is_none() {
+            // Created (or emptied, after a rewrite) when the first bytes arrive.
             self.copy = Some(std::fs::File::create(&self.copy_path)?);
         }
         if let Some(copy) = self.copy.as_mut() {
