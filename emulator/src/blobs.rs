@@ -1,6 +1,7 @@
 //! Blobs the emulated Image Builder writes into Azurite as the real service writes them into
-//! storage: packer logs and VHDs in the staging account, VHDs in a user's account. Signed with the
-//! account's shared key, as the service (holding its own keys or role) needs no SAS.
+//! storage: packer logs (append blobs, written as the build goes) and VHDs in the staging account,
+//! VHDs in a user's account. Signed with the account's shared key, as the service (holding its own
+//! keys or role) needs no SAS.
 
 use anyhow::{Result, bail};
 use time::macros::format_description;
@@ -75,15 +76,12 @@ pub fn url(account: &StorageAccountConfig, container: &str, blob: &str) -> Resul
     Ok(url)
 }
 
-/// Writes `content` as a block blob, creating the container when needed.
-pub async fn put(
+/// Creates `container` in `account`; one that exists already is fine.
+async fn ensure_container(
     http: &reqwest::Client,
     account: &StorageAccountConfig,
     container: &str,
-    blob: &str,
-    content: Vec<u8>,
-    content_type: &str,
-) -> Result<Url> {
+) -> Result<()> {
     let mut container_url = base(account)?;
     container_url
         .path_segments_mut()
@@ -99,6 +97,19 @@ pub async fn put(
             r.text().await.unwrap_or_default()
         );
     }
+    Ok(())
+}
+
+/// Writes `content` as a block blob, creating the container when needed.
+pub async fn put(
+    http: &reqwest::Client,
+    account: &StorageAccountConfig,
+    container: &str,
+    blob: &str,
+    content: Vec<u8>,
+    content_type: &str,
+) -> Result<Url> {
+    ensure_container(http, account, container).await?;
     let target = url(account, container, blob)?;
     let r = send(
         http,
@@ -120,6 +131,67 @@ pub async fn put(
         );
     }
     Ok(target)
+}
+
+/// Creates (or replaces with an empty one) the append blob `container/blob`, creating the
+/// container when needed (Put Blob with `x-ms-blob-type: AppendBlob` and no body).
+pub async fn create_append(
+    http: &reqwest::Client,
+    account: &StorageAccountConfig,
+    container: &str,
+    blob: &str,
+    content_type: &str,
+) -> Result<Url> {
+    ensure_container(http, account, container).await?;
+    let target = url(account, container, blob)?;
+    let r = send(
+        http,
+        account,
+        "PUT",
+        target.clone(),
+        &[
+            ("x-ms-blob-type", "AppendBlob"),
+            ("content-type", content_type),
+        ],
+        Vec::new(),
+    )
+    .await?;
+    if !r.status().is_success() {
+        bail!(
+            "creating the append blob {container}/{blob}: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(target)
+}
+
+/// The largest block Append Block takes at the emulator's service version (4 MiB before
+/// 2019-12-12, 100 MiB since; "Append Block" REST reference). The smaller bound is used.
+const MAX_APPEND_BLOCK: usize = 4 * 1024 * 1024;
+
+/// Appends `content` to the append blob `container/blob` (`PUT ?comp=appendblock`, in blocks of
+/// at most 4 MiB). An empty `content` writes nothing (Storage refuses an empty block).
+pub async fn append(
+    http: &reqwest::Client,
+    account: &StorageAccountConfig,
+    container: &str,
+    blob: &str,
+    content: &[u8],
+) -> Result<()> {
+    let mut target = url(account, container, blob)?;
+    target.set_query(Some("comp=appendblock"));
+    for block in content.chunks(MAX_APPEND_BLOCK) {
+        let r = send(http, account, "PUT", target.clone(), &[], block.to_vec()).await?;
+        if !r.status().is_success() {
+            bail!(
+                "appending to {container}/{blob}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Deletes a blob; one already gone is fine.

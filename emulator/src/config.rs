@@ -51,6 +51,12 @@ pub mod defaults {
     pub const FAIL_AT_TAG: &str = "aib-emulator-fail-at";
     /// A template tag whose value (a run sub-state) makes that run time out there.
     pub const TIMEOUT_AT_TAG: &str = "aib-emulator-timeout-at";
+    /// A template tag whose value (milliseconds, e.g. `1500`) delays the build log's blob of that
+    /// template's runs, as [`crate::Config::log_late`] does for every run.
+    pub const LOG_LATE_TAG: &str = "aib-emulator-log-late";
+    /// A template tag whose value `true` (or `false`) makes that template's build logs be
+    /// rewritten shorter halfway, as [`crate::Config::log_rewrite`] does for every run.
+    pub const LOG_REWRITE_TAG: &str = "aib-emulator-log-rewrite";
     pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 }
 
@@ -349,6 +355,10 @@ pub struct Timing {
     /// Time spent in `Canceling` before `Canceled`.
     #[serde(with = "duration_ms")]
     pub canceling: Duration,
+    /// In how many appends the build log's lines up to the end of the customizers are written,
+    /// spread evenly over `customizing` (the first when Customizing starts); 0 counts as 1. See
+    /// [`crate::build_log`].
+    pub log_steps: u32,
 }
 
 impl Default for Timing {
@@ -365,6 +375,7 @@ impl Default for Timing {
             validating: ms(300),
             distributing: ms(600),
             canceling: ms(300),
+            log_steps: 8,
         }
     }
 }
@@ -430,6 +441,14 @@ pub struct Config {
     /// `Microsoft.VirtualMachineImages`): every request for their resources answers 409
     /// `MissingSubscriptionRegistration`.
     pub unregistered_providers: Vec<String>,
+    /// The build log's blob appears only this long after Customizing starts (or when the run
+    /// ends, if that is sooner); what was due by then is appended at once. Per template: tag
+    /// [`defaults::LOG_LATE_TAG`]. JSON: milliseconds.
+    #[serde(with = "option_duration_ms")]
+    pub log_late: Option<Duration>,
+    /// Halfway through writing, the build log's blob is deleted and re-created shorter; see
+    /// [`crate::build_log`] for the exact bytes. Per template: tag [`defaults::LOG_REWRITE_TAG`].
+    pub log_rewrite: bool,
     /// Management locks on resource groups.
     pub locks: Vec<LockConfig>,
     /// Page size of storage account lists (exercises `nextLink`).
@@ -499,6 +518,8 @@ impl Default for Config {
             fail_at: None,
             timeout_at: None,
             unregistered_providers: Vec::new(),
+            log_late: None,
+            log_rewrite: false,
             locks: Vec::new(),
             storage_page_size: 100,
             swagger_validation: true,
@@ -550,6 +571,24 @@ pub mod duration_ms {
     }
 }
 
+/// Serde for an optional `Duration` as whole milliseconds (`null` for none).
+pub mod option_duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
 /// Serde for a `Duration` as whole seconds.
 pub mod duration_secs {
     use std::time::Duration;
@@ -588,13 +627,21 @@ mod tests {
     #[test]
     fn partial_json_fills_defaults() {
         let c: Config = serde_json::from_str(
-            r#"{"token_lifetime":5,"timing":{"building":50},"fail_at":"Customizing"}"#,
+            r#"{"token_lifetime":5,"timing":{"building":50,"log_steps":3},"fail_at":"Customizing","log_late":1500,"log_rewrite":true}"#,
         )
         .unwrap();
         assert_eq!(c.token_lifetime, Duration::from_secs(5));
         assert_eq!(c.timing.building, Duration::from_millis(50));
         assert_eq!(c.timing.queued, Timing::default().queued);
+        assert_eq!(c.timing.log_steps, 3);
         assert_eq!(c.fail_at, Some(RunSubState::Customizing));
+        assert_eq!(c.log_late, Some(Duration::from_millis(1500)));
+        assert!(c.log_rewrite);
+        let d: Config = serde_json::from_str("{}").unwrap();
+        assert_eq!(
+            (d.timing.log_steps, d.log_late, d.log_rewrite),
+            (8, None, false)
+        );
         assert_eq!(
             c.service_principals[0].client_secrets[0],
             defaults::CLIENT_SECRET

@@ -1,8 +1,8 @@
 //! `Microsoft.VirtualMachineImages/imageTemplates`: the template store and its state machine.
 //! PUT (validated with the swagger; Conflict for any existing template), GET and
 //! lists, `run` (Queued → Building → Customizing → [Optimizing] → [Validating] → Distributing →
-//! Succeeded/Failed, driven by tokio timers, with artifact checks and a packer log; also started
-//! by `autoRun`), `cancel`,
+//! Succeeded/Failed, driven by tokio timers, with artifact checks and a packer log written as the
+//! build goes by [`crate::build_log`]; also started by `autoRun`), `cancel`,
 //! run outputs, DELETE, and the long-running operations (`Azure-AsyncOperation` status documents
 //! and `Location` results) that report them.
 
@@ -24,9 +24,11 @@ use tokio::sync::Notify;
 
 use crate::{
     arm::{self, error, error_with_details, ok},
-    artifacts, compute,
-    config::defaults::{FAIL_AT_TAG, TIMEOUT_AT_TAG},
-    packer_log::{self, LogInput, Outcome},
+    artifacts,
+    build_log::{self, BuildLog, Schedule, Target, Writer},
+    compute,
+    config::defaults::{FAIL_AT_TAG, LOG_LATE_TAG, LOG_REWRITE_TAG, TIMEOUT_AT_TAG},
+    packer_log::{self, LogInput, Outcome, Rendered},
     server::Req,
     state::{Shared, State, arm_time, now},
 };
@@ -108,6 +110,9 @@ struct Template {
     /// VHDs this template's runs wrote into its staging group's account (`vhds/<blob>`); they
     /// go when the template (and so its staging group) is deleted.
     staging_vhds: Vec<String>,
+    /// The build logs of this template's runs, oldest first; like the VHDs they live in the
+    /// staging group's account and go with the template.
+    logs: Vec<Arc<BuildLog>>,
     run_op: Option<String>,
     cancel_op: Option<String>,
     cancel: Option<Arc<Notify>>,
@@ -224,6 +229,24 @@ impl Store {
                     && group_name(&t.staging_group).eq_ignore_ascii_case(rg)
             })
             .map(|t| t.id.clone())
+    }
+
+    /// The URL of the last run's build log and the bytes written into it so far.
+    pub fn build_log(&self, sub: &str, rg: &str, name: &str) -> Option<(String, Vec<u8>)> {
+        let log = self.templates.get(&key(sub, rg, name))?.logs.last()?;
+        Some((log.url.clone(), log.bytes()))
+    }
+
+    /// Keeps `log` as the template's newest; false (and nothing kept) when the template is gone
+    /// or being deleted, so a log written now could outlive it.
+    fn add_log(&mut self, k: &str, log: &Arc<BuildLog>) -> bool {
+        match self.templates.get_mut(k) {
+            Some(t) if t.provisioning_state != "Deleting" => {
+                t.logs.push(log.clone());
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn view(&self, s: &State, sub: &str, rg: &str, name: &str) -> Option<Value> {
@@ -642,6 +665,7 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
             exact_version: None,
             run_outputs: Vec::new(),
             staging_vhds: Vec::new(),
+            logs: Vec::new(),
             run_op: None,
             cancel_op: None,
             cancel: None,
@@ -860,14 +884,23 @@ fn delete(s: &Shared, k: &str, api_version: &str) -> Response {
         // Deleting the template deletes its staging group, with any VHD Image Builder wrote
         // there (template reference, "Distribute: VHD": "If you delete the image template, then
         // you'll lose the VHD"), before the template itself is gone.
-        let vhds = s2
+        // The build logs go the same way ("Troubleshoot Azure VM Image Builder": the logs are
+        // in the staging group's storage account; REFERENCE §7, "Build log while running").
+        let (vhds, logs) = s2
             .templates
             .lock()
             .unwrap()
             .templates
             .get(&k2)
-            .map(|t| t.staging_vhds.clone())
+            .map(|t| (t.staging_vhds.clone(), t.logs.clone()))
             .unwrap_or_default();
+        let target = Target {
+            http: s2.http.clone(),
+            account: s2.config.staging_storage.clone(),
+        };
+        for log in logs {
+            log.delete(&target).await;
+        }
         for blob in vhds {
             if let Err(e) =
                 crate::blobs::delete(&s2.http, &s2.config.staging_storage, VHD_CONTAINER, &blob)
@@ -909,6 +942,58 @@ fn sub_state_knob(request: &Value, tag: &str, config: Option<RunSubState>) -> Op
     {
         Some(t) => serde_json::from_value(json!(t)).ok(),
         None => config,
+    }
+}
+
+/// The run's outcome as far as the knobs tell when Customizing starts: the first of `phases`
+/// from Customizing on where `fail_at` (checked first) or `timeout_at` strikes.
+fn foretold(
+    phases: &[(RunSubState, Duration)],
+    fail_at: Option<RunSubState>,
+    timeout_at: Option<RunSubState>,
+) -> Outcome {
+    phases
+        .iter()
+        .map(|(p, _)| *p)
+        .skip_while(|p| *p != RunSubState::Customizing)
+        .find_map(|phase| {
+            if fail_at == Some(phase) {
+                Some(Outcome::Failed {
+                    phase,
+                    detail: None,
+                })
+            } else if timeout_at == Some(phase) {
+                Some(Outcome::Failed {
+                    phase,
+                    detail: Some(DEADLINE_EXCEEDED.into()),
+                })
+            } else {
+                None
+            }
+        })
+        .unwrap_or(Outcome::Succeeded)
+}
+
+const DEADLINE_EXCEEDED: &str = "context deadline exceeded";
+
+/// The log schedule of a run: the config's, overridden by the template's tags.
+fn log_schedule(s: &State, request: &Value) -> Schedule {
+    let tag = |name: &str| {
+        request
+            .pointer(&format!("/tags/{name}"))
+            .and_then(Value::as_str)
+    };
+    Schedule {
+        steps: s.config.timing.log_steps,
+        customizing: s.config.timing.customizing,
+        late: match tag(LOG_LATE_TAG) {
+            Some(ms) => ms.trim().parse().ok().map(Duration::from_millis),
+            None => s.config.log_late,
+        },
+        rewrite: match tag(LOG_REWRITE_TAG) {
+            Some(v) => v.trim().eq_ignore_ascii_case("true"),
+            None => s.config.log_rewrite,
+        },
     }
 }
 
@@ -1032,11 +1117,31 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
     let exact_version = exact_version(&s, &props);
     let mut downloads = Vec::new();
     let log_guid = uuid::Uuid::new_v4().to_string();
+    let log = BuildLog::new(&s.config.staging_storage, &log_guid);
+    let log_target = Target {
+        http: s.http.clone(),
+        account: s.config.staging_storage.clone(),
+    };
+    let log_started = now();
+    let render = |downloads: &[artifacts::Download], outcome: Outcome| -> Rendered {
+        packer_log::render(&LogInput {
+            template_id: &id,
+            request: &request,
+            staging_group: &staging_group,
+            exact_version: exact_version.as_deref(),
+            downloads,
+            outcome,
+            started: log_started,
+            run_id: &log_guid,
+        })
+    };
+    // From Customizing on: the log rendered with the foretold outcome, and its writer.
+    let mut live: Option<(Outcome, Rendered, Writer)> = None;
 
     let mut outcome = Outcome::Succeeded;
     let mut timed_out = false;
     let mut vhds = Vec::new();
-    for (phase, duration) in phases {
+    for &(phase, duration) in &phases {
         if !set_sub_state(&s, &k, phase) {
             return; // deleted
         }
@@ -1062,11 +1167,32 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
                     break;
                 }
             }
+            // The log starts now, after the downloads, rendered once with the outcome the
+            // knobs (or a failed download) foretell.
+            let foretold = match &outcome {
+                Outcome::Failed { .. } => outcome.clone(),
+                _ => foretold(&phases, fail_at, timeout_at),
+            };
+            let rendered = render(&downloads, foretold.clone());
+            if !s.templates.lock().unwrap().add_log(&k, &log) {
+                return; // deleted
+            }
+            let writer = Writer::start(
+                log.clone(),
+                log_target.clone(),
+                &rendered.bytes[..rendered.customized],
+                &log_schedule(&s, &request),
+            );
+            live = Some((foretold, rendered, writer));
             if matches!(outcome, Outcome::Failed { .. }) {
                 break;
             }
         }
-        if !phase_wait(duration, &cancel).await {
+        let waited = match live.as_mut() {
+            Some((_, _, writer)) => writer.wait(duration, &cancel).await,
+            None => phase_wait(duration, &cancel).await,
+        };
+        if !waited {
             outcome = Outcome::Canceled;
             break;
         }
@@ -1081,7 +1207,7 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
             timed_out = true;
             outcome = Outcome::Failed {
                 phase,
-                detail: Some("context deadline exceeded".into()),
+                detail: Some(DEADLINE_EXCEEDED.into()),
             };
             break;
         }
@@ -1099,28 +1225,32 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
         }
     }
 
-    let log_url = format!(
-        "{}packerlogs/{log_guid}/customization.log",
-        s.config.staging_storage.blob_endpoint
-    );
-    let text = packer_log::render(&LogInput {
-        template_id: &id,
-        request: &request,
-        staging_group: &staging_group,
-        exact_version: exact_version.as_deref(),
-        downloads: &downloads,
-        outcome: outcome.clone(),
-    });
-    if let Err(e) = packer_log::upload(
-        &s.http,
-        &s.config.staging_storage,
-        &format!("{log_guid}/customization.log"),
-        text,
-    )
-    .await
-    {
-        tracing::warn!("aib-emulator: could not write the packer log to {log_url}: {e:#}");
+    // The log's end, written before the run's end shows, so a client that reads the log on
+    // seeing Failed reads all of it.
+    match live {
+        Some((_, rendered, mut writer)) if outcome == Outcome::Canceled => {
+            writer
+                .cancel(&packer_log::cancellation(rendered.clock_at_customized))
+                .await;
+        }
+        Some((foretold, rendered, mut writer)) => {
+            let rest = if outcome == foretold {
+                rendered.bytes[rendered.customized..].to_vec()
+            } else {
+                build_log::rest_for(&rendered, &render(&downloads, outcome.clone()))
+            };
+            writer.finish(&rest).await;
+        }
+        None => {
+            if s.templates.lock().unwrap().add_log(&k, &log) {
+                let rendered = render(&downloads, outcome.clone());
+                Writer::at_end(log.clone(), log_target.clone())
+                    .finish(&rendered.bytes)
+                    .await;
+            }
+        }
     }
+    let log_url = log.url.clone();
     if matches!(outcome, Outcome::Canceled) {
         tokio::time::sleep(timing.canceling).await;
     }
@@ -1159,7 +1289,9 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
             // "Troubleshoot Azure VM Image Builder", build timeout: this message, in
             // lastRunStatus, names no build log, though the log is in packerlogs/ as usual.
             run.state = RunState::Failed;
-            run.message = "Failed in building/customizing image: Failed while waiting for packerizer: Timeout waiting for microservice to complete: 'context deadline exceeded'".into();
+            run.message = format!(
+                "Failed in building/customizing image: Failed while waiting for packerizer: Timeout waiting for microservice to complete: '{DEADLINE_EXCEEDED}'"
+            );
             let message = run.message.clone();
             (
                 RunState::Failed,

@@ -28,18 +28,21 @@
 //! // defaults::SUBSCRIPTION_ID, SSL_CERT_FILE / AGENT_CAINFO = emulator.ca_pem_path(), and for
 //! // workload identity SYSTEM_OIDCREQUESTURI = emulator.oidc_request_uri(plan, job) with
 //! // the job access token defaults::JOB_ACCESS_TOKEN.
-//! // Afterwards inspect emulator.templates(), emulator.downloads(), emulator.requests().
+//! // Afterwards inspect emulator.templates(), emulator.downloads(), emulator.requests(),
+//! // emulator.build_log(…) (also while a build runs).
 //! # Ok(()) }
 //! ```
 //!
 //! Map of the crate: [`config`] (the scenario) → [`Emulator::start`] (here) → [`server`] (TLS,
 //! connections, faults, request log) → the service modules ([`entra`], [`oidc`], [`imds`], [`arm`]
-//! → [`storage_accounts`], [`compute`], [`image_templates`] → [`artifacts`], [`packer_log`]).
+//! → [`storage_accounts`], [`compute`], [`image_templates`] → [`artifacts`], [`packer_log`],
+//! [`build_log`] → [`blobs`]).
 
 pub mod arm;
 pub mod artifacts;
 pub mod azurite;
 pub mod blobs;
+pub mod build_log;
 pub mod ca;
 pub mod compute;
 pub mod config;
@@ -247,6 +250,23 @@ impl Emulator {
     /// What happened to templates (created, provisioned, run sub-states, cancel, deleted), in order.
     pub fn template_events(&self) -> Vec<TemplateEvent> {
         self.state.templates.lock().unwrap().events.clone()
+    }
+
+    /// The last run's build log of a template: its URL (the one a failed run's
+    /// `lastRunStatus.message` names) and every byte the emulator has appended to it so far, from
+    /// its own record (not read back from Azurite; equal to the blob, see [`crate::build_log`]). None
+    /// before a run has started writing one, and once the template is gone.
+    pub fn build_log(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        template_name: &str,
+    ) -> Option<(String, Vec<u8>)> {
+        self.state
+            .templates
+            .lock()
+            .unwrap()
+            .build_log(subscription, resource_group, template_name)
     }
 
     /// Every artifact the builds downloaded (or failed to).

@@ -19,11 +19,13 @@ Scenario knobs: --config FILE.json takes the JSON form of aib_emulator::Config, 
   {\"fail_at\": \"Customizing\", \"token_lifetime\": 60, \"storage_page_size\": 1,
    \"timing\": {\"lro\": 500, \"lro_min_polls\": 2, \"retry_after_secs\": 1, \"queued\": 300,
               \"building\": 1000, \"customizing\": 1500, \"optimizing\": 300, \"validating\": 300,
-              \"distributing\": 1000, \"canceling\": 300},
+              \"distributing\": 1000, \"canceling\": 300, \"log_steps\": 8},
    \"faults\": [{\"method\": \"PUT\", \"path\": \"/imageTemplates/\",
                 \"action\": {\"status\": {\"code\": 429, \"retry_after\": 2}}, \"times\": 1}]}
 The flags above override the file. A template tag aib-emulator-fail-at=<sub-state> fails that
-template's runs only.
+template's runs only. The build log (packerlogs/<guid>/customization.log, an append blob) grows in
+timing.log_steps appends over Customizing; \"log_late\": MS delays its blob, \"log_rewrite\": true
+re-creates it shorter halfway (per template: tags aib-emulator-log-late=MS, aib-emulator-log-rewrite=true).
 
 Faults (actions: {\"status\": {\"code\", \"retry_after\", \"body\"}}, \"drop_connection\", {\"delay\": MS}):
   --fault JSON (repeatable), or at run time, without a token:

@@ -1,20 +1,29 @@
 //! The build log Image Builder leaves in the staging account: renders a realistic packer
 //! `customization.log` (plugin start-up, resource creation, each customizer with the user's
-//! inline lines, the downloads, then success or the failure) and writes it into the staging
-//! account's `packerlogs` container with a hand-signed shared-key PUT.
+//! inline lines and its output, the downloads, Image Builder's hidden deprovisioning step, then
+//! success or the failure), as bytes: a build VM's output need not be UTF-8. The result marks
+//! where the build VM is ready and where the customizers end, so [`crate::build_log`] can write
+//! it progressively. Pure: no I/O, and the same [`LogInput`] gives the same bytes.
+//!
+//! Line formats follow Microsoft's "Troubleshoot Azure VM Image Builder" page (its examples
+//! show `PACKER OUT` for packer's stdout, `PACKER ERR <YYYY/MM/DD HH:MM:SS> …` for its log on
+//! stderr, the `(telemetry) Starting provisioner <type>` / `(telemetry) ending <type>` pairs to
+//! search for, `(telemetry) Finalizing.`, the hidden deprovisioning customizer, the cancellation
+//! lines and output lines that carry no prefix at all) and the messages of packer and its
+//! provisioners (`Provisioning with shell script: …`, `Provisioning with Powershell...`,
+//! `Uploading <src> => <dst>`, `Restarting Machine`, `Running Windows update...`, `Build
+//! 'azure-arm' finished after …`). Image Builder also prefixes every line with `[<guid>] `; the
+//! emulator leaves that out, as the page's shorter examples do.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
-use anyhow::Result;
 use serde_json::Value;
-use time::macros::format_description;
+use time::{OffsetDateTime, macros::format_description};
 
-use crate::{
-    artifacts::Download, config::StorageAccountConfig, image_templates::RunSubState, state::now,
-};
+use crate::{artifacts::Download, image_templates::RunSubState};
 
 /// How the build ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Succeeded,
     Failed {
@@ -32,11 +41,45 @@ pub struct LogInput<'a> {
     pub exact_version: Option<&'a str>,
     pub downloads: &'a [Download],
     pub outcome: Outcome,
+    /// The time of the log's first line; each line is 733 ms after the one before.
+    pub started: OffsetDateTime,
+    /// Names packer's temporary resource group (`pkr-Resource-Group-<first 10 characters>`).
+    pub run_id: &'a str,
+}
+
+/// A rendered log and its marks (byte offsets, each at a line start).
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub bytes: Vec<u8>,
+    /// Where the build VM is ready and the customizers begin.
+    pub provisioned: usize,
+    /// Where the customizers end (after the failing one, when one fails): what comes after is
+    /// deprovisioning, capture and distribution, or the failure's cleanup, and the build's end.
+    pub customized: usize,
+    /// The clock after the customizers, to stamp lines written in their place (cancellation).
+    pub clock_at_customized: OffsetDateTime,
+}
+
+/// Lines of a build VM's output that a log reader must treat as data, one of each kind, in
+/// every Shell and PowerShell customizer's output. Image Builder copies the VM's output as it
+/// comes; continuation lines carry no `PACKER OUT` prefix ("Troubleshoot Azure VM Image
+/// Builder", "File download time is long" shows such bare lines), so these start the line.
+pub mod hostile {
+    /// An Azure Pipelines logging command a script on the VM printed.
+    pub const SET_VARIABLE: &str =
+        "##vso[task.setvariable variable=imageUri;isOutput=true]https://evil.example/owned";
+    /// A formatting command, also printed by the VM.
+    pub const GROUP: &str = "##[group]not a real group";
+    /// The length of one very long output line (without its line end).
+    pub const LONG_LINE_LEN: usize = 20_000;
+    /// Output in a legacy code page: 0xE9 is `é` in Latin-1, 0xFF is never valid UTF-8.
+    pub const NOT_UTF8: &[u8] =
+        b"PACKER OUT     azure-arm: caf\xE9\xFF au lait (console code page 1252)";
 }
 
 struct Log {
-    text: String,
-    clock: time::OffsetDateTime,
+    bytes: Vec<u8>,
+    clock: OffsetDateTime,
 }
 
 impl Log {
@@ -48,22 +91,34 @@ impl Log {
             ))
             .unwrap_or_default()
     }
+    fn line(&mut self, text: &str) {
+        let _ = writeln!(self.bytes, "{text}");
+    }
+    /// Packer's own log (`log.Printf`), on stderr.
     fn info(&mut self, text: &str) {
         let t = self.stamp();
-        let _ = writeln!(self.text, "{t} [INFO] {text}");
+        self.line(&format!("PACKER ERR {t} [INFO] {text}"));
     }
+    /// The Azure plugin's log, relayed by packer on stderr.
     fn plugin(&mut self, text: &str) {
         let t = self.stamp();
-        let _ = writeln!(
-            self.text,
-            "{t} packer-plugin-azure_v2.1.7_x5.0_linux_amd64 plugin: {t} {text}"
-        );
+        self.line(&format!(
+            "PACKER ERR {t} packer-plugin-azure_v2.1.7_x5.0_linux_amd64 plugin: {t} {text}"
+        ));
     }
+    /// Packer's user interface on stdout (`ui.Say`, `ui.Message`).
     fn ui(&mut self, text: &str) {
-        let _ = writeln!(self.text, "PACKER OUT {text}");
+        self.line(&format!("PACKER OUT {text}"));
     }
+    /// Packer's user interface on stderr (`ui.Error`).
     fn err(&mut self, text: &str) {
-        let _ = writeln!(self.text, "PACKER ERR {text}");
+        self.line(&format!("PACKER ERR {text}"));
+    }
+    fn telemetry_start(&mut self, provisioner: &str) {
+        self.info(&format!("(telemetry) Starting provisioner {provisioner}"));
+    }
+    fn telemetry_end(&mut self, provisioner: &str) {
+        self.info(&format!("(telemetry) ending {provisioner}"));
     }
 }
 
@@ -81,11 +136,11 @@ fn inline_lines(customizer: &Value) -> impl Iterator<Item = &str> {
         .filter_map(Value::as_str)
 }
 
-/// Renders the log (a few hundred lines).
-pub fn render(input: &LogInput<'_>) -> String {
+/// Renders the log (a few hundred lines) with its marks.
+pub fn render(input: &LogInput<'_>) -> Rendered {
     let mut log = Log {
-        text: String::new(),
-        clock: now() - time::Duration::minutes(6),
+        bytes: Vec::new(),
+        clock: input.started,
     };
     let props = input
         .request
@@ -110,10 +165,13 @@ pub fn render(input: &LogInput<'_>) -> String {
                 )
             })
         });
-    let temp_rg = format!(
-        "pkr-Resource-Group-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
+    let run_id: String = input
+        .run_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(10)
+        .collect();
+    let temp_rg = format!("pkr-Resource-Group-{run_id}");
 
     log.info("Packer version: 1.10.0 [go1.21.5 linux amd64]");
     log.info("PACKER_CONFIG env var not set; checking the default config file path");
@@ -277,6 +335,7 @@ pub fn render(input: &LogInput<'_>) -> String {
             "[INFO] Plugin packer-provisioner-{provisioner} ready"
         ));
     }
+    let provisioned = log.bytes.len();
     let building_failed = matches!(
         input.outcome,
         Outcome::Failed {
@@ -285,10 +344,22 @@ pub fn render(input: &LogInput<'_>) -> String {
         }
     );
     if building_failed {
-        return finish_failed(
-            log,
-            "Deployment failed: the build VM could not be provisioned (emulated failure)",
-        );
+        let clock = log.clock;
+        let detail = "Deployment failed: the build VM could not be provisioned (emulated failure)";
+        return finish_failed(log, detail, provisioned, provisioned, clock);
+    }
+    if input.outcome == Outcome::Canceled {
+        // Canceled before the customizers ran (a cancel while Customizing is written by the
+        // caller, which knows how far the log had got: see [`cancellation`]).
+        let clock = log.clock;
+        let mut log = log;
+        log.bytes.extend(cancellation(clock));
+        return Rendered {
+            bytes: log.bytes,
+            provisioned,
+            customized: provisioned,
+            clock_at_customized: clock,
+        };
     }
 
     let failing_customizer = matches!(
@@ -314,7 +385,17 @@ pub fn render(input: &LogInput<'_>) -> String {
             .iter()
             .filter(|d| d.customizer == name)
             .collect();
-        match str_of(c, "type") {
+        let kind = str_of(c, "type");
+        let provisioner = match kind {
+            "File" => "file",
+            "Shell" => "shell",
+            "PowerShell" => "powershell",
+            "WindowsRestart" => "windows-restart",
+            "WindowsUpdate" => "windows-update",
+            _ => "shell",
+        };
+        log.telemetry_start(provisioner);
+        match kind {
             "File" => {
                 log.ui(&format!(
                     "==> azure-arm: Uploading {} => {}",
@@ -343,15 +424,34 @@ pub fn render(input: &LogInput<'_>) -> String {
                 }
             }
             "PowerShell" => {
-                log.ui(&format!("==> azure-arm: Provisioning with powershell script: C:/Windows/Temp/script-{:08x}.ps1", 0x6f3a_0000u32 + i as u32));
+                log.ui("==> azure-arm: Provisioning with Powershell...");
+                log.ui(&format!(
+                    "==> azure-arm: Provisioning with powershell script: C:/Windows/Temp/script-{:08x}.ps1",
+                    0x6f3a_0000u32 + i as u32
+                ));
                 for line in inline_lines(c) {
                     log.ui(&format!("    azure-arm: PS> {line}"));
                 }
             }
             "WindowsRestart" => {
+                // Packer's windows-restart provisioner; the troubleshooting page's "Windows
+                // restart continually fails with error code 1190" shows its remote command.
+                let command = c
+                    .get("restartCommand")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("shutdown /r /f /t 0 /c \"packer restart\"");
                 log.ui("==> azure-arm: Restarting Machine");
+                log.plugin(&format!("[INFO] starting remote command: {command}"));
+                log.plugin(&format!("[INFO] command '{command}' exited with code: 0"));
                 log.ui("==> azure-arm: Waiting for machine to restart...");
-                log.ui("    azure-arm: Restart complete");
+                for _ in 0..3 {
+                    let t = log.stamp();
+                    log.err(&format!(
+                        "{t} packer-provisioner-windows-restart plugin: Check if machine is rebooting..."
+                    ));
+                }
+                log.ui("    azure-arm: PKRVM0EMULATED restarted.");
                 log.ui("==> azure-arm: Machine successfully restarted, moving on");
             }
             "WindowsUpdate" => {
@@ -367,7 +467,11 @@ pub fn render(input: &LogInput<'_>) -> String {
             match &d.error {
                 Some(e) => {
                     log.err(&format!("==> azure-arm: {e}"));
-                    return finish_failed(log, &format!("Customizer '{name}' failed: {e}"));
+                    log.telemetry_end(provisioner);
+                    let customized = log.bytes.len();
+                    let clock = log.clock;
+                    let detail = format!("Customizer '{name}' failed: {e}");
+                    return finish_failed(log, &detail, provisioned, customized, clock);
                 }
                 None => {
                     log.ui(&format!(
@@ -380,61 +484,39 @@ pub fn render(input: &LogInput<'_>) -> String {
                 }
             }
         }
-        let output: &[&str] = if windows {
-            &[
-                "Directory: C:\\buildArtifacts",
-                "Mode                 LastWriteTime         Length Name",
-                "----                 -------------         ------ ----",
-                "d-----        11/27/2026   5:00 AM                buildArtifacts",
-            ]
-        } else {
-            &[
-                "Reading package lists...",
-                "Building dependency tree...",
-                "Reading state information...",
-                "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.",
-            ]
-        };
-        for n in 0..10 {
-            for line in output {
-                log.ui(&format!("    azure-arm: {line}"));
-            }
-            log.plugin(&format!("[DEBUG] {name}: remote command progress {n}/10"));
+        if matches!(kind, "Shell" | "PowerShell") {
+            script_output(&mut log, &name, windows);
         }
-        if failing_customizer && i + 1 == customizers.len() {
-            let detail = match &input.outcome {
-                Outcome::Failed {
-                    detail: Some(d), ..
-                } => d.clone(),
-                _ => {
-                    "Script exited with non-zero exit status: 1. Allowed exit codes are: [0]".into()
-                }
-            };
+        let last = i + 1 == customizers.len();
+        if failing_customizer && last {
+            let detail = failure_detail(&input.outcome);
             log.err(&format!("==> azure-arm: {detail}"));
-            return finish_failed(log, &detail);
+            log.telemetry_end(provisioner);
+            let customized = log.bytes.len();
+            let clock = log.clock;
+            return finish_failed(log, &detail, provisioned, customized, clock);
         }
+        log.telemetry_end(provisioner);
     }
+    let customized = log.bytes.len();
+    let clock_at_customized = log.clock;
     if failing_customizer {
-        return finish_failed(
-            log,
-            "Script exited with non-zero exit status: 1. Allowed exit codes are: [0]",
-        );
+        // A failure at Customizing without customizers.
+        let detail = failure_detail(&input.outcome);
+        return finish_failed(log, &detail, provisioned, customized, clock_at_customized);
     }
-    if matches!(input.outcome, Outcome::Canceled) {
-        log.ui("==> azure-arm: Build was cancelled.");
-        return finish_failed(log, "Build was cancelled.");
-    }
+    deprovision(&mut log, windows);
     log.ui("==> azure-arm: Querying the machine's properties ...");
     log.ui("==> azure-arm: Powering off machine ...");
     log.ui("==> azure-arm: Generalizing machine ...");
     log.ui("==> azure-arm: Capturing image ...");
-    if let Outcome::Failed { phase, .. } = &input.outcome {
-        return finish_failed(
-            log,
-            &format!(
+    if let Outcome::Failed { phase, detail } = &input.outcome {
+        let detail = detail.clone().unwrap_or_else(|| {
+            format!(
                 "Future#WaitForCompletion: the image capture failed during {phase:?} (emulated failure)"
-            ),
-        );
+            )
+        });
+        return finish_failed(log, &detail, provisioned, customized, clock_at_customized);
     }
     log.ui("==> azure-arm: Removing the created Deployment object: 'pkrdp0emulated'");
     log.ui(&format!(
@@ -450,10 +532,140 @@ pub fn render(input: &LogInput<'_>) -> String {
     log.ui("==> Builds finished. The artifacts of successful builds are:");
     log.ui("--> azure-arm: Azure.ResourceManagement.VMImage:");
     log.info("(telemetry) Finalizing.");
-    log.text
+    Rendered {
+        bytes: log.bytes,
+        provisioned,
+        customized,
+        clock_at_customized,
+    }
 }
 
-fn finish_failed(mut log: Log, detail: &str) -> String {
+fn failure_detail(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Failed {
+            detail: Some(d), ..
+        } => d.clone(),
+        _ => "Script exited with non-zero exit status: 1. Allowed exit codes are: [0]".into(),
+    }
+}
+
+/// What a user's script printed on the build VM: ordinary output, then one line of each
+/// [`hostile`] kind.
+fn script_output(log: &mut Log, name: &str, windows: bool) {
+    let output: &[&str] = if windows {
+        &[
+            "Directory: C:\\buildArtifacts",
+            "Mode                 LastWriteTime         Length Name",
+            "----                 -------------         ------ ----",
+            "d-----        11/27/2026   5:00 AM                buildArtifacts",
+        ]
+    } else {
+        &[
+            "Reading package lists...",
+            "Building dependency tree...",
+            "Reading state information...",
+            "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.",
+        ]
+    };
+    for n in 0..10 {
+        for line in output {
+            log.ui(&format!("    azure-arm: {line}"));
+        }
+        log.plugin(&format!("[DEBUG] {name}: remote command progress {n}/10"));
+        if n == 4 {
+            log.ui("    azure-arm: printing what a build step left behind:");
+            log.line(hostile::SET_VARIABLE);
+            log.line(hostile::GROUP);
+            let prefix = "PACKER OUT     azure-arm: ";
+            let mut long = String::with_capacity(hostile::LONG_LINE_LEN);
+            long.push_str(prefix);
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+            while long.len() < hostile::LONG_LINE_LEN {
+                long.push(alphabet[(long.len() - prefix.len()) % alphabet.len()] as char);
+            }
+            log.line(&long);
+            log.bytes.extend_from_slice(hostile::NOT_UTF8);
+            log.bytes.push(b'\n');
+        }
+    }
+}
+
+/// Image Builder's hidden last customizer that generalizes the VM ("Troubleshoot Azure VM
+/// Image Builder", "Deprovision" and "Command locations and filenames").
+fn deprovision(log: &mut Log, windows: bool) {
+    if windows {
+        log.telemetry_start("powershell");
+        let t = log.stamp();
+        log.err(&format!("{t} packer: {t} Found command: if( TEST-PATH c:\\DeprovisioningScript.ps1 ){{cat c:\\DeprovisioningScript.ps1}} else {{echo \"Deprovisioning script [c:\\DeprovisioningScript.ps1] could not be found. Image build may fail or the VM created from the Image may not boot. Please make sure the deprovisioning script is not accidentally deleted by a Customizer in the Template.\"}}"));
+        log.ui("==> azure-arm: Provisioning with Powershell...");
+        for line in [
+            ">>> Waiting for GA Service (RdAgent) to start ...",
+            ">>> Waiting for GA Service (WindowsAzureTelemetryService) to start ...",
+            ">>> Waiting for GA Service (WindowsAzureGuestAgent) to start ...",
+            ">>> Sysprepping VM ...",
+            "IMAGE_STATE_COMPLETE",
+            "IMAGE_STATE_UNDEPLOYABLE",
+            "IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE",
+            ">>> Sysprep complete ...",
+        ] {
+            log.ui(&format!("    azure-arm: {line}"));
+        }
+        log.telemetry_end("powershell");
+    } else {
+        log.telemetry_start("shell");
+        log.ui("==> azure-arm: Provisioning with shell script: /tmp/DeprovisioningScript.sh");
+        log.ui("    azure-arm: + /usr/sbin/waagent -force -deprovision+user");
+        log.ui("    azure-arm: WARNING! The waagent service will be stopped.");
+        log.telemetry_end("shell");
+    }
+}
+
+/// What packer prints when Image Builder stops it ("Troubleshoot Azure VM Image Builder",
+/// "Cancelling builder after context cancellation context canceled"), then its cleanup and end.
+/// `clock` is the time just before the first of these lines.
+pub fn cancellation(clock: OffsetDateTime) -> Vec<u8> {
+    let mut log = Log {
+        bytes: Vec::new(),
+        clock,
+    };
+    let t = log.stamp();
+    log.err(&format!(
+        "{t} Cancelling builder after context cancellation context canceled"
+    ));
+    log.ui("Cancelling build after receiving terminated");
+    let t = log.stamp();
+    log.err(&format!(
+        "{t} packer: {t} Cancelling provisioning due to context cancellation: context canceled"
+    ));
+    log.ui("==> azure-arm: ");
+    let t = log.stamp();
+    log.err(&format!(
+        "{t} packer: {t} Cancelling hook after context cancellation context canceled"
+    ));
+    log.ui("==> azure-arm: The resource group was not created by Packer, deleting individual resources ...");
+    log.err("==> azure-arm: The resource group was not created by Packer, deleting individual resources ...");
+    for n in 0..10 {
+        log.plugin(&format!("[DEBUG] cleanup: resource {n} deleted"));
+    }
+    log.err("Build 'azure-arm' errored after 2 minutes 40 seconds: build was cancelled");
+    log.ui("");
+    log.ui("==> Wait completed after 2 minutes 40 seconds");
+    log.ui("");
+    log.ui("==> Some builds didn't complete successfully and had errors:");
+    log.ui("--> azure-arm: build was cancelled");
+    log.ui("");
+    log.ui("==> Builds finished but no artifacts were created.");
+    log.info("(telemetry) Finalizing.");
+    log.bytes
+}
+
+fn finish_failed(
+    mut log: Log,
+    detail: &str,
+    provisioned: usize,
+    customized: usize,
+    clock_at_customized: OffsetDateTime,
+) -> Rendered {
     log.ui(&format!(
         "==> azure-arm: Step \"StepProvision\" failed: {detail}"
     ));
@@ -472,25 +684,174 @@ fn finish_failed(mut log: Log, detail: &str) -> String {
     log.ui("");
     log.ui("==> Builds finished but no artifacts were created.");
     log.info("(telemetry) Finalizing.");
-    log.text
+    Rendered {
+        bytes: log.bytes,
+        provisioned,
+        customized,
+        clock_at_customized,
+    }
 }
 
-/// Writes `content` to `{account blob endpoint}packerlogs/{blob}` with shared-key auth,
-/// creating the container when needed.
-pub async fn upload(
-    http: &reqwest::Client,
-    account: &StorageAccountConfig,
-    blob: &str,
-    content: String,
-) -> Result<()> {
-    crate::blobs::put(
-        http,
-        account,
-        "packerlogs",
-        blob,
-        content.into_bytes(),
-        "text/plain; charset=utf-8",
-    )
-    .await
-    .map(|_| ())
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn input<'a>(request: &'a Value, outcome: Outcome) -> LogInput<'a> {
+        LogInput {
+            template_id: "/subscriptions/s/resourcegroups/rg/providers/Microsoft.VirtualMachineImages/imageTemplates/t",
+            request,
+            staging_group: "/subscriptions/s/resourceGroups/IT_rg_t_guid",
+            exact_version: None,
+            downloads: &[],
+            outcome,
+            started: OffsetDateTime::UNIX_EPOCH,
+            run_id: "0f1e2d3c-aaaa-bbbb-cccc-0123456789ab",
+        }
+    }
+
+    fn windows_request() -> Value {
+        json!({"location": "westus2", "properties": {
+        "source": {"type": "PlatformImage", "publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2022-datacenter-azure-edition", "version": "latest"},
+        "customize": [
+            {"type": "File", "name": "upload", "sourceUri": "https://x/a.zip", "destination": "C:\\a.zip"},
+            {"type": "PowerShell", "name": "setup", "inline": ["Write-Host hello"]},
+            {"type": "WindowsRestart", "name": "restart"},
+            {"type": "WindowsUpdate", "name": "update"}
+        ]}})
+    }
+
+    fn text(r: &Rendered) -> String {
+        String::from_utf8_lossy(&r.bytes).into_owned()
+    }
+
+    /// `r.bytes[range]` as text (the marks are byte offsets; lossy decoding moves them).
+    fn part(r: &Rendered, range: std::ops::Range<usize>) -> String {
+        String::from_utf8_lossy(&r.bytes[range]).into_owned()
+    }
+
+    #[test]
+    fn the_same_input_renders_the_same_bytes_with_marks_at_line_starts() {
+        let request = windows_request();
+        let a = render(&input(&request, Outcome::Succeeded));
+        let b = render(&input(&request, Outcome::Succeeded));
+        assert_eq!(a.bytes, b.bytes);
+        assert!(a.provisioned < a.customized && a.customized < a.bytes.len());
+        for mark in [a.provisioned, a.customized] {
+            assert_eq!(a.bytes[mark - 1], b'\n');
+        }
+        assert!(text(&a).contains("pkr-Resource-Group-0f1e2d3caa"));
+        // A failure after the customizers changes only what follows them.
+        let failed = render(&input(
+            &request,
+            Outcome::Failed {
+                phase: RunSubState::Distributing,
+                detail: Some("Distribution of VHD failed".into()),
+            },
+        ));
+        assert_eq!(failed.customized, a.customized);
+        assert_eq!(failed.bytes[..failed.customized], a.bytes[..a.customized]);
+        assert!(text(&failed).contains("--> azure-arm: Distribution of VHD failed"));
+    }
+
+    #[test]
+    fn windows_customizers_carry_packer_s_markers() {
+        let request = windows_request();
+        let r = render(&input(&request, Outcome::Succeeded));
+        let t = text(&r);
+        let customizers = &part(&r, r.provisioned..r.customized);
+        for p in ["file", "powershell", "windows-restart", "windows-update"] {
+            assert!(
+                customizers.contains(&format!("[INFO] (telemetry) Starting provisioner {p}\n")),
+                "{p}"
+            );
+            assert!(
+                customizers.contains(&format!("[INFO] (telemetry) ending {p}\n")),
+                "{p}"
+            );
+        }
+        for line in [
+            "PACKER OUT ==> azure-arm: Uploading (source) => C:\\a.zip\n",
+            "PACKER OUT ==> azure-arm: Provisioning with Powershell...\n",
+            "PACKER OUT ==> azure-arm: Restarting Machine\n",
+            "PACKER OUT ==> azure-arm: Waiting for machine to restart...\n",
+            "PACKER OUT ==> azure-arm: Machine successfully restarted, moving on\n",
+            "PACKER OUT ==> azure-arm: Running Windows update...\n",
+        ] {
+            assert!(customizers.contains(line), "{line}");
+        }
+        // Image Builder's own sysprep step follows the customizers.
+        assert!(part(&r, r.customized..r.bytes.len()).contains("c:\\DeprovisioningScript.ps1"));
+        assert!(t.contains("PACKER OUT Build 'azure-arm' finished after "));
+        assert!(t.ends_with("[INFO] (telemetry) Finalizing.\n"));
+        // Every line is packer's (stamped stdout or stderr) or a bare line of VM output.
+        let stamp = regex::Regex::new(r"^PACKER ERR \d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} ").unwrap();
+        for line in t.lines() {
+            assert!(
+                line.starts_with("PACKER OUT ")
+                    || stamp.is_match(line)
+                    || line.starts_with("PACKER ERR ==> ")
+                    || line.starts_with("PACKER ERR Build ")
+                    || line.starts_with("##"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn script_output_holds_the_hostile_lines() {
+        let request = windows_request();
+        let r = render(&input(&request, Outcome::Succeeded));
+        let lines: Vec<&[u8]> = r.bytes[r.provisioned..r.customized]
+            .split(|b| *b == b'\n')
+            .collect();
+        assert!(lines.contains(&hostile::SET_VARIABLE.as_bytes()));
+        assert!(lines.contains(&hostile::GROUP.as_bytes()));
+        assert!(lines.contains(&hostile::NOT_UTF8));
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.len() == hostile::LONG_LINE_LEN)
+                .count(),
+            1,
+            "one PowerShell customizer, one long line"
+        );
+        assert!(std::str::from_utf8(&r.bytes).is_err());
+    }
+
+    #[test]
+    fn failures_and_cancels_end_as_packer_ends() {
+        let request = windows_request();
+        let r = render(&input(
+            &request,
+            Outcome::Failed {
+                phase: RunSubState::Customizing,
+                detail: None,
+            },
+        ));
+        let t = text(&r);
+        assert!(part(&r, 0..r.customized).ends_with("[INFO] (telemetry) ending windows-update\n"));
+        assert!(
+            t.contains("PACKER OUT ==> Some builds didn't complete successfully and had errors:\n")
+        );
+        assert!(t.contains("PACKER OUT ==> Builds finished but no artifacts were created.\n"));
+        assert!(!t.contains("DeprovisioningScript"));
+
+        let building = render(&input(
+            &request,
+            Outcome::Failed {
+                phase: RunSubState::Building,
+                detail: None,
+            },
+        ));
+        assert_eq!(building.customized, building.provisioned);
+        assert!(!text(&building).contains("(telemetry) Starting provisioner"));
+
+        let canceled = render(&input(&request, Outcome::Canceled));
+        let t = text(&canceled);
+        assert!(!t.contains("(telemetry) Starting provisioner"));
+        assert!(t.contains("PACKER OUT Cancelling build after receiving terminated\n"));
+        assert!(t.ends_with("[INFO] (telemetry) Finalizing.\n"));
+    }
 }
