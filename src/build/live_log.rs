@@ -96,10 +96,36 @@ pub struct Tail {
     pub url: Url,
     /// Bytes read so far.
     pub offset: u64,
-    /// Lines printed from this blob; after a rewrite, that many are skipped again.
-    pub printed: u64,
-    /// Lines still to skip (after the blob was rewritten shorter).
-    pub skip: u64,
+}
+
+/// After a rewrite, the lines printed before it, read back one by one from the earlier copy:
+/// the rewritten log's lines are not printed again while they repeat them, in order. Reads the
+/// file as it goes, so memory stays flat.
+pub struct Replay<R> {
+    earlier: Option<std::io::Lines<R>>,
+}
+
+impl<R: std::io::BufRead> Replay<R> {
+    pub fn new(earlier: R) -> Replay<R> {
+        Replay {
+            earlier: Some(earlier.lines()),
+        }
+    }
+
+    /// Whether `line` repeats the next earlier line (then it is not printed again). The first
+    /// line that does not ends the replay.
+    pub fn repeats(&mut self, line: &str) -> bool {
+        let same = self
+            .earlier
+            .as_mut()
+            .and_then(Iterator::next)
+            .and_then(Result::ok)
+            .is_some_and(|earlier| earlier.trim_end_matches('\r') == line);
+        if !same {
+            self.earlier = None;
+        }
+        same
+    }
 }
 
 /// What an answer to a ranged GET means for the tail.
@@ -109,8 +135,8 @@ pub enum Step {
     Bytes,
     /// Nothing new.
     Idle,
-    /// The blob is shorter than what was read: it was rewritten; start over, skipping the
-    /// lines already printed.
+    /// The blob is shorter than what was read: it was rewritten; start over, without printing
+    /// again the lines it repeats.
     Rewritten,
     /// The blob is gone.
     Gone,
@@ -134,31 +160,7 @@ pub fn content_range_total(value: &str) -> Option<u64> {
 
 impl Tail {
     fn new(url: Url) -> Tail {
-        Tail {
-            url,
-            offset: 0,
-            printed: 0,
-            skip: 0,
-        }
-    }
-
-    /// Starts over after a rewrite: the lines already printed are not printed again.
-    pub fn rewind(&mut self) {
-        self.offset = 0;
-        self.skip = self.printed;
-        self.printed = 0;
-    }
-
-    /// Whether `line` (the next complete one) is to be printed.
-    pub fn admit(&mut self) -> bool {
-        if self.skip > 0 {
-            self.skip -= 1;
-            self.printed += 1;
-            false
-        } else {
-            self.printed += 1;
-            true
-        }
+        Tail { url, offset: 0 }
     }
 }
 
@@ -194,6 +196,8 @@ pub struct LiveLog<'a> {
     /// Set once reading is given up (no access): said once, never tried again.
     stopped: bool,
     phases: Phases,
+    /// After a rewrite: the lines printed before it.
+    replay: Option<Replay<std::io::BufReader<std::fs::File>>>,
     /// The collapsible group of the phase being printed.
     open: Option<Group>,
     started: std::time::Instant,
@@ -225,6 +229,7 @@ impl<'a> LiveLog<'a> {
             idle_polls: 0,
             stopped: false,
             phases: Phases::new(customizers),
+            replay: None,
             open: None,
             started: std::time::Instant::now(),
         }
@@ -505,11 +510,21 @@ impl<'a> LiveLog<'a> {
                 }
                 Step::Rewritten => {
                     if let Some(tail) = self.tail.as_mut() {
-                        tail.rewind();
+                        tail.offset = 0;
                     }
                     self.lines = Lines::default();
-                    // The copy follows the blob: it starts over too.
+                    // The copy follows the blob and starts over; what it held is what was
+                    // printed, replayed against the rewritten log's lines.
                     self.copy = None;
+                    let earlier = self.copy_path.with_extension("before-rewrite");
+                    if std::fs::rename(&self.copy_path, &earlier).is_ok()
+                        && let Ok(file) = std::fs::File::open(&earlier)
+                    {
+                        self.replay = Some(Replay::new(std::io::BufReader::new(file)));
+                        // Unlinked at once: the open handle keeps it readable on Unix; on
+                        // Windows the removal fails and the file stays in the temp folder.
+                        let _ = std::fs::remove_file(&earlier);
+                    }
                 }
                 Step::Gone => {
                     self.idle_polls = RELIST_AFTER_IDLE_POLLS;
@@ -535,9 +550,11 @@ impl<'a> LiveLog<'a> {
     }
 
     fn line(&mut self, line: String) {
-        let admitted = self.tail.as_mut().is_none_or(Tail::admit);
-        if !admitted {
-            return;
+        if let Some(replay) = self.replay.as_mut() {
+            if replay.repeats(&line) {
+                return;
+            }
+            self.replay = None;
         }
         // In order: a phase that ends, then the one that begins with this line.
         for event in self.phases.line(&line) {
@@ -635,18 +652,12 @@ mod tests {
 
     #[test]
     fn a_rewrite_prints_no_line_twice() {
-        let mut tail = Tail::new(
-            Url::parse("https://a.blob.core.windows.net/packerlogs/g/customization.log").unwrap(),
-        );
-        for _ in 0..3 {
-            assert!(tail.admit());
-        }
-        tail.offset = 300;
-        tail.rewind();
-        assert_eq!(tail.offset, 0);
-        // The first three lines come again and are skipped; the fourth is new.
-        assert!(!tail.admit() && !tail.admit() && !tail.admit());
-        assert!(tail.admit());
-        assert_eq!(tail.printed, 4);
+        // Printed before the rewrite: four lines. The rewritten log keeps the first two, then
+        // goes on with new ones.
+        let mut replay = Replay::new(std::io::Cursor::new("one\ntwo\nthree\nfour\n"));
+        assert!(replay.repeats("one") && replay.repeats("two"));
+        assert!(!replay.repeats("five"));
+        // Once the logs part, nothing more is taken for a repeat.
+        assert!(!replay.repeats("four"));
     }
 }
