@@ -317,3 +317,28 @@ async fn a_failed_build_shows_its_last_lines_inert() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_staging_account_without_shared_keys_is_read_with_the_storage_token() {
+    let mut config = slow_customizing();
+    config.staging_storage.allow_shared_key_access = false;
+    config.staging_storage.list_keys_forbidden = true;
+    let Some(SampleBuild {
+        stack,
+        output,
+        out,
+        temp: _temp,
+    }) = sample_build(config, |_, _, vars| vhd(vars)).await
+    else {
+        return;
+    };
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("forbids shared keys"), "{out}");
+    let (_, bytes) = stack
+        .emulator
+        .build_log(defaults::SUBSCRIPTION_ID, RG, &template_name(&out))
+        .unwrap();
+    assert_eq!(printed_lines(&out), expected_lines(&bytes));
+    // Every storage token the task used was announced before use, and printed nowhere else.
+    assert_announced_secrets_not_printed(&out);
+}
