@@ -433,6 +433,19 @@ fn exists_already(e: &azure_core::Error) -> bool {
     )
 }
 
+/// A commit that takes effect only where no blob exists (`If-None-Match: *`) and marks the blob
+/// with this upload's `token`.
+fn only_where_absent(token: &str) -> BlockBlobClientCommitBlockListOptions<'static> {
+    BlockBlobClientCommitBlockListOptions {
+        if_none_match: Some("*".into()),
+        metadata: Some(HashMap::from([(
+            UPLOAD_TOKEN_METADATA.to_owned(),
+            token.to_owned(),
+        )])),
+        ..Default::default()
+    }
+}
+
 /// Whose blob is at `blob`: `Some(true)` when it carries this upload's `token`.
 async fn written_by(store: &BlobStore, blob: &str, token: &str) -> Result<Option<bool>> {
     Ok(store
@@ -455,16 +468,8 @@ async fn commit(
         latest: Some((0..blocks).map(|i| block_id(token, i)).collect()),
         ..Default::default()
     };
-    let options = BlockBlobClientCommitBlockListOptions {
-        if_none_match: Some("*".into()),
-        metadata: Some(HashMap::from([(
-            UPLOAD_TOKEN_METADATA.to_owned(),
-            token.to_owned(),
-        )])),
-        ..Default::default()
-    };
     let refused = match client
-        .commit_block_list(list.try_into()?, Some(options))
+        .commit_block_list(list.try_into()?, Some(only_where_absent(token)))
         .await
     {
         Ok(_) => return Ok(()),
@@ -499,16 +504,11 @@ async fn discard(
         latest: Some(Vec::new()),
         ..Default::default()
     };
-    let options = BlockBlobClientCommitBlockListOptions {
-        if_none_match: Some("*".into()),
-        metadata: Some(HashMap::from([(
-            UPLOAD_TOKEN_METADATA.to_owned(),
-            token.to_owned(),
-        )])),
-        ..Default::default()
-    };
     let emptied = match empty.try_into() {
-        Ok(body) => client.commit_block_list(body, Some(options)).await.is_ok(),
+        Ok(body) => client
+            .commit_block_list(body, Some(only_where_absent(token)))
+            .await
+            .is_ok(),
         Err(_) => false,
     };
     let owner = if emptied {

@@ -15,6 +15,15 @@ fn date() -> Result<String> {
     ))?)
 }
 
+/// Fails with Storage's answer unless `r` succeeded (or answered `also_fine`).
+async fn checked(r: reqwest::Response, also_fine: Option<u16>, what: String) -> Result<()> {
+    let status = r.status();
+    if status.is_success() || Some(status.as_u16()) == also_fine {
+        return Ok(());
+    }
+    bail!("{what}: {status} {}", r.text().await.unwrap_or_default())
+}
+
 /// Whether the account's data plane is wired to Azurite (not a public-cloud placeholder).
 pub fn wired(account: &StorageAccountConfig) -> bool {
     base(account).is_ok()
@@ -90,13 +99,7 @@ async fn ensure_container(
         .push(container);
     container_url.set_query(Some("restype=container"));
     let r = send(http, account, "PUT", container_url, &[], Vec::new()).await?;
-    if !(r.status().is_success() || r.status().as_u16() == 409) {
-        bail!(
-            "creating container {container}: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
+    checked(r, Some(409), format!("creating container {container}")).await?;
     Ok(())
 }
 
@@ -123,13 +126,7 @@ pub async fn put(
         content,
     )
     .await?;
-    if !r.status().is_success() {
-        bail!(
-            "writing {container}/{blob}: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
+    checked(r, None, format!("writing {container}/{blob}")).await?;
     Ok(target)
 }
 
@@ -156,13 +153,12 @@ pub async fn create_append(
         Vec::new(),
     )
     .await?;
-    if !r.status().is_success() {
-        bail!(
-            "creating the append blob {container}/{blob}: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
+    checked(
+        r,
+        None,
+        format!("creating the append blob {container}/{blob}"),
+    )
+    .await?;
     Ok(target)
 }
 
@@ -183,13 +179,7 @@ pub async fn append(
     target.set_query(Some("comp=appendblock"));
     for block in content.chunks(MAX_APPEND_BLOCK) {
         let r = send(http, account, "PUT", target.clone(), &[], block.to_vec()).await?;
-        if !r.status().is_success() {
-            bail!(
-                "appending to {container}/{blob}: {} {}",
-                r.status(),
-                r.text().await.unwrap_or_default()
-            );
-        }
+        checked(r, None, format!("appending to {container}/{blob}")).await?;
     }
     Ok(())
 }
@@ -210,13 +200,7 @@ pub async fn delete(
         Vec::new(),
     )
     .await?;
-    if !(r.status().is_success() || r.status().as_u16() == 404) {
-        bail!(
-            "deleting {container}/{blob}: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
+    checked(r, Some(404), format!("deleting {container}/{blob}")).await?;
     Ok(())
 }
 
