@@ -449,6 +449,9 @@ pub struct Config {
     /// Halfway through writing, the build log's blob is deleted and re-created shorter; see
     /// [`crate::build_log`] for the exact bytes. Per template: tag [`defaults::LOG_REWRITE_TAG`].
     pub log_rewrite: bool,
+    /// Bytes of extra script output in every run's build log (about 100-byte lines), for the
+    /// build log benchmark (benches/build_log.py); 0 adds none.
+    pub log_filler: u64,
     /// Management locks on resource groups.
     pub locks: Vec<LockConfig>,
     /// Page size of storage account lists (exercises `nextLink`).
@@ -520,6 +523,7 @@ impl Default for Config {
             unregistered_providers: Vec::new(),
             log_late: None,
             log_rewrite: false,
+            log_filler: 0,
             locks: Vec::new(),
             storage_page_size: 100,
             swagger_validation: true,

@@ -1133,6 +1133,7 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
             outcome,
             started: log_started,
             run_id: &log_guid,
+            filler: s.config.log_filler,
         })
     };
     // From Customizing on: the log rendered with the foretold outcome, and its writer.

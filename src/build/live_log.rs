@@ -492,15 +492,27 @@ impl<'a> LiveLog<'a> {
             if !(matches!(status, 200 | 206 | 404 | 416)) {
                 return Ok(()); // throttled or a server error: wait for the next poll
             }
-            let body = response.bytes().await?;
-            match step(status, total, body.len(), offset) {
+            // Taken as it arrives, never more than a chunk, whatever the server sends: memory
+            // stays flat even where a range is not honoured.
+            let mut response = response;
+            let mut read = 0u64;
+            if matches!(status, 200 | 206) {
+                while read < CHUNK {
+                    let Some(piece) = response.chunk().await? else {
+                        break;
+                    };
+                    let piece = &piece[..piece.len().min((CHUNK - read) as usize)];
+                    read += piece.len() as u64;
+                    if let Some(tail) = self.tail.as_mut() {
+                        tail.offset += piece.len() as u64;
+                    }
+                    self.take(piece)?;
+                }
+            }
+            match step(status, total, read as usize, offset) {
                 Step::Bytes => {
                     self.idle_polls = 0;
-                    if let Some(tail) = self.tail.as_mut() {
-                        tail.offset += body.len() as u64;
-                    }
-                    self.take(&body)?;
-                    if (body.len() as u64) < CHUNK {
+                    if read < CHUNK {
                         return Ok(());
                     }
                 }
