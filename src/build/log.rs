@@ -9,7 +9,7 @@ use url::Url;
 
 use crate::arm::ArmClient;
 use crate::blob_url::blob_location;
-use crate::sas::{AccountSas, BlobSas, Protocol};
+use crate::sas::{BlobSas, Protocol};
 use crate::storage::{self, Access};
 
 /// The log URL in a failed run's message, without the sentence's trailing punctuation.
@@ -22,9 +22,6 @@ pub fn log_url(message: &str) -> Option<Url> {
     matches!(url.scheme(), "https" | "http").then_some(url)
 }
 
-/// The container Image Builder writes build logs to, one `<guid>/` folder per run.
-const LOG_CONTAINER: &str = "packerlogs";
-
 /// The newest of `names` (with their last-modified times) that is a run's `customization.log`.
 pub fn newest_log<'a>(
     blobs: impl IntoIterator<Item = (&'a str, Option<OffsetDateTime>)>,
@@ -36,100 +33,6 @@ pub fn newest_log<'a>(
                 .is_some_and(|(folder, file)| file == "customization.log" && !folder.is_empty())
         })
         .max_by_key(|(_, modified)| *modified)
-}
-
-/// Finds the newest `packerlogs/<guid>/customization.log` in the storage accounts of the staging
-/// group, for a failure whose message names no log: a build that exceeds its timeout fails with
-/// "context deadline exceeded" and no log URL, though the log is there ("Troubleshoot Azure VM
-/// Image Builder"). `None` when no log is found.
-pub async fn find_newest(
-    arm: &ArmClient,
-    http: &reqwest::Client,
-    staging_group: &str,
-    console: &crate::agent::Console,
-) -> Result<Option<(Url, storage::StorageAccount)>> {
-    let mut newest: Option<(Url, Option<OffsetDateTime>, storage::StorageAccount)> = None;
-    for account in storage::accounts_in_group(arm, staging_group).await? {
-        let Access::AccountKey(key) = storage::choose_access(arm, &account, console).await? else {
-            console.info(format!(
-                "the staging storage account {} gives no key to this identity, so its build logs cannot be listed",
-                account.name
-            ));
-            continue;
-        };
-        let now = OffsetDateTime::now_utc();
-        let sas = AccountSas {
-            account: account.name.clone(),
-            permissions: "rl".to_owned(),
-            start: now - time::Duration::minutes(5),
-            expiry: now + time::Duration::hours(1),
-            protocol: Protocol::for_endpoint(&account.blob_endpoint),
-        }
-        .sign(azure_core::credentials::Secret::secret(&key))?;
-        console.set_secret(&sas.signature);
-        let mut container = account.blob_endpoint.clone();
-        container
-            .path_segments_mut()
-            .map_err(|_| {
-                anyhow!(
-                    "the blob endpoint {} cannot take a path",
-                    account.blob_endpoint
-                )
-            })?
-            .pop_if_empty()
-            .push(LOG_CONTAINER);
-        let mut marker: Option<String> = None;
-        for _page in 0..100 {
-            let mut list = container.clone();
-            list.set_query(Some(&sas.query));
-            list.query_pairs_mut()
-                .append_pair("restype", "container")
-                .append_pair("comp", "list");
-            if let Some(m) = &marker {
-                list.query_pairs_mut().append_pair("marker", m);
-            }
-            let response = http
-                .get(list)
-                .header("x-ms-version", storage::SERVICE_VERSION)
-                .send()
-                .await
-                .map_err(|e| anyhow!(crate::auth::error_chain(&e)))
-                .with_context(|| format!("listing the build logs in {}", account.name))?;
-            if response.status() == reqwest::StatusCode::NOT_FOUND {
-                break; // no logs container in this account
-            }
-            anyhow::ensure!(
-                response.status().is_success(),
-                "listing the build logs in {} answered {}",
-                account.name,
-                response.status()
-            );
-            let page: azure_storage_blob::models::ListBlobsResponse =
-                azure_core::xml::from_xml(response.bytes().await?).with_context(|| {
-                    format!("reading the list of build logs in {}", account.name)
-                })?;
-            let found = newest_log(page.blob_items.iter().filter_map(|b| {
-                Some((
-                    b.name.as_deref()?,
-                    b.properties.as_ref().and_then(|p| p.last_modified),
-                ))
-            }));
-            if let Some((name, modified)) = found
-                && newest.as_ref().is_none_or(|(_, m, _)| modified > *m)
-            {
-                let mut url = container.clone();
-                url.path_segments_mut()
-                    .map_err(|_| anyhow!("{container} cannot take a path"))?
-                    .extend(name.split('/'));
-                newest = Some((url, modified, account.clone()));
-            }
-            marker = page.next_marker.filter(|m| !m.is_empty());
-            if marker.is_none() {
-                break;
-            }
-        }
-    }
-    Ok(newest.map(|(url, _, account)| (url, account)))
 }
 
 /// The last `n` lines of `text`.
@@ -157,7 +60,7 @@ pub async fn read(
 }
 
 /// Reads the log at `url` from `account`, already found.
-pub async fn read_in(
+async fn read_in(
     arm: &ArmClient,
     http: &reqwest::Client,
     account: &storage::StorageAccount,

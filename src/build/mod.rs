@@ -768,52 +768,29 @@ impl Builder<'_> {
         let mut log_url = log::log_url(&message);
         // The lines already followed live: shown again from memory, not downloaded twice.
         let mut tail = live.has_read().then(|| live.last_lines());
+        // A timeout ("context deadline exceeded") names no log, but the log is there: the
+        // follower has looked for the newest one in the staging group (live_log).
         if log_url.is_none()
-            && let Some(url) = live.url().filter(|_| tail.is_some())
+            && let Some(url) = live.url()
         {
+            self.console.info(format!(
+                "Image Builder's message names no build log; the newest one in the staging group is {url}"
+            ));
             log_url = Some(url.clone());
-        }
-        let mut log_account = None;
-        if log_url.is_none()
-            && let Some(group) = staging_group(plan, Some(finished))
-        {
-            // A timeout ("context deadline exceeded") names no log, but the log is there.
-            match log::find_newest(self.arm, &self.http, &group, self.console).await {
-                Ok(Some((url, account))) => {
-                    self.console.info(format!(
-                        "Image Builder's message names no build log; the newest one in {group} is {url}"
-                    ));
-                    log_url = Some(url);
-                    log_account = Some(account);
-                }
-                Ok(None) => self.console.info(format!(
-                    "no build log (packerlogs/*/customization.log) was found in {group}"
-                )),
-                Err(e) => self.console.warning(format!(
-                    "could not look for the build log in {group}: {e:#}"
-                )),
-            }
         }
         if let Some(url) = &log_url {
             summary.log_url = Some(url.to_string());
         }
         if let (None, Some(url)) = (&tail, &log_url) {
             // Read before any deletion: the log lives in the staging group.
-            let text = match &log_account {
-                Some(account) => {
-                    log::read_in(self.arm, &self.http, account, url, self.console).await
-                }
-                None => {
-                    log::read(
-                        self.arm,
-                        &self.http,
-                        &plan.subscription_id,
-                        url,
-                        self.console,
-                    )
-                    .await
-                }
-            };
+            let text = log::read(
+                self.arm,
+                &self.http,
+                &plan.subscription_id,
+                url,
+                self.console,
+            )
+            .await;
             match text {
                 Ok(text) => {
                     tail = Some(
