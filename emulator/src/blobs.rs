@@ -112,22 +112,16 @@ pub async fn put(
     content: Vec<u8>,
     content_type: &str,
 ) -> Result<Url> {
-    ensure_container(http, account, container).await?;
-    let target = url(account, container, blob)?;
-    let r = send(
+    put_blob(
         http,
         account,
-        "PUT",
-        target.clone(),
-        &[
-            ("x-ms-blob-type", "BlockBlob"),
-            ("content-type", content_type),
-        ],
+        container,
+        blob,
+        "BlockBlob",
         content,
+        content_type,
     )
-    .await?;
-    checked(r, None, format!("writing {container}/{blob}")).await?;
-    Ok(target)
+    .await
 }
 
 /// Creates (or replaces with an empty one) the append blob `container/blob`, creating the
@@ -139,6 +133,29 @@ pub async fn create_append(
     blob: &str,
     content_type: &str,
 ) -> Result<Url> {
+    put_blob(
+        http,
+        account,
+        container,
+        blob,
+        "AppendBlob",
+        Vec::new(),
+        content_type,
+    )
+    .await
+}
+
+/// Put Blob of `kind` (`BlockBlob` with its content, `AppendBlob` empty), creating the
+/// container when needed.
+async fn put_blob(
+    http: &reqwest::Client,
+    account: &StorageAccountConfig,
+    container: &str,
+    blob: &str,
+    kind: &str,
+    content: Vec<u8>,
+    content_type: &str,
+) -> Result<Url> {
     ensure_container(http, account, container).await?;
     let target = url(account, container, blob)?;
     let r = send(
@@ -146,19 +163,11 @@ pub async fn create_append(
         account,
         "PUT",
         target.clone(),
-        &[
-            ("x-ms-blob-type", "AppendBlob"),
-            ("content-type", content_type),
-        ],
-        Vec::new(),
+        &[("x-ms-blob-type", kind), ("content-type", content_type)],
+        content,
     )
     .await?;
-    checked(
-        r,
-        None,
-        format!("creating the append blob {container}/{blob}"),
-    )
-    .await?;
+    checked(r, None, format!("writing {kind} {container}/{blob}")).await?;
     Ok(target)
 }
 
