@@ -182,7 +182,13 @@ pub fn resource_group_location(s: &State, sub: &str, rg: &str) -> Option<String>
     s.templates.lock().unwrap().staging_group_location(sub, rg)
 }
 
-fn resource_group_body(sub: &str, rg: &str, location: &str, managed_by: Option<String>) -> Value {
+fn resource_group_body(
+    sub: &str,
+    rg: &str,
+    location: &str,
+    managed_by: Option<String>,
+    tags: Option<Value>,
+) -> Value {
     let mut v = json!({
         "id": format!("/subscriptions/{sub}/resourceGroups/{rg}"),
         "name": rg,
@@ -193,7 +199,60 @@ fn resource_group_body(sub: &str, rg: &str, location: &str, managed_by: Option<S
     if let Some(m) = managed_by {
         v["managedBy"] = json!(m);
     }
+    if let Some(t) = tags {
+        v["tags"] = t;
+    }
     v
+}
+
+/// `GET …/resourceGroups/{rg}/resources` (Resources - List By Resource Group: `{value: [{id,
+/// name, type, location, tags}]}`): the storage accounts of the group, the staging account in a
+/// staging group, and what aborted runs left there.
+fn group_resources(s: &State, sub: &str, rg: &str) -> Value {
+    let generic = |id: String, name: &str, kind: &str, location: &str, tags: Value| json!({"id": id, "name": name, "type": kind, "location": location, "tags": tags});
+    let mut value: Vec<Value> = s
+        .config
+        .storage_accounts
+        .iter()
+        .filter(|a| a.subscription_id.eq_ignore_ascii_case(sub) && a.resource_group.eq_ignore_ascii_case(rg))
+        .map(|a| {
+            generic(
+                format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{}", a.name),
+                &a.name,
+                "Microsoft.Storage/storageAccounts",
+                &a.location,
+                json!({}),
+            )
+        })
+        .collect();
+    let store = s.templates.lock().unwrap();
+    if let Some(location) = store.staging_group_location(sub, rg) {
+        let a = &s.config.staging_storage;
+        // managedResourceTags: "applied to the resources that the Azure Image Builder service
+        // creates in the staging resource group" (template reference).
+        let tags = store
+            .staging_group_tags(sub, rg)
+            .map(|mut t| {
+                if let Some(o) = t.as_object_mut() {
+                    o.remove("createdBy");
+                    o.remove("imageTemplateName");
+                    o.remove("imageTemplateResourceGroupName");
+                }
+                t
+            })
+            .unwrap_or_else(|| json!({}));
+        value.push(generic(
+            format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{}", a.name),
+            &a.name,
+            "Microsoft.Storage/storageAccounts",
+            &location,
+            tags,
+        ));
+        for r in store.staging_resources(sub, rg) {
+            value.push(json!({"id": r["id"], "name": r["name"], "type": r["type"], "location": r["location"], "tags": r["tags"]}));
+        }
+    }
+    json!({"value": value})
 }
 
 /// `/subscriptions/…`
@@ -254,7 +313,7 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
         [] if get => ok(subscription_body(sub)),
         ["resourcegroups"] if get => ok(json!({"value": s.config.resource_groups.iter()
             .filter(|g| g.subscription_id.eq_ignore_ascii_case(&sub_id))
-            .map(|g| resource_group_body(&sub_id, &g.name, &g.location, None)).collect::<Vec<_>>()})),
+            .map(|g| resource_group_body(&sub_id, &g.name, &g.location, None, None)).collect::<Vec<_>>()})),
         ["providers", "microsoft.storage", "storageaccounts"] if get => {
             storage_accounts::list(s, req, &sub_id, None, &api_version)
         }
@@ -323,16 +382,30 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
             };
             let tail = &seg[4..];
             match rest {
-                [] if get => ok(resource_group_body(
-                    &sub_id,
-                    rg_name,
-                    &location,
-                    s.templates
-                        .lock()
-                        .unwrap()
-                        .staging_group_owner(&sub_id, rg_name),
-                )),
+                [] if get => {
+                    let store = s.templates.lock().unwrap();
+                    ok(resource_group_body(
+                        &sub_id,
+                        rg_name,
+                        &location,
+                        store.staging_group_owner(&sub_id, rg_name),
+                        store.staging_group_tags(&sub_id, rg_name),
+                    ))
+                }
                 [] => method_not_allowed(req),
+                ["resources"] if get => ok(group_resources(s, &sub_id, rg_name)),
+                [
+                    "providers",
+                    "microsoft.compute",
+                    "galleries",
+                    _,
+                    "images",
+                    _,
+                    "versions",
+                    version @ ..,
+                ] if get && version.len() <= 1 => {
+                    crate::gallery::get(s, &sub_id, rg_name, tail[3], tail[5], tail.get(7).copied())
+                }
                 ["providers", "microsoft.storage", "storageaccounts"] if get => {
                     storage_accounts::list(s, req, &sub_id, Some(rg_name), &api_version)
                 }
@@ -377,6 +450,25 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
                         &api_version,
                     )
                     .await
+                }
+                // A resource an aborted run left in a staging group.
+                ["providers", _, _, _]
+                    if get
+                        && let Some(r) = s
+                            .templates
+                            .lock()
+                            .unwrap()
+                            .staging_resources(&sub_id, rg_name)
+                            .into_iter()
+                            .find(|r| {
+                                r["type"].as_str().is_some_and(|t| {
+                                    t.eq_ignore_ascii_case(&format!("{}/{}", tail[1], tail[2]))
+                                }) && r["name"]
+                                    .as_str()
+                                    .is_some_and(|n| n.eq_ignore_ascii_case(tail[3]))
+                            }) =>
+                {
+                    ok(r)
                 }
                 _ if rest.first() == Some(&"providers") && rest.len() >= 3 => not_found(
                     &format!(

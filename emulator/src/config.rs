@@ -58,6 +58,11 @@ pub mod defaults {
     /// rewritten shorter halfway, as [`crate::Config::log_rewrite`] does for every run.
     pub const LOG_REWRITE_TAG: &str = "aib-emulator-log-rewrite";
     pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
+    /// The Azure Compute Gallery of the default scenario, in [`RESOURCE_GROUP`] at [`LOCATION`].
+    pub const GALLERY: &str = "aibgallery";
+    /// Its image definition, holding the versions of the template reference's `versioning`
+    /// example (0.1.1 … 2.1.0).
+    pub const GALLERY_IMAGE: &str = "ubuntu";
 }
 
 /// A service principal (app registration + enterprise app) in a tenant.
@@ -276,6 +281,53 @@ impl PlatformImageConfig {
     }
 }
 
+/// An Azure Compute Gallery image definition a SharedImage distributor can name, with its
+/// region and the versions it already holds. Definitions not listed here are accepted too, as
+/// empty ones whose region is unknown (so no region rule applies to them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GalleryImageConfig {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub gallery: String,
+    /// The image definition's name.
+    pub image: String,
+    /// The gallery's region (an image version is created there first).
+    pub location: String,
+    pub versions: Vec<String>,
+}
+
+impl Default for GalleryImageConfig {
+    fn default() -> Self {
+        Self {
+            subscription_id: defaults::SUBSCRIPTION_ID.into(),
+            resource_group: defaults::RESOURCE_GROUP.into(),
+            gallery: defaults::GALLERY.into(),
+            image: defaults::GALLERY_IMAGE.into(),
+            location: defaults::LOCATION.into(),
+            // "Create an Azure Image Builder Bicep or ARM template JSON template", versioning:
+            // the gallery of the `major` examples.
+            versions: [
+                "0.1.1", "0.1.2", "1.0.0", "1.0.1", "1.1.0", "1.1.1", "1.2.0", "2.0.0", "2.0.1",
+                "2.1.0",
+            ]
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
+        }
+    }
+}
+
+impl GalleryImageConfig {
+    /// `/subscriptions/…/providers/Microsoft.Compute/galleries/{g}/images/{d}`.
+    pub fn id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}/images/{}",
+            self.subscription_id, self.resource_group, self.gallery, self.image
+        )
+    }
+}
+
 /// The Azure DevOps side of workload identity federation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -424,6 +476,8 @@ pub struct Config {
     /// subscription fields are ignored: it lives in each template's `IT_…` group).
     pub staging_storage: StorageAccountConfig,
     pub platform_images: Vec<PlatformImageConfig>,
+    /// Gallery image definitions with their region and existing versions.
+    pub gallery_images: Vec<GalleryImageConfig>,
     pub devops: DevOpsConfig,
     /// Audiences ARM accepts; the emulator's own base URL is always added.
     pub arm_audiences: Vec<String>,
@@ -432,6 +486,10 @@ pub struct Config {
     pub token_lifetime: Duration,
     pub timing: Timing,
     /// Make every run fail when it reaches this sub-state (per template: tag [`defaults::FAIL_AT_TAG`]).
+    /// `Customizing` fails the last customizer, `Validating` the last in-VM validator (the run
+    /// fails, and distributes only with `validate.continueDistributeOnFailure`); with
+    /// `errorHandling.onCustomizerError` / `onValidationError` `abort` the build VM, its NIC and
+    /// disk (and the VNet and NSG Image Builder made) stay in the staging group for ARM GETs.
     pub fail_at: Option<RunSubState>,
     /// Make every run exceed its build timeout at this sub-state: it fails with Image Builder's
     /// "context deadline exceeded" message, which names no log (per template: tag
@@ -511,6 +569,7 @@ impl Default for Config {
                     "Windows",
                 ),
             ],
+            gallery_images: vec![GalleryImageConfig::default()],
             devops: DevOpsConfig::default(),
             arm_audiences: vec![
                 "https://management.azure.com/".into(),

@@ -28,6 +28,7 @@ use crate::{
     build_log::{self, BuildLog, Schedule, Target, Writer},
     compute,
     config::defaults::{FAIL_AT_TAG, LOG_LATE_TAG, LOG_REWRITE_TAG, TIMEOUT_AT_TAG},
+    gallery,
     packer_log::{self, LogInput, Outcome, Rendered},
     server::Req,
     state::{Shared, State, arm_time, now},
@@ -113,6 +114,8 @@ struct Template {
     /// The build logs of this template's runs, oldest first; like the VHDs they live in the
     /// staging group's account and go with the template.
     logs: Vec<Arc<BuildLog>>,
+    /// Resources a failed run left in the staging group under `errorHandling` `abort`.
+    preserved: Vec<Value>,
     run_op: Option<String>,
     cancel_op: Option<String>,
     cancel: Option<Arc<Notify>>,
@@ -229,6 +232,44 @@ impl Store {
                     && group_name(&t.staging_group).eq_ignore_ascii_case(rg)
             })
             .map(|t| t.id.clone())
+    }
+
+    fn staging_template(&self, sub: &str, rg: &str) -> Option<&Template> {
+        self.templates.values().find(|t| {
+            t.subscription.eq_ignore_ascii_case(sub)
+                && group_name(&t.staging_group).eq_ignore_ascii_case(rg)
+        })
+    }
+
+    /// The tags of a staging group. "Create an Azure Image Builder Bicep or ARM template JSON
+    /// template", "Template creation scenarios": a group Image Builder creates gets `createdBy`,
+    /// `imageTemplateName` and `imageTemplateResourceGroupName` (the value of `createdBy` is not
+    /// documented: `AzureVMImageBuilder` assumed); `managedResourceTags` are "applied to the
+    /// resource group and/or resources created by the service" (swagger), so they are added.
+    pub fn staging_group_tags(&self, sub: &str, rg: &str) -> Option<Value> {
+        let t = self.staging_template(sub, rg)?;
+        let mut tags = json!({
+            "createdBy": "AzureVMImageBuilder",
+            "imageTemplateName": t.name,
+            "imageTemplateResourceGroupName": t.resource_group,
+        });
+        if let Some(extra) = t
+            .request
+            .pointer("/properties/managedResourceTags")
+            .and_then(Value::as_object)
+        {
+            for (k, v) in extra {
+                tags[k] = v.clone();
+            }
+        }
+        Some(tags)
+    }
+
+    /// The resources failed runs left in a staging group (`errorHandling` `abort`).
+    pub fn staging_resources(&self, sub: &str, rg: &str) -> Vec<Value> {
+        self.staging_template(sub, rg)
+            .map(|t| t.preserved.clone())
+            .unwrap_or_default()
     }
 
     /// The URL of the last run's build log and the bytes written into it so far.
@@ -504,6 +545,187 @@ fn invalid(message: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, "InvalidParameter", message)
 }
 
+/// Image Builder's own refusal of a template field, in the shape "What's new in Azure VM Image
+/// Builder" shows for 2021-10-01 and later (400, `ValidationFailed`, "Validation failed:
+/// 'ImageTemplate.properties.source': Field 'imageId' has a bad value: '…'. Please review
+/// http://aka.ms/azvmimagebuildertmplref for details on fields requirements in the Image Builder
+/// Template."). `why` follows the field; the rules themselves cite their pages below.
+fn validation_failed(path: &str, field: &str, why: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "ValidationFailed",
+        format!(
+            "Validation failed: 'ImageTemplate.properties.{path}': Field '{field}' {why}. Please review http://aka.ms/azvmimagebuildertmplref for details on fields requirements in the Image Builder Template."
+        ),
+    )
+}
+
+static SUBNET_ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+)/subnets/[^/]+$").unwrap()
+});
+
+/// The rules of the 2024-02-01 fields that the swagger's schema cannot say.
+fn check_properties(body: &Value) -> Result<(), Box<Response>> {
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let props = body.get("properties").cloned().unwrap_or(Value::Null);
+    // vnetConfig: template reference ("vmProfile", "vnetConfig") and the swagger's
+    // VirtualNetworkConfig: `containerInstanceSubnetId` "can be specified only if `subnetId` is
+    // also specified", "must be on the same Virtual Network", "must not be the same subnet";
+    // `proxyVmSize` "must not be specified if `containerInstanceSubnetId` is specified because
+    // no proxy virtual machine is deployed in that case".
+    let vnet = props.pointer("/vmProfile/vnetConfig");
+    let subnet = text(vnet.and_then(|v| v.get("subnetId")));
+    let aci = text(vnet.and_then(|v| v.get("containerInstanceSubnetId")));
+    let proxy = text(vnet.and_then(|v| v.get("proxyVmSize")));
+    for (field, id) in [("subnetId", &subnet), ("containerInstanceSubnetId", &aci)] {
+        if let Some(id) = id
+            && !SUBNET_ID.is_match(id)
+        {
+            return Err(Box::new(validation_failed(
+                "vmProfile.vnetConfig",
+                field,
+                &format!(
+                    "has a bad value: '{id}'. Expected '/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/Microsoft.Network/virtualNetworks/{{vnetName}}/subnets/{{subnetName}}'"
+                ),
+            )));
+        }
+    }
+    if let Some(aci) = &aci {
+        let Some(subnet) = &subnet else {
+            return Err(Box::new(validation_failed(
+                "vmProfile.vnetConfig",
+                "containerInstanceSubnetId",
+                "can be specified only if 'subnetId' is also specified",
+            )));
+        };
+        if aci.eq_ignore_ascii_case(subnet) {
+            return Err(Box::new(validation_failed(
+                "vmProfile.vnetConfig",
+                "containerInstanceSubnetId",
+                "must not be the same subnet as the one specified in 'subnetId'",
+            )));
+        }
+        let vnet_of = |id: &str| SUBNET_ID.captures(id).map(|c| c[1].to_ascii_lowercase());
+        if vnet_of(aci) != vnet_of(subnet) {
+            return Err(Box::new(validation_failed(
+                "vmProfile.vnetConfig",
+                "containerInstanceSubnetId",
+                "must be on the same Virtual Network as the subnet specified in 'subnetId'",
+            )));
+        }
+        if proxy.is_some() {
+            return Err(Box::new(validation_failed(
+                "vmProfile.vnetConfig",
+                "proxyVmSize",
+                "must not be specified if 'containerInstanceSubnetId' is specified because no proxy virtual machine is deployed in that case",
+            )));
+        }
+    }
+    // vmProfile.userAssignedIdentities: a list of user-assigned identity resource ids (template
+    // reference, "User-assigned identity for the Image Builder Build VM").
+    if let Some(ids) = props
+        .pointer("/vmProfile/userAssignedIdentities")
+        .and_then(Value::as_array)
+    {
+        for id in ids {
+            let id = id.as_str().unwrap_or("");
+            if !IDENTITY_ID.is_match(id) {
+                return Err(Box::new(validation_failed(
+                    "vmProfile",
+                    "userAssignedIdentities",
+                    &format!(
+                        "has a bad value: '{id}'. Expected '/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{{identityName}}'"
+                    ),
+                )));
+            }
+        }
+    }
+    // sourceValidationOnly: "the image specified in the 'source' section will directly be
+    // validated. No separate build will be run" (swagger). Customizers could then never run;
+    // whether Image Builder refuses them is not documented: refused here, the plausible answer
+    // to a template that cannot do what it says.
+    let source_only = props
+        .pointer("/validate/sourceValidationOnly")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let customizers = props
+        .get("customize")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if source_only && customizers > 0 {
+        return Err(Box::new(validation_failed(
+            "validate",
+            "sourceValidationOnly",
+            "cannot be true when customizers are specified: with source validation only no build is run to customize an image",
+        )));
+    }
+    for (i, d) in props
+        .get("distribute")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if d.get("type").and_then(Value::as_str) != Some("SharedImage") {
+            continue;
+        }
+        let path = format!("distribute[{i}]");
+        let id = d
+            .get("galleryImageId")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        // Template reference, Distribute: sharedImage: an image definition id or an image
+        // version id ("for example: 1.1.1").
+        let Some((_, explicit)) = crate::gallery::parse_gallery_image_id(id) else {
+            return Err(Box::new(validation_failed(
+                &path,
+                "galleryImageId",
+                &format!("has a bad value: '{id}'"),
+            )));
+        };
+        if let Some(v) = &explicit
+            && !crate::gallery::is_version_name(v)
+        {
+            return Err(Box::new(validation_failed(
+                &path,
+                "galleryImageId",
+                &format!("has a bad value: '{id}'. The image version must be Major.Minor.Patch"),
+            )));
+        }
+        let scheme = d.pointer("/versioning/scheme").and_then(Value::as_str);
+        // `versioning` "Describes how to generate new x.y.z version number" (swagger): with a
+        // version given there is nothing to generate. Refusing the pair is the emulator's
+        // choice; the docs do not say.
+        if explicit.is_some() && scheme.is_some() {
+            return Err(Box::new(validation_failed(
+                &path,
+                "versioning",
+                "cannot be specified when 'galleryImageId' names an image version",
+            )));
+        }
+        // `Source`: "Schema based upon the version number of the source image" (template
+        // reference, versioning). A managed image has no version number, so it cannot work;
+        // refusing at PUT is assumed (not documented).
+        let source_type = props
+            .pointer("/source/type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if scheme.is_some_and(|s| s.eq_ignore_ascii_case("Source")) && source_type == "ManagedImage"
+        {
+            return Err(Box::new(validation_failed(
+                &format!("{path}.versioning"),
+                "scheme",
+                "'Source' requires a source image with a version number (PlatformImage or SharedImageVersion); a ManagedImage source has none",
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str) -> Response {
     if !NAME.is_match(name) {
         return invalid(format!(
@@ -581,6 +803,9 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
             "The user assigned identity resource ID '{}' is not valid. Expected '/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{{identityName}}'.",
             ids[0]
         ));
+    }
+    if let Err(refusal) = check_properties(&body) {
+        return *refusal;
     }
     if let Some(source) = body.pointer("/properties/source")
         && source.get("type").and_then(Value::as_str) == Some("PlatformImage")
@@ -666,6 +891,7 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
             run_outputs: Vec::new(),
             staging_vhds: Vec::new(),
             logs: Vec::new(),
+            preserved: Vec::new(),
             run_op: None,
             cancel_op: None,
             cancel: None,
@@ -1085,7 +1311,7 @@ async fn distribute_vhds(
 
 /// One build: walks the sub-states, downloads artifacts, writes the log, sets the outcome.
 async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
-    let Some((request, id, name, staging_group)) = ({
+    let Some((request, id, name, staging_group, location)) = ({
         let store = s.templates.lock().unwrap();
         store.templates.get(&k).map(|t| {
             (
@@ -1093,6 +1319,7 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
                 t.id.clone(),
                 t.name.clone(),
                 t.staging_group.clone(),
+                t.location.clone(),
             )
         })
     }) else {
@@ -1100,18 +1327,43 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
     };
     let timing = s.config.timing.clone();
     let props = request.get("properties").cloned().unwrap_or(Value::Null);
+    let validate = props.get("validate").filter(|v| !v.is_null());
+    let validate_flag = |field: &str| {
+        validate
+            .and_then(|v| v.get(field))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    // Swagger, `validate.sourceValidationOnly`: "the image specified in the 'source' section will
+    // directly be validated. No separate build will be run": no Customizing, no Distributing
+    // (there is no new image to distribute).
+    let source_only = validate_flag("sourceValidationOnly");
+    // `continueDistributeOnFailure`: "If validation fails and this field is set to true, output
+    // image(s) will still be distributed ... In either case (true or false), the end to end
+    // image run will be reported as having failed" (swagger).
+    let continue_on_failure = validate_flag("continueDistributeOnFailure");
     let mut phases = vec![
         (RunSubState::Queued, timing.queued),
         (RunSubState::Building, timing.building),
-        (RunSubState::Customizing, timing.customizing),
     ];
-    if props.get("optimize").is_some_and(|v| !v.is_null()) {
-        phases.push((RunSubState::Optimizing, timing.optimizing));
+    if !source_only {
+        phases.push((RunSubState::Customizing, timing.customizing));
+        // Swagger: `optimize.vmBoot.state` "Enabling this field will improve VM boot time by
+        // optimizing the final customized image output"; `Disabled` optimizes nothing.
+        if props
+            .pointer("/optimize/vmBoot/state")
+            .and_then(Value::as_str)
+            == Some("Enabled")
+        {
+            phases.push((RunSubState::Optimizing, timing.optimizing));
+        }
     }
-    if props.get("validate").is_some_and(|v| !v.is_null()) {
+    if validate.is_some() {
         phases.push((RunSubState::Validating, timing.validating));
     }
-    phases.push((RunSubState::Distributing, timing.distributing));
+    if !source_only {
+        phases.push((RunSubState::Distributing, timing.distributing));
+    }
     let fail_at = sub_state_knob(&request, FAIL_AT_TAG, s.config.fail_at);
     let timeout_at = sub_state_knob(&request, TIMEOUT_AT_TAG, s.config.timeout_at);
     let exact_version = exact_version(&s, &props);
@@ -1142,6 +1394,9 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
     let mut outcome = Outcome::Succeeded;
     let mut timed_out = false;
     let mut vhds = Vec::new();
+    let mut versions: Vec<gallery::Planned> = Vec::new();
+    let mut distributed = false;
+    let mut validation_failed = false;
     for &(phase, duration) in &phases {
         if !set_sub_state(&s, &k, phase) {
             return; // deleted
@@ -1198,6 +1453,10 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
             break;
         }
         if fail_at == Some(phase) {
+            if phase == RunSubState::Validating && continue_on_failure {
+                validation_failed = true;
+                continue;
+            }
             outcome = Outcome::Failed {
                 phase,
                 detail: None,
@@ -1213,6 +1472,17 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
             break;
         }
         if phase == RunSubState::Distributing {
+            let source = source_version(&s, &props, exact_version.as_deref());
+            let planned = match gallery::plan(&s, &id, &props, &location, source.as_deref()) {
+                Ok(p) => p,
+                Err(detail) => {
+                    outcome = Outcome::Failed {
+                        phase,
+                        detail: Some(detail),
+                    };
+                    break;
+                }
+            };
             match distribute_vhds(&s, &name, &props).await {
                 Ok(written) => vhds = written,
                 Err(detail) => {
@@ -1223,7 +1493,16 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
                     break;
                 }
             }
+            gallery::commit(&s, &planned);
+            versions = planned;
+            distributed = true;
         }
+    }
+    if validation_failed && outcome == Outcome::Succeeded {
+        outcome = Outcome::Failed {
+            phase: RunSubState::Validating,
+            detail: None,
+        };
     }
 
     // The log's end, written before the run's end shows, so a client that reads the log on
@@ -1263,6 +1542,33 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
     }
     t.cancel = None;
     let (run_op, cancel_op) = (t.run_op.clone(), t.cancel_op.clone());
+    if distributed {
+        // Also after a failed validation with continueDistributeOnFailure: the images were
+        // distributed, so their run outputs exist, though the run failed.
+        t.exact_version = exact_version.clone();
+        t.run_outputs = run_outputs(&t.id, &props, &vhds, &versions);
+        t.staging_vhds
+            .extend(vhds.iter().filter_map(|(_, _, blob)| blob.clone()));
+    }
+    if let Outcome::Failed { phase, .. } = &outcome {
+        let field = match phase {
+            RunSubState::Customizing => Some("onCustomizerError"),
+            RunSubState::Validating => Some("onValidationError"),
+            _ => None,
+        };
+        let abort = field.is_some_and(|f| {
+            props
+                .pointer(&format!("/errorHandling/{f}"))
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.eq_ignore_ascii_case("abort"))
+        });
+        if abort && !timed_out {
+            for r in preserved_resources(&t.staging_group, &t.location, &props) {
+                t.preserved.retain(|p| p["id"] != r["id"]);
+                t.preserved.push(r);
+            }
+        }
+    }
     let run = t.last_run.as_mut().expect("a build has a run");
     run.end = Some(now());
     let (state, op_status, error) = match outcome {
@@ -1270,9 +1576,6 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
             run.state = RunState::Succeeded;
             run.sub_state = None;
             t.exact_version = exact_version;
-            t.run_outputs = run_outputs(&t.id, &props, &vhds);
-            t.staging_vhds
-                .extend(vhds.iter().filter_map(|(_, _, blob)| blob.clone()));
             (RunState::Succeeded, "Succeeded", None)
         }
         Outcome::Canceled => {
@@ -1300,10 +1603,41 @@ async fn build(s: Shared, k: String, cancel: Arc<Notify>) {
                 Some(json!({"code": "InternalOperationError", "message": message})),
             )
         }
-        Outcome::Failed { detail, .. } => {
+        Outcome::Failed { detail, phase } => {
             run.state = RunState::Failed;
             let operation_id = uuid::Uuid::new_v4();
-            let detail = detail.map(|d| format!("{d}. ")).unwrap_or_default();
+            let detail = match (phase, detail) {
+                // The wording of a failed validation in lastRunStatus is not documented: the
+                // packerizer failure with the failing validator named, as the log names it.
+                (RunSubState::Validating, None) => {
+                    let validator = props
+                        .pointer("/validate/inVMValidations")
+                        .and_then(Value::as_array)
+                        .and_then(|v| v.last().map(|c| (v.len() - 1, c)))
+                        .map(|(i, c)| {
+                            c.get("name")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| {
+                                    format!(
+                                        "{}#{i}",
+                                        c.get("type").and_then(Value::as_str).unwrap_or("")
+                                    )
+                                })
+                        });
+                    let what = match validator {
+                        Some(n) => format!("In-VM validation '{n}' failed"),
+                        None => "the image validation failed".into(),
+                    };
+                    let distributed = if distributed {
+                        " The output image(s) were distributed anyway (validate.continueDistributeOnFailure is true)."
+                    } else {
+                        ""
+                    };
+                    format!("Validation failed: {what}.{distributed} ")
+                }
+                (_, detail) => detail.map(|d| format!("{d}. ")).unwrap_or_default(),
+            };
             run.message = format!(
                 "External build failed: Failed while waiting for packerizer: Microservice has failed: Failed while processing request: Error when executing packerizer: Packer build command has failed: exit status 1. {detail}During the image build, a failure has occurred, please review the build log to identify which build/customization step failed. For more troubleshooting steps go to https://aka.ms/azvmimagebuilderts. Image Build log location: {log_url}. OperationId: {operation_id}. Use this operationId to search packer logs."
             );
@@ -1344,6 +1678,123 @@ fn set_sub_state(s: &State, k: &str, phase: RunSubState) -> bool {
     true
 }
 
+/// The source's version for the `Source` versioning scheme: the platform image's exact version,
+/// or the gallery image version's (`latest` resolved among the versions the emulator knows).
+fn source_version(s: &State, props: &Value, exact: Option<&str>) -> Option<String> {
+    let source = props.get("source")?;
+    match source.get("type").and_then(Value::as_str)? {
+        "PlatformImage" => exact.map(str::to_owned),
+        "SharedImageVersion" => {
+            let id = source.get("imageVersionId").and_then(Value::as_str)?;
+            let (definition, version) = gallery::parse_gallery_image_id(id)?;
+            match version {
+                Some(v) if !v.eq_ignore_ascii_case("latest") => Some(v),
+                _ => gallery::versions(s, &definition).pop(),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// What an aborted run leaves in the staging group ("Create an Azure Image Builder Bicep or ARM
+/// template JSON template", "Properties: errorHandling": with `abort` "the Azure Image Builder
+/// (AIB) service skips the clean up of temporary resources"; swagger: with `cleanup` "the build
+/// VM and associated network resources will be cleaned up", with `abort` "the build VM will be
+/// preserved"). The build VM with its NIC and OS disk; without `vnetConfig` also the VNet and NSG
+/// Image Builder deploys ("Azure VM Image Builder networking options": a VNet with subnets and
+/// NSGs in the staging group; no public IP). Names follow the build log's deployment lines.
+/// `managedResourceTags` are "applied to the resources that the Azure Image Builder service
+/// creates in the staging resource group" (template reference), so each carries them.
+fn preserved_resources(staging_group: &str, location: &str, props: &Value) -> Vec<Value> {
+    let base = format!("{staging_group}/providers");
+    let tags = props
+        .get("managedResourceTags")
+        .filter(|t| t.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let resource = |kind: &str, name: &str, properties: Value| {
+        json!({
+            "id": format!("{base}/{kind}/{name}"),
+            "name": name,
+            "type": kind,
+            "location": location,
+            "tags": tags,
+            "properties": properties,
+        })
+    };
+    let own_vnet = props
+        .pointer("/vmProfile/vnetConfig/subnetId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .is_none();
+    let subnet = match props
+        .pointer("/vmProfile/vnetConfig/subnetId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => s.to_owned(),
+        None => format!(
+            "{base}/Microsoft.Network/virtualNetworks/pkrvn0emulated/subnets/pkrsn0emulated"
+        ),
+    };
+    let vm_size = props
+        .pointer("/vmProfile/vmSize")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("Standard_D1_v2");
+    let nic_id = format!("{base}/Microsoft.Network/networkInterfaces/pkrni0emulated");
+    let disk_id = format!("{base}/Microsoft.Compute/disks/pkros0emulated");
+    let mut vm = resource(
+        "Microsoft.Compute/virtualMachines",
+        "pkrvm0emulated",
+        json!({
+            "provisioningState": "Succeeded",
+            "hardwareProfile": {"vmSize": vm_size},
+            "storageProfile": {"osDisk": {"name": "pkros0emulated", "createOption": "FromImage", "managedDisk": {"id": disk_id}}},
+            "networkProfile": {"networkInterfaces": [{"id": nic_id}]},
+        }),
+    );
+    // vmProfile.userAssignedIdentities: "configured on the build VM and validation VM" (swagger).
+    if let Some(ids) = props
+        .pointer("/vmProfile/userAssignedIdentities")
+        .and_then(Value::as_array)
+        .filter(|ids| !ids.is_empty())
+    {
+        let map: serde_json::Map<String, Value> = ids
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|id| (id.to_owned(), json!({})))
+            .collect();
+        vm["identity"] = json!({"type": "UserAssigned", "userAssignedIdentities": map});
+    }
+    let mut out = vec![
+        vm,
+        resource(
+            "Microsoft.Network/networkInterfaces",
+            "pkrni0emulated",
+            json!({"provisioningState": "Succeeded", "ipConfigurations": [{"name": "ipconfig", "properties": {"privateIPAddress": "10.1.0.4", "subnet": {"id": subnet}}}]}),
+        ),
+        resource(
+            "Microsoft.Compute/disks",
+            "pkros0emulated",
+            json!({"provisioningState": "Succeeded", "diskState": "Attached"}),
+        ),
+    ];
+    if own_vnet {
+        out.push(resource(
+            "Microsoft.Network/virtualNetworks",
+            "pkrvn0emulated",
+            json!({"provisioningState": "Succeeded", "subnets": [{"id": subnet, "name": "pkrsn0emulated"}]}),
+        ));
+        out.push(resource(
+            "Microsoft.Network/networkSecurityGroups",
+            "pkrsg0emulated",
+            json!({"provisioningState": "Succeeded"}),
+        ));
+    }
+    out
+}
+
 fn exact_version(s: &State, props: &Value) -> Option<String> {
     let source = props.get("source")?;
     if source.get("type").and_then(Value::as_str) != Some("PlatformImage") {
@@ -1363,14 +1814,8 @@ fn run_outputs(
     template_id: &str,
     props: &Value,
     vhds: &[(String, String, Option<String>)],
+    versions: &[gallery::Planned],
 ) -> Vec<Value> {
-    let now = now();
-    let generated = format!(
-        "0.{}{:03}.{}",
-        now.year() % 100,
-        now.ordinal(),
-        now.unix_timestamp() % 65535
-    );
     props
         .get("distribute")
         .and_then(Value::as_array)
@@ -1384,20 +1829,11 @@ fn run_outputs(
             let mut p = json!({"provisioningState": "Succeeded"});
             match d.get("type").and_then(Value::as_str).unwrap_or("") {
                 "ManagedImage" => p["artifactId"] = d["imageId"].clone(),
+                // The image version the distributor created ([`gallery::plan`]).
                 "SharedImage" => {
-                    let version = match d.pointer("/versioning/major").and_then(Value::as_i64) {
-                        Some(major) => format!(
-                            "{major}.{}{:03}.{}",
-                            now.year() % 100,
-                            now.ordinal(),
-                            now.unix_timestamp() % 65535
-                        ),
-                        None => generated.clone(),
-                    };
-                    p["artifactId"] = json!(format!(
-                        "{}/versions/{version}",
-                        d["galleryImageId"].as_str().unwrap_or("")
-                    ));
+                    if let Some(v) = versions.iter().find(|v| v.run_output_name == out_name) {
+                        p["artifactId"] = json!(v.version_id);
+                    }
                 }
                 // A plain blob URL: Image Builder stopped handing out SAS URLs for VHDs in
                 // May 2021 (Azure/azvmimagebuilder vhdUpdate2021.md).

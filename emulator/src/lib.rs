@@ -48,6 +48,7 @@ pub mod compute;
 pub mod config;
 pub mod entra;
 pub mod faults;
+pub mod gallery;
 pub mod image_templates;
 pub mod imds;
 pub mod jwt;

@@ -351,7 +351,7 @@ pub fn render(input: &LogInput<'_>) -> Rendered {
     if building_failed {
         let clock = log.clock;
         let detail = "Deployment failed: the build VM could not be provisioned (emulated failure)";
-        return finish_failed(log, detail, provisioned, provisioned, clock);
+        return finish_failed(log, detail, provisioned, provisioned, clock, false);
     }
     if input.outcome == Outcome::Canceled {
         // Canceled before the customizers ran (a cancel while Customizing is written by the
@@ -367,6 +367,19 @@ pub fn render(input: &LogInput<'_>) -> Rendered {
         };
     }
 
+    let flag = |path: &str| {
+        props
+            .pointer(path)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let abort_on = |field: &str| {
+        props
+            .pointer(&format!("/errorHandling/{field}"))
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.eq_ignore_ascii_case("abort"))
+    };
+    let source_only = flag("/validate/sourceValidationOnly");
     let failing_customizer = matches!(
         &input.outcome,
         Outcome::Failed {
@@ -374,100 +387,24 @@ pub fn render(input: &LogInput<'_>) -> Rendered {
             ..
         }
     );
-    let customizers = props
-        .get("customize")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let customizers = if source_only {
+        Vec::new()
+    } else {
+        props
+            .get("customize")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let abort_customizer = abort_on("onCustomizerError");
     for (i, c) in customizers.iter().enumerate() {
-        let name = c
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{}#{i}", str_of(c, "type")));
+        let name = step_name(c, i);
         let downloads: Vec<&Download> = input
             .downloads
             .iter()
             .filter(|d| d.customizer == name)
             .collect();
-        let kind = str_of(c, "type");
-        let provisioner = match kind {
-            "File" => "file",
-            "Shell" => "shell",
-            "PowerShell" => "powershell",
-            "WindowsRestart" => "windows-restart",
-            "WindowsUpdate" => "windows-update",
-            _ => "shell",
-        };
-        log.telemetry_start(provisioner);
-        match kind {
-            "File" => {
-                log.ui(&format!(
-                    "==> azure-arm: Uploading {} => {}",
-                    downloads
-                        .first()
-                        .map(|d| d.url.as_str())
-                        .unwrap_or("(source)"),
-                    str_of(c, "destination")
-                ));
-                for d in &downloads {
-                    log.ui(&format!(
-                        "    azure-arm: {} {} bytes / {} bytes [100.00%]",
-                        d.url.rsplit('/').next().unwrap_or(""),
-                        d.size,
-                        d.size
-                    ));
-                }
-            }
-            "Shell" => {
-                log.ui(&format!(
-                    "==> azure-arm: Provisioning with shell script: /tmp/packer-shell{}",
-                    3_100_000_000u64 + i as u64 * 7919
-                ));
-                for line in inline_lines(c) {
-                    log.ui(&format!("    azure-arm: + {line}"));
-                }
-            }
-            "PowerShell" => {
-                log.ui("==> azure-arm: Provisioning with Powershell...");
-                log.ui(&format!(
-                    "==> azure-arm: Provisioning with powershell script: C:/Windows/Temp/script-{:08x}.ps1",
-                    0x6f3a_0000u32 + i as u32
-                ));
-                for line in inline_lines(c) {
-                    log.ui(&format!("    azure-arm: PS> {line}"));
-                }
-            }
-            "WindowsRestart" => {
-                // Packer's windows-restart provisioner; the troubleshooting page's "Windows
-                // restart continually fails with error code 1190" shows its remote command.
-                let command = c
-                    .get("restartCommand")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or("shutdown /r /f /t 0 /c \"packer restart\"");
-                log.ui("==> azure-arm: Restarting Machine");
-                log.plugin(&format!("[INFO] starting remote command: {command}"));
-                log.plugin(&format!("[INFO] command '{command}' exited with code: 0"));
-                log.ui("==> azure-arm: Waiting for machine to restart...");
-                for _ in 0..3 {
-                    let t = log.stamp();
-                    log.err(&format!(
-                        "{t} packer-provisioner-windows-restart plugin: Check if machine is rebooting..."
-                    ));
-                }
-                log.ui("    azure-arm: PKRVM0EMULATED restarted.");
-                log.ui("==> azure-arm: Machine successfully restarted, moving on");
-            }
-            "WindowsUpdate" => {
-                log.ui("==> azure-arm: Uploading the Windows update elevated script...");
-                log.ui("==> azure-arm: Uploading the Windows update check for reboot required elevated script...");
-                log.ui("==> azure-arm: Running Windows update...");
-                log.ui("    azure-arm: Searching for Windows updates...");
-                log.ui("    azure-arm: Found 0 updates (0 selected).");
-            }
-            other => log.ui(&format!("==> azure-arm: Running customizer {other}")),
-        }
+        let provisioner = step(&mut log, c, i, &downloads, windows);
         for d in &downloads {
             match &d.error {
                 Some(e) => {
@@ -476,7 +413,14 @@ pub fn render(input: &LogInput<'_>) -> Rendered {
                     let customized = log.bytes.len();
                     let clock = log.clock;
                     let detail = format!("Customizer '{name}' failed: {e}");
-                    return finish_failed(log, &detail, provisioned, customized, clock);
+                    return finish_failed(
+                        log,
+                        &detail,
+                        provisioned,
+                        customized,
+                        clock,
+                        abort_customizer,
+                    );
                 }
                 None => {
                     log.ui(&format!(
@@ -489,7 +433,7 @@ pub fn render(input: &LogInput<'_>) -> Rendered {
                 }
             }
         }
-        if matches!(kind, "Shell" | "PowerShell") {
+        if matches!(str_of(c, "type"), "Shell" | "PowerShell") {
             script_output(&mut log, &name, windows);
         }
         let last = i + 1 == customizers.len();
@@ -499,7 +443,14 @@ pub fn render(input: &LogInput<'_>) -> Rendered {
             log.telemetry_end(provisioner);
             let customized = log.bytes.len();
             let clock = log.clock;
-            return finish_failed(log, &detail, provisioned, customized, clock);
+            return finish_failed(
+                log,
+                &detail,
+                provisioned,
+                customized,
+                clock,
+                abort_customizer,
+            );
         }
         log.telemetry_end(provisioner);
     }
@@ -508,20 +459,123 @@ pub fn render(input: &LogInput<'_>) -> Rendered {
     if failing_customizer {
         // A failure at Customizing without customizers.
         let detail = failure_detail(&input.outcome);
-        return finish_failed(log, &detail, provisioned, customized, clock_at_customized);
+        return finish_failed(
+            log,
+            &detail,
+            provisioned,
+            customized,
+            clock_at_customized,
+            abort_customizer,
+        );
     }
-    deprovision(&mut log, windows);
-    log.ui("==> azure-arm: Querying the machine's properties ...");
-    log.ui("==> azure-arm: Powering off machine ...");
-    log.ui("==> azure-arm: Generalizing machine ...");
-    log.ui("==> azure-arm: Capturing image ...");
+    if !source_only {
+        deprovision(&mut log, windows);
+        log.ui("==> azure-arm: Querying the machine's properties ...");
+        log.ui("==> azure-arm: Powering off machine ...");
+        log.ui("==> azure-arm: Generalizing machine ...");
+        log.ui("==> azure-arm: Capturing image ...");
+    }
+    // "VM optimization for gallery images with Azure VM Image Builder": `optimize.vmBoot` makes
+    // Image Builder optimize the captured image for a faster first boot. What the log says then
+    // is not documented: one line of the emulator's.
+    if !source_only
+        && props
+            .pointer("/optimize/vmBoot/state")
+            .and_then(Value::as_str)
+            == Some("Enabled")
+    {
+        log.ui(
+            "==> azure-arm: Optimizing the image for faster VM boot (optimize.vmBoot: Enabled) ...",
+        );
+        log.ui("    azure-arm: VM boot optimization completed.");
+    }
+    // Validation ("Create an Azure Image Builder Bicep or ARM template JSON template",
+    // "Properties: validate"): the validators run in order, the first failure fails the
+    // validation, and `continueDistributeOnFailure` decides whether the image is still
+    // distributed; the run is reported failed either way. `sourceValidationOnly` validates the
+    // source itself, with no build before. The log lines of a validator are those of the packer
+    // provisioner of its type, as for customizers; the lines around them are the emulator's (the
+    // validation VM is described in the swagger: "the build VM and validation VM").
+    let validating_failed = matches!(
+        &input.outcome,
+        Outcome::Failed {
+            phase: RunSubState::Validating,
+            ..
+        }
+    );
+    if props.get("validate").is_some_and(|v| !v.is_null()) {
+        let validators = props
+            .pointer("/validate/inVMValidations")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if source_only {
+            log.ui("==> azure-arm: Source validation only: validating the source image without a build ...");
+        } else {
+            log.ui("==> azure-arm: Deploying the validation VM from the captured image ...");
+        }
+        let abort = abort_on("onValidationError");
+        let continues = flag("/validate/continueDistributeOnFailure");
+        let mut failed: Option<String> = None;
+        for (i, v) in validators.iter().enumerate() {
+            let name = step_name(v, i);
+            let provisioner = step(&mut log, v, 100 + i, &[], windows);
+            if matches!(str_of(v, "type"), "Shell" | "PowerShell") {
+                log.ui(&format!("    azure-arm: validation '{name}' running"));
+            }
+            if validating_failed && i + 1 == validators.len() {
+                let detail = format!(
+                    "Validation failed: In-VM validation '{name}' failed: {}",
+                    failure_detail(&input.outcome)
+                );
+                log.err(&format!("==> azure-arm: {detail}"));
+                log.telemetry_end(provisioner);
+                failed = Some(detail);
+                break;
+            }
+            log.telemetry_end(provisioner);
+        }
+        if validating_failed {
+            let detail = failed.unwrap_or_else(|| {
+                format!("Validation failed: {}", failure_detail(&input.outcome))
+            });
+            if !continues {
+                return finish_failed(
+                    log,
+                    &detail,
+                    provisioned,
+                    customized,
+                    clock_at_customized,
+                    abort,
+                );
+            }
+            log.ui("==> azure-arm: validate.continueDistributeOnFailure is true: distributing the image although its validation failed ...");
+            log.ui("==> azure-arm: Distributing image ...");
+            return finish_failed(
+                log,
+                &detail,
+                provisioned,
+                customized,
+                clock_at_customized,
+                abort,
+            );
+        }
+        log.ui("==> azure-arm: All in-VM validations passed.");
+    }
     if let Outcome::Failed { phase, detail } = &input.outcome {
         let detail = detail.clone().unwrap_or_else(|| {
             format!(
                 "Future#WaitForCompletion: the image capture failed during {phase:?} (emulated failure)"
             )
         });
-        return finish_failed(log, &detail, provisioned, customized, clock_at_customized);
+        return finish_failed(
+            log,
+            &detail,
+            provisioned,
+            customized,
+            clock_at_customized,
+            false,
+        );
     }
     log.ui("==> azure-arm: Removing the created Deployment object: 'pkrdp0emulated'");
     log.ui(&format!(
@@ -543,6 +597,104 @@ pub fn render(input: &LogInput<'_>) -> Rendered {
         customized,
         clock_at_customized,
     }
+}
+
+/// A customizer's or validator's name: its `name`, else `<type>#<index>`.
+fn step_name(c: &Value, i: usize) -> String {
+    c.get("name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{}#{i}", str_of(c, "type")))
+}
+
+/// The start of one customizer or validator: packer's telemetry line and its provisioner's
+/// messages; returns the provisioner, for the telemetry line that ends it.
+fn step(
+    log: &mut Log,
+    c: &Value,
+    i: usize,
+    downloads: &[&Download],
+    _windows: bool,
+) -> &'static str {
+    let kind = str_of(c, "type");
+    let provisioner = match kind {
+        "File" => "file",
+        "Shell" => "shell",
+        "PowerShell" => "powershell",
+        "WindowsRestart" => "windows-restart",
+        "WindowsUpdate" => "windows-update",
+        _ => "shell",
+    };
+    log.telemetry_start(provisioner);
+    match kind {
+        "File" => {
+            log.ui(&format!(
+                "==> azure-arm: Uploading {} => {}",
+                downloads
+                    .first()
+                    .map(|d| d.url.as_str())
+                    .unwrap_or("(source)"),
+                str_of(c, "destination")
+            ));
+            for d in downloads {
+                log.ui(&format!(
+                    "    azure-arm: {} {} bytes / {} bytes [100.00%]",
+                    d.url.rsplit('/').next().unwrap_or(""),
+                    d.size,
+                    d.size
+                ));
+            }
+        }
+        "Shell" => {
+            log.ui(&format!(
+                "==> azure-arm: Provisioning with shell script: /tmp/packer-shell{}",
+                3_100_000_000u64 + i as u64 * 7919
+            ));
+            for line in inline_lines(c) {
+                log.ui(&format!("    azure-arm: + {line}"));
+            }
+        }
+        "PowerShell" => {
+            log.ui("==> azure-arm: Provisioning with Powershell...");
+            log.ui(&format!(
+                "==> azure-arm: Provisioning with powershell script: C:/Windows/Temp/script-{:08x}.ps1",
+                0x6f3a_0000u32 + i as u32
+            ));
+            for line in inline_lines(c) {
+                log.ui(&format!("    azure-arm: PS> {line}"));
+            }
+        }
+        "WindowsRestart" => {
+            // Packer's windows-restart provisioner; the troubleshooting page's "Windows
+            // restart continually fails with error code 1190" shows its remote command.
+            let command = c
+                .get("restartCommand")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .unwrap_or("shutdown /r /f /t 0 /c \"packer restart\"");
+            log.ui("==> azure-arm: Restarting Machine");
+            log.plugin(&format!("[INFO] starting remote command: {command}"));
+            log.plugin(&format!("[INFO] command '{command}' exited with code: 0"));
+            log.ui("==> azure-arm: Waiting for machine to restart...");
+            for _ in 0..3 {
+                let t = log.stamp();
+                log.err(&format!(
+                    "{t} packer-provisioner-windows-restart plugin: Check if machine is rebooting..."
+                ));
+            }
+            log.ui("    azure-arm: PKRVM0EMULATED restarted.");
+            log.ui("==> azure-arm: Machine successfully restarted, moving on");
+        }
+        "WindowsUpdate" => {
+            log.ui("==> azure-arm: Uploading the Windows update elevated script...");
+            log.ui("==> azure-arm: Uploading the Windows update check for reboot required elevated script...");
+            log.ui("==> azure-arm: Running Windows update...");
+            log.ui("    azure-arm: Searching for Windows updates...");
+            log.ui("    azure-arm: Found 0 updates (0 selected).");
+        }
+        other => log.ui(&format!("==> azure-arm: Running customizer {other}")),
+    }
+    provisioner
 }
 
 fn failure_detail(outcome: &Outcome) -> String {
@@ -674,19 +826,27 @@ pub fn cancellation(clock: OffsetDateTime) -> Vec<u8> {
     log.bytes
 }
 
+/// The end of a failed build. With `abort` (`errorHandling` "abort": "the Azure Image Builder
+/// (AIB) service skips the clean up of temporary resources", template reference) the clean-up
+/// is skipped; the line that says so is the emulator's.
 fn finish_failed(
     mut log: Log,
     detail: &str,
     provisioned: usize,
     customized: usize,
     clock_at_customized: OffsetDateTime,
+    abort: bool,
 ) -> Rendered {
     log.ui(&format!(
         "==> azure-arm: Step \"StepProvision\" failed: {detail}"
     ));
-    log.ui("==> azure-arm: Deleting individual resources ...");
-    for n in 0..20 {
-        log.plugin(&format!("[DEBUG] cleanup: resource {n} deleted"));
+    if abort {
+        log.ui("==> azure-arm: errorHandling is 'abort': skipping the clean up of temporary resources; the build VM and its resources are kept in the staging resource group.");
+    } else {
+        log.ui("==> azure-arm: Deleting individual resources ...");
+        for n in 0..20 {
+            log.plugin(&format!("[DEBUG] cleanup: resource {n} deleted"));
+        }
     }
     log.err(&format!(
         "Build 'azure-arm' errored after 4 minutes 18 seconds: {detail}"

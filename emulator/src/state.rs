@@ -44,6 +44,8 @@ pub struct State {
     pub faults: Faults,
     pub log: RequestLog,
     pub templates: Mutex<Store>,
+    /// Gallery image versions the runs created.
+    pub galleries: Mutex<crate::gallery::Galleries>,
     pub downloads: Mutex<Vec<Download>>,
     /// Trusts only the emulator's CA (Azurite started with a certificate from it, or plain HTTP).
     pub http: reqwest::Client,
@@ -132,6 +134,7 @@ impl State {
             arm_audiences,
             swagger,
             templates: Mutex::new(Store::default()),
+            galleries: Mutex::new(Default::default()),
             downloads: Mutex::new(Vec::new()),
             http,
             background: Mutex::new(Vec::new()),
