@@ -96,11 +96,15 @@ pub fn next_latest(existing: &[String], major: Option<i64>) -> String {
     };
     let highest = existing
         .iter()
-        .filter_map(|v| parse(v))
-        .filter(|(m, _, _)| major.is_none_or(|want| *m == want))
-        .max_by(|a, b| a.cmp(b).then(Ordering::Equal));
+        .filter_map(|v| parse(v).map(|n| (n, v)))
+        .filter(|((m, _, _), _)| major.is_none_or(|want| *m == want))
+        .max_by(|a, b| a.0.cmp(&b.0).then(Ordering::Equal));
     match (highest, major) {
-        (Some((m, n, p)), _) => format!("{m}.{n}.{}", p + 1),
+        // Major and minor as written (`22.04.…` stays `22.04`), the patch one higher.
+        (Some(((_, _, p), text)), _) => {
+            let (head, _) = text.rsplit_once('.').unwrap_or((text, ""));
+            format!("{head}.{}", p + 1)
+        }
         (None, Some(m)) => format!("{m}.0.0"),
         (None, None) => "1.0.0".into(),
     }
@@ -189,15 +193,22 @@ pub fn plan(
                 next_latest(&existing, major)
             }
             // No `versioning`: the legacy generated number the template reference's run output
-            // example shows (`…/versions/0.24105.52755`).
+            // example shows (`…/versions/0.24105.52755`), monotonic: runs in the same second
+            // take the next patch number.
             _ => {
                 let t = now();
-                format!(
-                    "0.{}{:03}.{}",
-                    t.year() % 100,
-                    t.ordinal(),
-                    t.unix_timestamp() % 65535
-                )
+                let head = format!("0.{}{:03}", t.year() % 100, t.ordinal());
+                let mut patch = t.unix_timestamp() % 65535;
+                let taken = |v: &str| {
+                    existing.iter().any(|e| e == v)
+                        || planned
+                            .iter()
+                            .any(|p| p.version_id.ends_with(&format!("/versions/{v}")))
+                };
+                while taken(&format!("{head}.{patch}")) {
+                    patch += 1;
+                }
+                format!("{head}.{patch}")
             }
         };
         let version_id = format!("{definition}/versions/{version}");
