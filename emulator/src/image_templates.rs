@@ -4,7 +4,12 @@
 //! Succeeded/Failed, driven by tokio timers, with artifact checks and a packer log written as the
 //! build goes by [`crate::build_log`]; also started by `autoRun`), `cancel`,
 //! run outputs, DELETE, and the long-running operations (`Azure-AsyncOperation` status documents
-//! and `Location` results) that report them.
+//! and `Location` results) that report them. Also the 2024-02-01 fields: `validate` (validators
+//! in the log; fail one with the fail-at knob or tag set to `Validating`; `continueDistributeOnFailure`,
+//! `sourceValidationOnly`), `errorHandling` `abort` (the build VM and its resources stay in the
+//! staging group, see [`Store::staging_resources`]), gallery versions ([`crate::gallery`]),
+//! `vmProfile.vnetConfig` / `userAssignedIdentities` checks at PUT (`ValidationFailed`),
+//! `managedResourceTags` on the staging group and its resources, `optimize.vmBoot`.
 
 use std::{
     collections::{BTreeMap, HashMap},

@@ -35,7 +35,7 @@
 //!
 //! Map of the crate: [`config`] (the scenario) → [`Emulator::start`] (here) → [`server`] (TLS,
 //! connections, faults, request log) → the service modules ([`entra`], [`oidc`], [`imds`], [`arm`]
-//! → [`storage_accounts`], [`compute`], [`image_templates`] → [`artifacts`], [`packer_log`],
+//! → [`storage_accounts`], [`compute`], [`image_templates`] → [`gallery`], [`artifacts`], [`packer_log`],
 //! [`build_log`] → [`blobs`]).
 
 pub mod arm;
