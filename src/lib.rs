@@ -11,6 +11,7 @@ pub mod auth;
 pub mod blob_url;
 pub mod build;
 pub mod cli;
+pub mod customizers_file;
 pub mod image_template;
 pub mod inputs;
 pub mod names;
