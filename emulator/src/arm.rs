@@ -401,6 +401,14 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
                     _,
                     "images",
                     _,
+                ] if get => crate::gallery::get_definition(s, &sub_id, rg_name, tail[3], tail[5]),
+                [
+                    "providers",
+                    "microsoft.compute",
+                    "galleries",
+                    _,
+                    "images",
+                    _,
                     "versions",
                     version @ ..,
                 ] if get && version.len() <= 1 => {

@@ -295,6 +295,14 @@ pub struct GalleryImageConfig {
     /// The gallery's region (an image version is created there first).
     pub location: String,
     pub versions: Vec<String>,
+    /// The image definition's `osType`: `Linux` or `Windows`.
+    pub os_type: String,
+    /// `hyperVGeneration`: `V1` or `V2`.
+    pub hyper_v_generation: String,
+    /// `architecture`: `x64` or `Arm64`.
+    pub architecture: String,
+    /// `features` as `(name, value)`, e.g. `("SecurityType", "TrustedLaunch")`.
+    pub features: Vec<(String, String)>,
 }
 
 impl Default for GalleryImageConfig {
@@ -314,6 +322,10 @@ impl Default for GalleryImageConfig {
             .iter()
             .map(|v| v.to_string())
             .collect(),
+            os_type: "Linux".into(),
+            hyper_v_generation: "V2".into(),
+            architecture: "x64".into(),
+            features: Vec::new(),
         }
     }
 }

@@ -369,6 +369,39 @@ fn not_found(rg: &str, gallery: &str, image: &str, version: Option<&str>) -> Res
     )
 }
 
+/// `GET …/galleries/{g}/images/{d}`: the image definition, shaped like Compute's answer
+/// (REST API "Gallery Images - Get": `location`, `properties.osType`, `osState`,
+/// `hyperVGeneration`, `architecture`, `features`, `identifier`); 404 for a definition the
+/// scenario does not hold, as for any resource ARM cannot find.
+pub fn get_definition(s: &State, sub: &str, rg: &str, gallery: &str, image: &str) -> Response {
+    let definition = format!(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/galleries/{gallery}/images/{image}"
+    );
+    let Some(g) = configured(s, &definition) else {
+        return not_found(rg, gallery, image, None);
+    };
+    let features: Vec<Value> = g
+        .features
+        .iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
+    ok(json!({
+        "id": g.id(),
+        "name": g.image,
+        "type": "Microsoft.Compute/galleries/images",
+        "location": g.location,
+        "properties": {
+            "osType": g.os_type,
+            "osState": "Generalized",
+            "hyperVGeneration": g.hyper_v_generation,
+            "architecture": g.architecture,
+            "features": features,
+            "identifier": {"publisher": "aib-test", "offer": g.gallery, "sku": g.image},
+            "provisioningState": "Succeeded",
+        },
+    }))
+}
+
 /// `GET …/galleries/{g}/images/{d}/versions[/{v}]`.
 pub fn get(
     s: &State,
