@@ -214,7 +214,8 @@ pub struct TaskInputs {
     )]
     pub gallery_image_id: Option<String>,
 
-    /// Regions to replicate the gallery image version to, comma-separated.
+    /// Regions to replicate the gallery image version to, comma or newline separated, each with
+    /// an optional replica count: `westeurope=2, northeurope` (one replica when no count).
     #[arg(
         id = "replicationRegions",
         long = "replication-regions",
@@ -388,6 +389,152 @@ pub struct TaskInputs {
         value_name = "BOOL"
     )]
     pub stream_build_log: Option<String>,
+
+    /// Gallery only: the image version to create: `X.Y.Z` (e.g. `1.4.0`), `latest` (above the highest
+    /// existing version), `latest:<major>` (e.g. `latest:2`) or `source` (the marketplace source's
+    /// version). Empty keeps Image Builder's default numbering.
+    #[arg(
+        id = "galleryImageVersion",
+        long = "gallery-image-version",
+        env = "INPUT_GALLERYIMAGEVERSION",
+        hide_env_values = true,
+        value_name = "VERSION"
+    )]
+    pub gallery_image_version: Option<String>,
+
+    /// A JSON file on the agent with an array of Image Builder customizers (`Shell`, `PowerShell`,
+    /// `File`, `WindowsRestart`, `WindowsUpdate`) run after the inline script, e.g.
+    /// `image/customizers.json`; checked before anything is created.
+    #[arg(
+        id = "customizersFile",
+        long = "customizers-file",
+        env = "INPUT_CUSTOMIZERSFILE",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub customizers_file: Option<String>,
+
+    /// Optimize the image for a faster first VM boot (`optimize.vmBoot`, `true`/`false`).
+    #[arg(
+        id = "optimizeVmBoot",
+        long = "optimize-vm-boot",
+        env = "INPUT_OPTIMIZEVMBOOT",
+        hide_env_values = true,
+        value_name = "BOOL"
+    )]
+    pub optimize_vm_boot: Option<String>,
+
+    /// Tags for the staging resources Image Builder creates (build VM, disks, network, storage),
+    /// one `key=value` per line, e.g. `costCenter=1234`.
+    #[arg(
+        id = "managedResourceTags",
+        long = "managed-resource-tags",
+        env = "INPUT_MANAGEDRESOURCETAGS",
+        hide_env_values = true,
+        value_name = "KEY=VALUE"
+    )]
+    pub managed_resource_tags: Option<String>,
+
+    /// How the build path reaches the VM: `auto` (small Linux archives by Image Builder's File
+    /// customizer, the rest downloaded on the VM) or `vm` (always downloaded from inside the build
+    /// VM, for storage accounts behind a firewall that admits the build subnet).
+    #[arg(
+        id = "artifactDelivery",
+        long = "artifact-delivery",
+        env = "INPUT_ARTIFACTDELIVERY",
+        hide_env_values = true,
+        value_name = "MODE"
+    )]
+    pub artifact_delivery: Option<String>,
+
+    /// A script run on the finished image to validate it (`validate.inVMValidations`), Shell or
+    /// PowerShell by `provisioner`; a non-zero exit fails the build, e.g. `test -x /opt/app/run`.
+    #[arg(
+        id = "validationScript",
+        long = "validation-script",
+        env = "INPUT_VALIDATIONSCRIPT",
+        hide_env_values = true,
+        value_name = "SCRIPT"
+    )]
+    pub validation_script: Option<String>,
+
+    /// Distribute the image even when validation fails (`true`/`false`); the build still fails.
+    #[arg(
+        id = "continueDistributeOnFailure",
+        long = "continue-distribute-on-failure",
+        env = "INPUT_CONTINUEDISTRIBUTEONFAILURE",
+        hide_env_values = true,
+        value_name = "BOOL"
+    )]
+    pub continue_distribute_on_failure: Option<String>,
+
+    /// Validate the source image itself without customizing it (`true`/`false`): needs
+    /// `validationScript`; the build path, inline script and customizers file are not used.
+    #[arg(
+        id = "sourceValidationOnly",
+        long = "source-validation-only",
+        env = "INPUT_SOURCEVALIDATIONONLY",
+        hide_env_values = true,
+        value_name = "BOOL"
+    )]
+    pub source_validation_only: Option<String>,
+
+    /// When a customization step fails: `cleanup` (remove the build VM) or `abort` (keep it in the
+    /// staging resource group for debugging; the task keeps the template and says how to remove it).
+    #[arg(
+        id = "onCustomizerError",
+        long = "on-customizer-error",
+        env = "INPUT_ONCUSTOMIZERERROR",
+        hide_env_values = true,
+        value_name = "ACTION"
+    )]
+    pub on_customizer_error: Option<String>,
+
+    /// When validation fails: `cleanup` (remove the validation VM) or `abort` (keep it in the staging
+    /// resource group for debugging; the task keeps the template and says how to remove it).
+    #[arg(
+        id = "onValidationError",
+        long = "on-validation-error",
+        env = "INPUT_ONVALIDATIONERROR",
+        hide_env_values = true,
+        value_name = "ACTION"
+    )]
+    pub on_validation_error: Option<String>,
+
+    /// User-assigned identities for the build VM (comma or newline separated resource ids), e.g. to
+    /// read a Key Vault from the script; the template's identity needs Managed Identity Operator
+    /// on each, e.g. `/subscriptions/…/userAssignedIdentities/build-vm`.
+    #[arg(
+        id = "buildVmIdentities",
+        long = "build-vm-identities",
+        env = "INPUT_BUILDVMIDENTITIES",
+        hide_env_values = true,
+        value_name = "RESOURCE_IDS"
+    )]
+    pub build_vm_identities: Option<String>,
+
+    /// Isolated builds: subnet resource id for the Azure Container Instance that reaches the build VM
+    /// (needs `vnetSubnetId`, same virtual network, delegated to
+    /// `Microsoft.ContainerInstance/containerGroups`).
+    #[arg(
+        id = "containerInstanceSubnetId",
+        long = "container-instance-subnet-id",
+        env = "INPUT_CONTAINERINSTANCESUBNETID",
+        hide_env_values = true,
+        value_name = "RESOURCE_ID"
+    )]
+    pub container_instance_subnet_id: Option<String>,
+
+    /// Size of the proxy VM Image Builder puts in `vnetSubnetId`'s network, e.g. `Standard_A2_v2`
+    /// (not with `containerInstanceSubnetId`, which deploys no proxy VM).
+    #[arg(
+        id = "proxyVmSize",
+        long = "proxy-vm-size",
+        env = "INPUT_PROXYVMSIZE",
+        hide_env_values = true,
+        value_name = "SIZE"
+    )]
+    pub proxy_vm_size: Option<String>,
 }
 
 /// One input as the command line declares it.
@@ -451,6 +598,12 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("waitForTemplateDeletion", "false"),
     ("cleanupArtifactsOnImage", "false"),
     ("streamBuildLog", "true"),
+    ("optimizeVmBoot", "false"),
+    ("artifactDelivery", "auto"),
+    ("continueDistributeOnFailure", "false"),
+    ("sourceValidationOnly", "false"),
+    ("onCustomizerError", "cleanup"),
+    ("onValidationError", "cleanup"),
 ];
 
 /// A bad input value, named as the user wrote it in YAML.
@@ -599,7 +752,7 @@ mod tests {
     #[test]
     fn every_input_is_a_flag_and_an_input_variable() {
         let specs = input_specs();
-        assert_eq!(specs.len(), 37);
+        assert_eq!(specs.len(), 50);
         for spec in &specs {
             assert_eq!(
                 spec.env,

@@ -29,7 +29,11 @@ pub fn read(raw: &TaskInputs, subnet: Option<&ResourceId>) -> Result<BuildVm, Ve
     let mut identities: Vec<ResourceId> = Vec::new();
     for item in inputs::list(&raw.build_vm_identities) {
         match resource_id::parse(Kind::UserAssignedIdentity, &item) {
-            Ok(id) if identities.iter().any(|i| i.as_str().eq_ignore_ascii_case(id.as_str())) => {
+            Ok(id)
+                if identities
+                    .iter()
+                    .any(|i| i.as_str().eq_ignore_ascii_case(id.as_str())) =>
+            {
                 errors.push(InputError::new(
                     "buildVmIdentities",
                     format!("{id} is listed twice"),
@@ -41,15 +45,16 @@ pub fn read(raw: &TaskInputs, subnet: Option<&ResourceId>) -> Result<BuildVm, Ve
     }
 
     let vnet_set = inputs::value(&raw.vnet_subnet_id).is_some();
-    let container_instance_subnet = inputs::value(&raw.container_instance_subnet_id).and_then(
-        |v| match resource_id::parse(Kind::Subnet, v) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                errors.push(InputError::new("containerInstanceSubnetId", e.to_string()));
-                None
+    let container_instance_subnet =
+        inputs::value(&raw.container_instance_subnet_id).and_then(|v| {
+            match resource_id::parse(Kind::Subnet, v) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    errors.push(InputError::new("containerInstanceSubnetId", e.to_string()));
+                    None
+                }
             }
-        },
-    );
+        });
     if let Some(aci) = &container_instance_subnet {
         // Template reference, `vnetConfig.containerInstanceSubnetId`: "This field may be
         // specified only if `subnetId` is also specified and must be on the same Virtual Network
@@ -131,11 +136,15 @@ mod tests {
     const SUB: &str = "0e5c4a1d-7e57-4a1b-9000-000000000002";
 
     fn subnet(vnet: &str, name: &str) -> String {
-        format!("/subscriptions/{SUB}/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{name}")
+        format!(
+            "/subscriptions/{SUB}/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{name}"
+        )
     }
 
     fn identity(name: &str) -> String {
-        format!("/subscriptions/{SUB}/resourceGroups/ids/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
+        format!(
+            "/subscriptions/{SUB}/resourceGroups/ids/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+        )
     }
 
     fn read_with(f: impl FnOnce(&mut TaskInputs)) -> Result<BuildVm, Vec<String>> {
@@ -162,7 +171,9 @@ mod tests {
             r.build_vm_identities = Some(format!(
                 "{}\n/subscriptions/x/identities/a\n{}",
                 identity("a"),
-                identity("a").to_uppercase().replace("/SUBSCRIPTIONS/", "/subscriptions/")
+                identity("a")
+                    .to_uppercase()
+                    .replace("/SUBSCRIPTIONS/", "/subscriptions/")
             ))
         })
         .unwrap_err();
@@ -191,7 +202,9 @@ mod tests {
     fn network_rules_are_checked() {
         let e = read_with(|r| r.container_instance_subnet_id = Some(subnet("vnet", "aci")))
             .unwrap_err();
-        assert!(e[0].contains("'containerInstanceSubnetId'") && e[0].contains("needs vnetSubnetId"));
+        assert!(
+            e[0].contains("'containerInstanceSubnetId'") && e[0].contains("needs vnetSubnetId")
+        );
         let e = read_with(|r| {
             r.vnet_subnet_id = Some(subnet("vnet", "build"));
             r.container_instance_subnet_id = Some(subnet("other", "aci"));

@@ -144,9 +144,7 @@ fn staging_tags_delivery_and_build_vm() {
     let mut i = valid(dir.path());
     i.managed_resource_tags = Some("costCenter=1234\n# comment\nowner = platform".into());
     i.artifact_delivery = Some("VM".into());
-    i.vnet_subnet_id = Some(rid(
-        "Microsoft.Network/virtualNetworks/vnet/subnets/build",
-    ));
+    i.vnet_subnet_id = Some(rid("Microsoft.Network/virtualNetworks/vnet/subnets/build"));
     i.container_instance_subnet_id =
         Some(rid("Microsoft.Network/virtualNetworks/vnet/subnets/aci"));
     i.build_vm_identities = Some(rid(

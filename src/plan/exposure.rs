@@ -36,10 +36,8 @@ pub fn find<'a>(
     plan: &BuildPlan,
     secrets: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Vec<Exposure<'a>> {
-    let mut places: Vec<(&'static str, String)> = vec![(
-        "inlineScript",
-        plan.customization.inline_script.join("\n"),
-    )];
+    let mut places: Vec<(&'static str, String)> =
+        vec![("inlineScript", plan.customization.inline_script.join("\n"))];
     if let Some(v) = &plan.validation {
         places.push(("validationScript", v.script.join("\n")));
     }

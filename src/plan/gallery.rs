@@ -140,7 +140,10 @@ mod tests {
     #[test]
     fn versions_read_every_documented_form() {
         assert_eq!(GalleryVersion::parse(None), Ok(GalleryVersion::Default));
-        assert_eq!(GalleryVersion::parse(Some("  ")), Ok(GalleryVersion::Default));
+        assert_eq!(
+            GalleryVersion::parse(Some("  ")),
+            Ok(GalleryVersion::Default)
+        );
         assert_eq!(
             GalleryVersion::parse(Some("1.4.0")),
             Ok(GalleryVersion::Exact("1.4.0".into()))

@@ -578,7 +578,8 @@ impl BuildPlan {
                     &raw.gallery_image_id,
                     Kind::GalleryImage,
                 );
-                let regions = match gallery::parse_replicas(&inputs::list(&raw.replication_regions)) {
+                let regions = match gallery::parse_replicas(&inputs::list(&raw.replication_regions))
+                {
                     // Empty stays empty: the image definition's region, read before the build
                     // (crate::build::gallery), or else the build's region.
                     Ok(regions) => Some(regions),
@@ -589,7 +590,8 @@ impl BuildPlan {
                         None
                     }
                 };
-                let version = match GalleryVersion::parse(inputs::value(&raw.gallery_image_version)) {
+                let version = match GalleryVersion::parse(inputs::value(&raw.gallery_image_version))
+                {
                     Ok(v) => Some(v),
                     Err(problem) => {
                         c.fail("galleryImageVersion", problem);
@@ -765,7 +767,10 @@ impl BuildPlan {
         ));
         let build_vm = c.take_all(build_vm::read(raw, subnet.as_ref()));
         let managed_resource_tags = c
-            .take(inputs::key_values("managedResourceTags", &raw.managed_resource_tags))
+            .take(inputs::key_values(
+                "managedResourceTags",
+                &raw.managed_resource_tags,
+            ))
             .and_then(|tags| {
                 for (k, v) in &tags {
                     if let Err(problem) = valid_tag(k, v) {
@@ -774,7 +779,14 @@ impl BuildPlan {
                     }
                 }
                 if tags.len() > crate::image_template::MAX_TAGS {
-                    c.fail("managedResourceTags", format!("{} tags; Azure allows at most {} on a resource", tags.len(), crate::image_template::MAX_TAGS));
+                    c.fail(
+                        "managedResourceTags",
+                        format!(
+                            "{} tags; Azure allows at most {} on a resource",
+                            tags.len(),
+                            crate::image_template::MAX_TAGS
+                        ),
+                    );
                     return None;
                 }
                 Some(tags)
@@ -807,20 +819,34 @@ impl BuildPlan {
             // "No separate build will be run to generate and then validate a customized image"
             // (template reference, `validate.sourceValidationOnly`): customization never runs.
             for (input, set) in [
-                ("inlineScript", inline_script.iter().any(|l| !l.trim().is_empty())),
-                ("customizersFile", inputs::value(&raw.customizers_file).is_some()),
+                (
+                    "inlineScript",
+                    inline_script.iter().any(|l| !l.trim().is_empty()),
+                ),
+                (
+                    "customizersFile",
+                    inputs::value(&raw.customizers_file).is_some(),
+                ),
                 ("cleanupArtifactsOnImage", cleanup_artifacts == Some(true)),
                 ("windowsRestart", windows_restart == Some(true)),
                 ("windowsUpdateProvisioner", windows_update == Some(true)),
-                ("onCustomizerError", error_handling.is_some_and(|h| h.on_customizer_error == OnError::Abort)),
+                (
+                    "onCustomizerError",
+                    error_handling.is_some_and(|h| h.on_customizer_error == OnError::Abort),
+                ),
             ] {
                 if set {
                     c.fail(input, "has no effect with sourceValidationOnly true: the source image is validated as it is, without customization; remove it or set sourceValidationOnly to false");
                 }
             }
         }
-        if let (Some(Distribution::SharedImage { version: GalleryVersion::Source, .. }), Some(source)) =
-            (&distribution, &source)
+        if let (
+            Some(Distribution::SharedImage {
+                version: GalleryVersion::Source,
+                ..
+            }),
+            Some(source),
+        ) = (&distribution, &source)
         {
             match source {
                 Source::Marketplace { version, .. } if version != "latest" && !gallery::gallery_version_number(version) => c.fail(
@@ -980,7 +1006,10 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn plan(inputs: &TaskInputs, dir: &std::path::Path) -> Result<BuildPlan, Vec<InputError>> {
+    pub(crate) fn plan(
+        inputs: &TaskInputs,
+        dir: &std::path::Path,
+    ) -> Result<BuildPlan, Vec<InputError>> {
         let context = context(dir);
         let stamp = crate::names::Stamp::new(1764219600000, &context, &[0, 0, 0, 0]);
         BuildPlan::from_inputs(inputs, SUB, &context, &stamp)
@@ -992,7 +1021,10 @@ pub(crate) mod tests {
         plan(&valid(dir.path()), dir.path()).unwrap()
     }
 
-    pub(crate) fn errors(inputs: &TaskInputs, dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    pub(crate) fn errors(
+        inputs: &TaskInputs,
+        dir: &std::path::Path,
+    ) -> Vec<(&'static str, String)> {
         plan(inputs, dir)
             .unwrap_err()
             .into_iter()

@@ -72,15 +72,14 @@ pub fn read(raw: &TaskInputs) -> Result<Read, Vec<InputError>> {
         &raw.source_validation_only,
         false,
     ));
-    let mut on_error = |input: &'static str, raw: &Option<String>| match inputs::choice(
-        input, raw, ON_ERROR,
-    ) {
-        Ok(choice) => choice.unwrap_or_default(),
-        Err(e) => {
-            errors.push(e);
-            OnError::Cleanup
-        }
-    };
+    let mut on_error =
+        |input: &'static str, raw: &Option<String>| match inputs::choice(input, raw, ON_ERROR) {
+            Ok(choice) => choice.unwrap_or_default(),
+            Err(e) => {
+                errors.push(e);
+                OnError::Cleanup
+            }
+        };
     let error_handling = ErrorHandling {
         on_customizer_error: on_error("onCustomizerError", &raw.on_customizer_error),
         on_validation_error: on_error("onValidationError", &raw.on_validation_error),
@@ -95,10 +94,7 @@ pub fn read(raw: &TaskInputs) -> Result<Read, Vec<InputError>> {
     let has_script = script.iter().any(|l| !l.trim().is_empty());
     let needs_script = "needs validationScript: the script that checks the image, e.g. `test -x /opt/app/run` (Image Builder validates nothing without one)";
     if continue_distribute == Some(true) && !has_script {
-        errors.push(InputError::new(
-            "continueDistributeOnFailure",
-            needs_script,
-        ));
+        errors.push(InputError::new("continueDistributeOnFailure", needs_script));
     }
     if source_only == Some(true) && !has_script {
         errors.push(InputError::new("sourceValidationOnly", needs_script));
@@ -156,14 +152,20 @@ mod tests {
     #[test]
     fn a_validation_script_with_its_options() {
         let read = read(&inputs(&[
-            ("validationScript", "test -x /opt/app/run\r\ncurl -fsS localhost:8080\n"),
+            (
+                "validationScript",
+                "test -x /opt/app/run\r\ncurl -fsS localhost:8080\n",
+            ),
             ("continueDistributeOnFailure", "True"),
             ("onCustomizerError", "Abort"),
             ("onValidationError", "abort"),
         ]))
         .unwrap();
         let v = read.validation.unwrap();
-        assert_eq!(v.script, ["test -x /opt/app/run", "curl -fsS localhost:8080"]);
+        assert_eq!(
+            v.script,
+            ["test -x /opt/app/run", "curl -fsS localhost:8080"]
+        );
         assert!(v.continue_distribute_on_failure);
         assert!(!v.source_validation_only);
         assert_eq!(read.error_handling.on_customizer_error, OnError::Abort);
@@ -175,17 +177,20 @@ mod tests {
         let e = errors(&[("onCustomizerError", "keep")]);
         assert_eq!(e.len(), 1);
         assert!(e[0].contains("'onCustomizerError'") && e[0].contains("cleanup, abort"));
-        let e = errors(&[("onValidationError", "stop"), ("sourceValidationOnly", "yes")]);
+        let e = errors(&[
+            ("onValidationError", "stop"),
+            ("sourceValidationOnly", "yes"),
+        ]);
         assert!(e.iter().any(|e| e.contains("'onValidationError'")), "{e:?}");
-        assert!(e.iter().any(|e| e.contains("'sourceValidationOnly'") && e.contains("true or false")));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("'sourceValidationOnly'") && e.contains("true or false"))
+        );
     }
 
     #[test]
     fn validation_options_without_a_script_are_refused() {
-        for input in [
-            "continueDistributeOnFailure",
-            "sourceValidationOnly",
-        ] {
+        for input in ["continueDistributeOnFailure", "sourceValidationOnly"] {
             let e = errors(&[(input, "true"), ("validationScript", "  \n ")]);
             assert_eq!(e.len(), 1, "{e:?}");
             assert!(e[0].contains(input) && e[0].contains("needs validationScript"));
