@@ -281,6 +281,13 @@ fn validate_command(
     for warning in plan.warnings() {
         console.warning(warning);
     }
+    // Secret variables reach the task as SECRET_<NAME>. One found in a script is masked in
+    // everything the task prints (the template, the summary) and named in a warning.
+    let secrets: Vec<(&str, &str)> = env.with_prefix("SECRET_").collect();
+    for exposure in plan::exposure::find(&plan, secrets) {
+        console.set_secret(exposure.value);
+        console.warning(exposure.warning());
+    }
     console.info("end reading parameters");
     Ok(plan)
 }
@@ -345,9 +352,10 @@ async fn template_command(
     context: &PipelineContext,
     console: &Arc<Console>,
 ) -> Result<()> {
-    let plan = validate_command(args, env, context, console)?;
+    let mut plan = validate_command(args, env, context, console)?;
     let (_http, _signed, arm) = connect(args, env, console).await?;
     let mut purchase_plan = None;
+    let mut source_version = None;
     if let plan::Source::Marketplace {
         publisher,
         offer,
@@ -375,8 +383,41 @@ async fn template_command(
             &exact,
         )
         .await?;
+        source_version = Some(exact);
     }
-    let account = storage::find_account(&arm, &plan.subscription_id, &plan.storage_account).await?;
+    build::gallery::check(&arm, console, &mut plan, source_version.as_deref()).await?;
+    let template = if plan.source_validation_only() {
+        console.info("sourceValidationOnly is true: nothing is customized and the build path is not uploaded");
+        image_template::build_template(&plan, None, context)
+    } else {
+        artifact_template(&plan, &arm, context, console).await?
+    };
+    let mut template = template;
+    if let image_template::Source::PlatformImage { plan_info, .. } = &mut template.properties.source
+    {
+        *plan_info = purchase_plan;
+    }
+    console.info(format!(
+        "PUT {}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/{}?api-version={}",
+        arm_base(&arm),
+        plan.subscription_id,
+        plan.resource_group,
+        plan.template_name,
+        image_template::API_VERSION
+    ));
+    console.info(serde_json::to_string_pretty(&template).context("serialising the template")?);
+    Ok(())
+}
+
+/// The template with the build path's archive as it would be staged: made only to know its
+/// checksum and size, nothing is uploaded; the download URL shows where the blob would go.
+async fn artifact_template(
+    plan: &BuildPlan,
+    arm: &ArmClient,
+    context: &PipelineContext,
+    console: &Arc<Console>,
+) -> Result<image_template::ImageTemplate> {
+    let account = storage::find_account(arm, &plan.subscription_id, &plan.storage_account).await?;
     // The archive is made here only to know its checksum and size; nothing is uploaded.
     let root = plan.package_path.clone();
     let (summary, sha256, size) = tokio::task::spawn_blocking(move || {
@@ -403,36 +444,23 @@ async fn template_command(
         .push(storage::CONTAINER)
         .extend(blob.split('/'));
     let download_url = format!("{url}?<read-only SAS made at run time>");
-    let mut template = image_template::build_template(
-        &plan,
-        &image_template::ArtifactRef {
+    let template = image_template::build_template(
+        plan,
+        Some(&image_template::ArtifactRef {
             download_url: &download_url,
             sha256_hex: &sha256_hex,
             size,
             folder: &folder,
-        },
+        }),
         context,
     );
-    if let image_template::Source::PlatformImage { plan_info, .. } = &mut template.properties.source
-    {
-        *plan_info = purchase_plan;
-    }
     console.info(format!(
         "archive of {}: {} files, {:.1} MiB, sha256 {sha256_hex}",
         plan.package_path.display(),
         summary.files,
         size as f64 / 1048576.0
     ));
-    console.info(format!(
-        "PUT {}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/{}?api-version={}",
-        arm_base(&arm),
-        plan.subscription_id,
-        plan.resource_group,
-        plan.template_name,
-        image_template::API_VERSION
-    ));
-    console.info(serde_json::to_string_pretty(&template).context("serialising the template")?);
-    Ok(())
+    Ok(template)
 }
 
 fn arm_base(arm: &ArmClient) -> String {

@@ -136,7 +136,13 @@ pub struct ImageTemplateProperties {
     pub source: Source,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub customize: Vec<Customizer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimize: Option<Optimize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<Validate>,
     pub distribute: Vec<Distributor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_handling: Option<ErrorHandling>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_profile: Option<VmProfile>,
     /// 0 to 960; 0 means Image Builder's default of 240.
@@ -145,6 +151,9 @@ pub struct ImageTemplateProperties {
     /// Resource id of the staging resource group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging_resource_group: Option<String>,
+    /// Tags on the staging resource group and the resources Image Builder makes in it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub managed_resource_tags: BTreeMap<String, String>,
     /// Read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<ProvisioningState>,
@@ -261,6 +270,19 @@ pub enum Customizer {
 }
 
 impl Customizer {
+    /// The URL Image Builder's service downloads for this step, if any: a File customizer's
+    /// source and a script's `scriptUri` are fetched by the service, not by the build VM
+    /// (Azure/azvmimagebuilder#60: the template PUT fails when its identity cannot read them).
+    pub fn service_fetched_uri(&self) -> Option<&str> {
+        match self {
+            Customizer::File { source_uri, .. } => Some(source_uri),
+            Customizer::Shell { script_uri, .. } | Customizer::PowerShell { script_uri, .. } => {
+                script_uri.as_deref()
+            }
+            _ => None,
+        }
+    }
+
     /// The step's `name`.
     pub fn name(&self) -> &str {
         match self {
@@ -299,6 +321,10 @@ pub enum Distributor {
         /// Deprecated (only with `replicationRegions`); never sent by aib-task.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         storage_account_type: Option<String>,
+        /// How the version number is made; unset: Image Builder's default, or the version the
+        /// `galleryImageId` names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        versioning: Option<Versioning>,
     },
     #[serde(rename = "VHD")]
     Vhd {
@@ -333,6 +359,102 @@ impl Distributor {
             | Distributor::Vhd { artifact_tags, .. } => artifact_tags,
         }
     }
+}
+
+/// `versioning` of a gallery distributor (template reference, "versioning").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scheme")]
+pub enum Versioning {
+    /// "New strictly increasing schema": above the highest existing version of `major`.
+    Latest {
+        /// -1 or unset: any major.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        major: Option<i32>,
+    },
+    /// "Schema based upon the version number of the source image".
+    Source,
+}
+
+/// `optimize`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Optimize {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_boot: Option<VmBoot>,
+}
+
+/// `optimize.vmBoot`: "Enabling this field will improve VM boot time by optimizing the final
+/// customized image output."
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmBoot {
+    /// `Enabled` or `Disabled`.
+    pub state: String,
+}
+
+/// `validate`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Validate {
+    #[serde(default)]
+    pub continue_distribute_on_failure: bool,
+    #[serde(default)]
+    pub source_validation_only: bool,
+    #[serde(
+        rename = "inVMValidations",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub in_vm_validations: Vec<Validator>,
+}
+
+/// One in-VM validation: the Shell, PowerShell and File shapes of the customizers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum Validator {
+    Shell {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        name: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        inline: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        script_uri: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256_checksum: Option<String>,
+    },
+    PowerShell {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        name: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        inline: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        script_uri: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256_checksum: Option<String>,
+        #[serde(default)]
+        run_elevated: bool,
+        #[serde(default)]
+        run_as_system: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_exit_codes: Option<Vec<i32>>,
+    },
+    File {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        name: String,
+        source_uri: String,
+        destination: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256_checksum: Option<String>,
+    },
+}
+
+/// `errorHandling`: `cleanup` (the default) or `abort` for each kind of failure.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorHandling {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_customizer_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_validation_error: Option<String>,
 }
 
 /// A gallery replication region.
@@ -535,12 +657,14 @@ pub mod step {
     pub const WINDOWS_UPDATE_WAIT: &str = "aib-task-wait-before-windows-update";
     pub const WINDOWS_UPDATE: &str = "aib-task-windows-update";
     pub const REMOVE_ARTIFACTS: &str = "aib-task-remove-artifacts";
+    /// The `validationScript`, in `validate.inVMValidations`.
+    pub const VALIDATION: &str = "aib-task-validation";
 }
 
 /// The template body for `plan`, with the task's default [`TemplateOptions`].
 pub fn build_template(
     plan: &BuildPlan,
-    artifact: &ArtifactRef,
+    artifact: Option<&ArtifactRef>,
     context: &PipelineContext,
 ) -> ImageTemplate {
     build_template_with(plan, artifact, context, &TemplateOptions::default())
@@ -549,20 +673,35 @@ pub fn build_template(
 /// [`build_template`] with other roots or File customizer threshold.
 pub fn build_template_with(
     plan: &BuildPlan,
-    artifact: &ArtifactRef,
+    artifact: Option<&ArtifactRef>,
     context: &PipelineContext,
     options: &TemplateOptions,
 ) -> ImageTemplate {
     let identity_tags = pipeline_tags(context);
     let artifact_tags = merge_tags(&plan.image_tags, &identity_tags);
+    let vnet_config = plan.subnet.as_ref().map(|s| VnetConfig {
+        subnet_id: Some(s.as_str().to_owned()),
+        container_instance_subnet_id: plan
+            .build_vm
+            .container_instance_subnet
+            .as_ref()
+            .map(|s| s.as_str().to_owned()),
+        proxy_vm_size: plan.build_vm.proxy_vm_size.clone(),
+    });
     let vm_profile = VmProfile {
         vm_size: plan.vm_size.clone(),
         os_disk_size_gb: plan.os_disk_size_gb,
-        user_assigned_identities: Vec::new(),
-        vnet_config: plan.subnet.as_ref().map(|s| VnetConfig {
-            subnet_id: Some(s.as_str().to_owned()),
-            ..VnetConfig::default()
-        }),
+        user_assigned_identities: plan
+            .build_vm
+            .identities
+            .iter()
+            .map(|id| id.as_str().to_owned())
+            .collect(),
+        vnet_config,
+    };
+    let customize = match artifact {
+        Some(artifact) if !plan.source_validation_only() => customizers(plan, artifact, options),
+        _ => Vec::new(),
     };
     ImageTemplate {
         id: None,
@@ -579,19 +718,68 @@ pub fn build_template_with(
         },
         properties: ImageTemplateProperties {
             source: source(&plan.source),
-            customize: customizers(plan, artifact, options),
-            distribute: vec![distributor(&plan.distribution, artifact_tags)],
+            customize,
+            optimize: plan.optimize_vm_boot.then(|| Optimize {
+                vm_boot: Some(VmBoot {
+                    state: "Enabled".to_owned(),
+                }),
+            }),
+            validate: plan
+                .validation
+                .as_ref()
+                .map(|v| validate(v, plan.customization.os)),
+            distribute: vec![distributor(
+                &plan.distribution,
+                &plan.location,
+                artifact_tags,
+            )],
+            error_handling: (!plan.error_handling.is_default()).then(|| ErrorHandling {
+                on_customizer_error: Some(
+                    plan.error_handling.on_customizer_error.as_str().to_owned(),
+                ),
+                on_validation_error: Some(
+                    plan.error_handling.on_validation_error.as_str().to_owned(),
+                ),
+            }),
             vm_profile: (vm_profile != VmProfile::default()).then_some(vm_profile),
             build_timeout_in_minutes: plan.build_timeout_minutes,
             staging_resource_group: plan
                 .staging_resource_group
                 .as_ref()
                 .map(|g| g.as_str().to_owned()),
+            managed_resource_tags: plan.managed_resource_tags.iter().cloned().collect(),
             provisioning_state: None,
             provisioning_error: None,
             last_run_status: None,
             exact_staging_resource_group: None,
         },
+    }
+}
+
+/// `validate`: the validation script in the provisioner's shell.
+fn validate(validation: &plan::Validation, os: Os) -> Validate {
+    let name = step::VALIDATION.to_owned();
+    let inline = validation.script.clone();
+    Validate {
+        continue_distribute_on_failure: validation.continue_distribute_on_failure,
+        source_validation_only: validation.source_validation_only,
+        in_vm_validations: vec![match os {
+            Os::Linux => Validator::Shell {
+                name,
+                inline,
+                script_uri: None,
+                sha256_checksum: None,
+            },
+            Os::Windows => Validator::PowerShell {
+                name,
+                inline,
+                script_uri: None,
+                sha256_checksum: None,
+                run_elevated: false,
+                run_as_system: false,
+                valid_exit_codes: None,
+            },
+        }],
     }
 }
 
@@ -620,8 +808,11 @@ fn source(source: &plan::Source) -> Source {
     }
 }
 
+/// The distributor; a gallery without replication regions gets one replica in `build_region`
+/// (the orchestration replaces an empty list with the image definition's region first).
 fn distributor(
     distribution: &plan::Distribution,
+    build_region: &str,
     artifact_tags: BTreeMap<String, String>,
 ) -> Distributor {
     let run_output_name = distribution.run_output_name().to_owned();
@@ -634,24 +825,43 @@ fn distributor(
         },
         plan::Distribution::SharedImage {
             gallery_image_id,
+            version,
             regions,
             exclude_from_latest,
             storage_account_type,
         } => Distributor::SharedImage {
-            gallery_image_id: gallery_image_id.as_str().to_owned(),
+            gallery_image_id: match version {
+                plan::GalleryVersion::Exact(v) => format!("{gallery_image_id}/versions/{v}"),
+                _ => gallery_image_id.as_str().to_owned(),
+            },
             run_output_name,
             artifact_tags,
-            target_regions: regions
-                .iter()
-                .map(|name| TargetRegion {
-                    name: name.clone(),
+            target_regions: if regions.is_empty() {
+                vec![TargetRegion {
+                    name: build_region.to_owned(),
                     replica_count: Some(1),
                     storage_account_type: storage_account_type.clone(),
-                })
-                .collect(),
+                }]
+            } else {
+                regions
+                    .iter()
+                    .map(|r| TargetRegion {
+                        name: r.region.clone(),
+                        replica_count: Some(r.count),
+                        storage_account_type: storage_account_type.clone(),
+                    })
+                    .collect()
+            },
             replication_regions: Vec::new(),
             exclude_from_latest: *exclude_from_latest,
             storage_account_type: None,
+            versioning: match version {
+                plan::GalleryVersion::Default | plan::GalleryVersion::Exact(_) => None,
+                plan::GalleryVersion::Latest { major } => Some(Versioning::Latest {
+                    major: major.and_then(|m| i32::try_from(m).ok()),
+                }),
+                plan::GalleryVersion::Source => Some(Versioning::Source),
+            },
         },
         plan::Distribution::Vhd => Distributor::Vhd {
             run_output_name,
@@ -715,7 +925,10 @@ fn customizers(
     match custom.os {
         Os::Linux => {
             let paths = VmPaths::linux(&options.linux_root, artifact.folder);
-            if artifact.size <= options.file_customizer_max_bytes && plain_name(artifact.folder) {
+            if plan.artifact_delivery == plan::ArtifactDelivery::Auto
+                && artifact.size <= options.file_customizer_max_bytes
+                && plain_name(artifact.folder)
+            {
                 steps.push(Customizer::File {
                     name: step::DOWNLOAD.to_owned(),
                     source_uri: artifact.download_url.to_owned(),
@@ -732,6 +945,7 @@ fn customizers(
             if let Some(lines) = user_lines {
                 steps.push(shell(step::INLINE_SCRIPT, lines));
             }
+            steps.extend(plan.extra_customizers.iter().cloned());
             if custom.cleanup_artifacts {
                 steps.push(shell(
                     step::REMOVE_ARTIFACTS,
@@ -757,6 +971,7 @@ fn customizers(
             if let Some(lines) = user_lines {
                 steps.push(powershell(step::INLINE_SCRIPT, lines, elevated, system));
             }
+            steps.extend(plan.extra_customizers.iter().cloned());
             if custom.windows_restart {
                 steps.push(Customizer::WindowsRestart {
                     name: step::WINDOWS_RESTART.to_owned(),
@@ -979,6 +1194,13 @@ mod tests {
             keep_template_on_failure: true,
             wait_for_template_deletion: false,
             stream_build_log: true,
+            validation: None,
+            error_handling: Default::default(),
+            optimize_vm_boot: false,
+            build_vm: Default::default(),
+            managed_resource_tags: Vec::new(),
+            artifact_delivery: Default::default(),
+            extra_customizers: Vec::new(),
         }
     }
 
@@ -1073,7 +1295,7 @@ mod tests {
         let mut p = plan(Os::Linux, Distribution::Vhd);
         p.customization.cleanup_artifacts = true;
         p.image_tags = vec![("team".into(), "platform".into())];
-        let t = build_template(&p, &artifact(1024), &context());
+        let t = build_template(&p, Some(&artifact(1024)), &context());
         assert_eq!(
             names(&t),
             [
@@ -1145,7 +1367,11 @@ mod tests {
     #[test]
     fn large_linux_archives_are_downloaded_by_script_and_checked() {
         let p = plan(Os::Linux, Distribution::Vhd);
-        let t = build_template(&p, &artifact(FILE_CUSTOMIZER_MAX_BYTES + 1), &context());
+        let t = build_template(
+            &p,
+            Some(&artifact(FILE_CUSTOMIZER_MAX_BYTES + 1)),
+            &context(),
+        );
         assert_eq!(
             names(&t),
             [step::DOWNLOAD, step::EXTRACT, step::INLINE_SCRIPT]
@@ -1166,7 +1392,7 @@ mod tests {
             assert!(script.contains(tool), "{tool}");
         }
         // Exactly at the threshold: still the File customizer.
-        let t = build_template(&p, &artifact(FILE_CUSTOMIZER_MAX_BYTES), &context());
+        let t = build_template(&p, Some(&artifact(FILE_CUSTOMIZER_MAX_BYTES)), &context());
         assert!(matches!(t.properties.customize[0], Customizer::File { .. }));
         // A small archive whose folder name needs quoting: the script, which quotes it.
         for folder in ["my app", "it's", "ünï", "a[1]", ""] {
@@ -1174,7 +1400,7 @@ mod tests {
                 folder,
                 ..artifact(10)
             };
-            let t = build_template(&p, &odd, &context());
+            let t = build_template(&p, Some(&odd), &context());
             assert!(
                 matches!(&t.properties.customize[0], Customizer::Shell { name, .. } if name == step::DOWNLOAD),
                 "{folder}"
@@ -1184,7 +1410,7 @@ mod tests {
             folder: "_Drop-1.2",
             ..artifact(10)
         };
-        let t = build_template(&p, &plain, &context());
+        let t = build_template(&p, Some(&plain), &context());
         assert!(matches!(t.properties.customize[0], Customizer::File { .. }));
     }
 
@@ -1197,7 +1423,7 @@ mod tests {
         p.customization.windows_restart = true;
         p.customization.windows_update = true;
         p.customization.cleanup_artifacts = true;
-        let t = build_template(&p, &artifact(1024), &context());
+        let t = build_template(&p, Some(&artifact(1024)), &context());
         assert_eq!(
             names(&t),
             [
@@ -1267,11 +1493,11 @@ mod tests {
     fn an_empty_script_is_no_step_and_linux_never_gets_windows_steps() {
         let mut p = plan(Os::Linux, Distribution::Vhd);
         p.customization.inline_script = vec![String::new(), "   ".into()];
-        let t = build_template(&p, &artifact(10), &context());
+        let t = build_template(&p, Some(&artifact(10)), &context());
         assert_eq!(names(&t), [step::DOWNLOAD, step::EXTRACT]);
         let mut p = plan(Os::Windows, Distribution::Vhd);
         p.customization.inline_script = vec![];
-        let t = build_template(&p, &artifact(10), &context());
+        let t = build_template(&p, Some(&artifact(10)), &context());
         assert_eq!(names(&t), [step::DOWNLOAD, step::EXTRACT]);
     }
 
@@ -1282,12 +1508,12 @@ mod tests {
             folder: nasty,
             ..artifact(FILE_CUSTOMIZER_MAX_BYTES + 1)
         };
-        let t = build_template(&plan(Os::Linux, Distribution::Vhd), &a, &context());
+        let t = build_template(&plan(Os::Linux, Distribution::Vhd), Some(&a), &context());
         let Customizer::Shell { inline, .. } = &t.properties.customize[1] else {
             panic!()
         };
         assert_eq!(inline[0], r"zip='/tmp/_it'\''s $HOME `id` ünï.zip'");
-        let t = build_template(&plan(Os::Windows, Distribution::Vhd), &a, &context());
+        let t = build_template(&plan(Os::Windows, Distribution::Vhd), Some(&a), &context());
         let Customizer::PowerShell { inline, .. } = &t.properties.customize[1] else {
             panic!()
         };
@@ -1308,7 +1534,17 @@ mod tests {
             Os::Linux,
             Distribution::SharedImage {
                 gallery_image_id: gallery.clone(),
-                regions: vec!["westeurope".into(), "northeurope".into()],
+                regions: vec![
+                    crate::plan::Replica {
+                        region: "westeurope".into(),
+                        count: 1,
+                    },
+                    crate::plan::Replica {
+                        region: "northeurope".into(),
+                        count: 1,
+                    },
+                ],
+                version: crate::plan::GalleryVersion::Default,
                 exclude_from_latest: true,
                 storage_account_type: Some("Standard_ZRS".into()),
             },
@@ -1332,7 +1568,8 @@ mod tests {
         let staging = parse(Kind::ResourceGroup, &format!("{SUB}/rg-staging")).unwrap();
         p.staging_resource_group = Some(staging.clone());
         p.build_timeout_minutes = 600;
-        let body = serde_json::to_value(build_template(&p, &artifact(10), &context())).unwrap();
+        let body =
+            serde_json::to_value(build_template(&p, Some(&artifact(10)), &context())).unwrap();
         let props = &body["properties"];
         assert_eq!(
             props["source"],
@@ -1372,7 +1609,8 @@ mod tests {
         };
         p.vm_size = None;
         p.subnet = None;
-        let body = serde_json::to_value(build_template(&p, &artifact(10), &context())).unwrap();
+        let body =
+            serde_json::to_value(build_template(&p, Some(&artifact(10)), &context())).unwrap();
         assert_eq!(
             body["properties"]["source"],
             json!({"type": "ManagedImage", "imageId": image.as_str()})
@@ -1402,7 +1640,11 @@ mod tests {
             (Os::Linux, FILE_CUSTOMIZER_MAX_BYTES + 1),
             (Os::Windows, 10),
         ] {
-            let t = build_template(&plan(os, Distribution::Vhd), &artifact(size), &context());
+            let t = build_template(
+                &plan(os, Distribution::Vhd),
+                Some(&artifact(size)),
+                &context(),
+            );
             assert!(serde_json::to_string(&t).unwrap().contains("sig=c2VjcmV0"));
             let shown = to_display_json(&t);
             assert!(!shown.contains("c2VjcmV0"), "{shown}");
@@ -1462,7 +1704,7 @@ mod tests {
 
         let built = serde_json::to_value(build_template(
             &plan(Os::Linux, Distribution::Vhd),
-            &artifact(10),
+            Some(&artifact(10)),
             &context(),
         ))
         .unwrap();

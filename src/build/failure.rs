@@ -24,6 +24,12 @@ pub fn failed_phase(
         })
 }
 
+/// Whether the run was seen in `phase` (`phases` as in [`failed_phase`]).
+pub fn passed_through(phases: &[(String, Duration)], phase: RunSubState) -> bool {
+    let name = format!("{phase:?}");
+    phases.iter().any(|(n, _)| *n == name)
+}
+
 /// A VM Image Builder keeps after a failure because of `abort`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeptVm {
@@ -72,7 +78,12 @@ pub fn kept_vm(plan: &BuildPlan, phase: Option<RunSubState>) -> Option<KeptVm> {
 }
 
 /// What the user reads about a kept VM: where it is, how to look at it, how to remove it.
-pub fn kept_vm_note(kept: &KeptVm, staging: &str, removal_hint: &str, group: Option<&str>) -> String {
+pub fn kept_vm_note(
+    kept: &KeptVm,
+    staging: &str,
+    removal_hint: &str,
+    group: Option<&str>,
+) -> String {
     let list = match group.and_then(|g| g.rsplit('/').next()) {
         Some(name) => format!(" (az vm list --resource-group {name} --output table)"),
         None => String::new(),
@@ -116,6 +127,8 @@ mod tests {
             Some(RunSubState::Validating)
         );
         assert_eq!(failed_phase(None, &phases(&["Failed"])), None);
+        assert!(passed_through(&seen, RunSubState::Validating));
+        assert!(!passed_through(&seen, RunSubState::Distributing));
     }
 
     fn plan_with(handling: ErrorHandling) -> BuildPlan {
@@ -144,11 +157,11 @@ mod tests {
             on_customizer_error: OnError::Abort,
             on_validation_error: OnError::Cleanup,
         });
-        assert_eq!(kept_vm(&customizer_only, Some(RunSubState::Validating)), None);
         assert_eq!(
-            kept_vm(&plan_with(ErrorHandling::default()), None),
+            kept_vm(&customizer_only, Some(RunSubState::Validating)),
             None
         );
+        assert_eq!(kept_vm(&plan_with(ErrorHandling::default()), None), None);
     }
 
     #[test]
@@ -165,6 +178,8 @@ mod tests {
         );
         assert!(note.contains("The build VM was kept"));
         assert!(note.contains("az vm list --resource-group IT_rg_t_1"));
-        assert!(note.ends_with("az image builder delete --name t --resource-group rg --subscription s"));
+        assert!(
+            note.ends_with("az image builder delete --name t --resource-group rg --subscription s")
+        );
     }
 }

@@ -135,7 +135,11 @@ pub async fn check(
     if let Some(v) = &known {
         let path = format!("{gallery_image_id}/versions/{v}");
         let found: Result<serde_json::Value> = arm
-            .get("reading the gallery image version", &path, GALLERY_API_VERSION)
+            .get(
+                "reading the gallery image version",
+                &path,
+                GALLERY_API_VERSION,
+            )
             .await;
         match found {
             Ok(_) => {

@@ -5,6 +5,8 @@
 
 pub mod create;
 pub mod delete;
+pub mod failure;
+pub mod gallery;
 pub mod live_log;
 pub mod log;
 pub mod log_phases;
@@ -26,9 +28,9 @@ use tokio::sync::watch;
 use crate::agent::{Console, PipelineContext};
 use crate::arm::ArmClient;
 use crate::image_template::{
-    self, ArtifactRef, ImageTemplate, RunOutput, RunState, Source as TemplateSource,
+    self, ArtifactRef, ImageTemplate, RunOutput, RunState, RunSubState, Source as TemplateSource,
 };
-use crate::plan::{BuildPlan, Distribution, Source};
+use crate::plan::{BuildPlan, Distribution, GalleryVersion, Source};
 use crate::staging::{self, Staged, StagingRequest};
 use crate::upload::UploadSettings;
 use outputs::Outputs;
@@ -154,10 +156,28 @@ fn describe_distribution(distribution: &Distribution) -> String {
         }
         Distribution::SharedImage {
             gallery_image_id,
+            version,
             regions,
             ..
         } => {
-            format!("gallery image {gallery_image_id} ({})", regions.join(", "))
+            let regions: Vec<String> = regions
+                .iter()
+                .map(|r| match r.count {
+                    1 => r.region.clone(),
+                    n => format!("{} ×{n}", r.region),
+                })
+                .collect();
+            let version = match version {
+                GalleryVersion::Default => String::new(),
+                GalleryVersion::Exact(v) => format!(", version {v}"),
+                GalleryVersion::Latest { major: None } => ", next version".to_owned(),
+                GalleryVersion::Latest { major: Some(m) } => format!(", next {m}.x.y version"),
+                GalleryVersion::Source => ", the source's version".to_owned(),
+            };
+            format!(
+                "gallery image {gallery_image_id} ({}{version})",
+                regions.join(", ")
+            )
         }
         Distribution::Vhd => "VHD (in the staging resource group)".to_owned(),
         Distribution::VhdAt { uri } => format!("VHD to {uri}"),
@@ -284,6 +304,12 @@ impl Builder<'_> {
             }
             _ => None,
         };
+        // The gallery: its image definition's region among the replicas, a version number
+        // known in advance still free. Reads only.
+        let mut plan = plan.clone();
+        gallery::check(self.arm, self.console, &mut plan, exact_version.as_deref()).await?;
+        let plan = &plan;
+        summary.distribution = describe_distribution(&plan.distribution);
         if let Some(p) = &purchase_plan {
             self.console.info(format!(
                 "the base image is sold with purchase plan {} (product {}, publisher {}): its terms must be accepted in the subscription (az vm image terms accept --plan {} --offer {} --publisher {})",
@@ -291,6 +317,12 @@ impl Builder<'_> {
             ));
         }
 
+        if plan.source_validation_only() {
+            self.console.info("sourceValidationOnly is true: Image Builder validates the source image as it is; nothing is customized and the build path is not uploaded");
+            return self
+                .build_with(plan, None, summary, started, exact_version, purchase_plan)
+                .await;
+        }
         let phase = Instant::now();
         let staged = {
             let _group = self.console.group("Staging the build path");
@@ -341,7 +373,7 @@ impl Builder<'_> {
         let outcome = self
             .build_with(
                 plan,
-                &staged,
+                Some(&staged),
                 summary,
                 started,
                 exact_version,
@@ -358,20 +390,20 @@ impl Builder<'_> {
     async fn build_with(
         &mut self,
         plan: &BuildPlan,
-        staged: &Staged,
+        staged: Option<&Staged>,
         summary: &mut Summary,
         started: Instant,
         exact_version: Option<String>,
         purchase_plan: Option<image_template::PurchasePlan>,
     ) -> Result<Outputs> {
-        let sha256 = staged.uploaded.sha256_hex();
-        let artifact = ArtifactRef {
+        let sha256 = staged.map(|s| s.uploaded.sha256_hex()).unwrap_or_default();
+        let artifact = staged.map(|staged| ArtifactRef {
             download_url: staged.download_url.secret(),
             sha256_hex: &sha256,
             size: staged.uploaded.bytes,
             folder: &staged.folder,
-        };
-        let mut template = image_template::build_template(plan, &artifact, self.context);
+        });
+        let mut template = image_template::build_template(plan, artifact.as_ref(), self.context);
         if let TemplateSource::PlatformImage { plan_info, .. } = &mut template.properties.source {
             *plan_info = purchase_plan;
         }
@@ -517,28 +549,44 @@ impl Builder<'_> {
         let run_output_name = plan.distribution.run_output_name();
         self.console
             .info(format!("getting runOutput for  {run_output_name}"));
-        let output: RunOutput = self
+        let output: Result<RunOutput> = self
             .arm
             .get(
                 "reading the build's output",
                 &format!("{path}/runOutputs/{run_output_name}"),
                 image_template::API_VERSION,
             )
-            .await?;
-        let image_uri = match &plan.distribution {
+            .await;
+        let output = match output {
+            Ok(output) => Some(output),
+            // Whether a source-only validation distributes anything is not documented ("No
+            // separate build will be run"): without an output there is no image to name.
+            Err(e)
+                if plan.source_validation_only()
+                    && e.downcast_ref::<crate::arm::ArmError>()
+                        .is_some_and(|a| a.status == 404) =>
+            {
+                self.console.info(format!(
+                    "the source image passed validation; Image Builder distributed nothing (no run output {run_output_name}), so imageUri is empty"
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let image_uri = match (&plan.distribution, output) {
+            (_, None) => String::new(),
             // The user's own blob, exactly as given.
-            Distribution::VhdAt { uri } => uri.clone(),
-            Distribution::Vhd => output
+            (Distribution::VhdAt { uri }, _) => uri.clone(),
+            (Distribution::Vhd, Some(output)) => output
                 .properties
                 .artifact_uri
                 .as_deref()
                 .map(vhd::output_url)
                 .ok_or_else(|| anyhow!("the build's output {run_output_name} names no VHD"))?,
-            _ => output
+            (_, Some(output)) => output
                 .properties
                 .artifact_id
-                .clone()
-                .or(output.properties.artifact_uri.clone())
+                .or(output.properties.artifact_uri)
                 .ok_or_else(|| anyhow!("the build's output {run_output_name} names no image"))?,
         };
         summary.image_uri = Some(image_uri.clone());
@@ -572,7 +620,7 @@ impl Builder<'_> {
             template_id: finished.id.clone().unwrap_or_else(|| path.clone()),
         };
         outputs.emit(self.console);
-        if plan.distribution.vhd_in_staging_group() {
+        if plan.distribution.vhd_in_staging_group() && !outputs.image_uri.is_empty() {
             // Deleting the template would delete the VHD with the staging group.
             let group = staging_group(plan, Some(&finished));
             let text = vhd::keep_instructions(&vhd::KeptVhd {
@@ -612,7 +660,7 @@ impl Builder<'_> {
         &mut self,
         plan: &BuildPlan,
         path: &str,
-        staged: &Staged,
+        staged: Option<&Staged>,
         summary: &mut Summary,
         started: Instant,
         live: &mut live_log::LiveLog<'_>,
@@ -694,7 +742,7 @@ impl Builder<'_> {
         &self,
         plan: &BuildPlan,
         path: &str,
-        staged: &Staged,
+        staged: Option<&Staged>,
         template: Option<&ImageTemplate>,
         timed_out: bool,
     ) -> anyhow::Error {
@@ -716,10 +764,15 @@ impl Builder<'_> {
                 .send_once("cancelling the build", Method::POST, url, limit)
                 .await
         };
-        let (cancelled, removed) = tokio::join!(
-            cancel,
-            tokio::time::timeout(limit, staged.store.delete_blob(&staged.blob))
-        );
+        let remove = async {
+            match staged {
+                Some(staged) => tokio::time::timeout(limit, staged.store.delete_blob(&staged.blob))
+                    .await
+                    .is_ok_and(|r| r.is_ok()),
+                None => true,
+            }
+        };
+        let (cancelled, removed) = tokio::join!(cancel, remove);
         match cancelled {
             Ok(_) => self
                 .console
@@ -728,7 +781,7 @@ impl Builder<'_> {
                 .console
                 .warning(format!("could not ask Image Builder to cancel: {e:#}")),
         }
-        if !matches!(removed, Ok(Ok(()))) {
+        if let Some(staged) = staged.filter(|_| !removed) {
             self.console.warning(format!(
                 "the artifact {} may be left behind; delete it with: {}",
                 staged.url,
@@ -814,7 +867,45 @@ impl Builder<'_> {
                 self.console.info(live_log::inert(&line));
             }
         }
-        let kept = if plan.keep_template_on_failure {
+        let mut phase = failure::failed_phase(status.run_sub_state, &summary.phases);
+        let mut distributed = String::new();
+        if plan
+            .validation
+            .as_ref()
+            .is_some_and(|v| v.continue_distribute_on_failure)
+            && failure::passed_through(&summary.phases, RunSubState::Validating)
+        {
+            // Template reference, `validate.continueDistributeOnFailure`: after a failed
+            // validation "output image(s) will still be distributed" and the run is reported as
+            // failed. A failed run whose image was distributed therefore failed in validation.
+            let name = plan.distribution.run_output_name();
+            let output: Result<RunOutput> = self
+                .arm
+                .get(
+                    "reading the build's output",
+                    &format!("{path}/runOutputs/{name}"),
+                    image_template::API_VERSION,
+                )
+                .await;
+            if let Some(image) = output
+                .ok()
+                .and_then(|o| o.properties.artifact_id.or(o.properties.artifact_uri))
+            {
+                phase = Some(RunSubState::Validating);
+                summary.image_uri = Some(image.clone());
+                distributed = format!(
+                    "\nThe image was distributed all the same (continueDistributeOnFailure is true): {image}. It failed validation: keep it out of use, or delete it."
+                );
+            }
+        }
+        let validation_failed = phase == Some(RunSubState::Validating);
+        let kept_vm = failure::kept_vm(plan, phase);
+        let kept = if let Some(vm) = &kept_vm {
+            let group = staging_group(plan, Some(finished));
+            let note = failure::kept_vm_note(vm, &staging, &removal_hint(plan), group.as_deref());
+            summary.notes.push(note.clone());
+            note
+        } else if plan.keep_template_on_failure {
             let busy = if plan.staging_resource_group.is_some() {
                 " Until then your stagingResourceGroup stays in use by this template, and Image Builder refuses it for other templates (it must be empty and used by no other template)."
             } else {
@@ -829,11 +920,12 @@ impl Builder<'_> {
             "The template was deleted (keepTemplateOnFailure is false).".to_owned()
         };
         anyhow!(
-            "the image build of template {} {}: {message}\nBuild log: {}\n{kept}",
+            "the image build of template {} {}: {message}\nBuild log: {}{distributed}\n{kept}",
             plan.template_name,
             match state {
                 RunState::Canceled => "was cancelled",
                 RunState::PartiallySucceeded => "only partly succeeded",
+                _ if validation_failed => "failed in validation",
                 _ => "failed",
             },
             log_url
