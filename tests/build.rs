@@ -170,7 +170,11 @@ fn matrix_case(
             set("DISTRIBUTETYPE", "sig".into());
             set(
                 "GALLERYIMAGEID",
-                rid("Microsoft.Compute/galleries/gallery1/images/webapp"),
+                rid(&format!(
+                    "Microsoft.Compute/galleries/{}/images/{}",
+                    defaults::GALLERY,
+                    defaults::GALLERY_IMAGE
+                )),
             );
             set("REPLICATIONREGIONS", "westus2, eastus".into());
             set("EXCLUDEFROMLATEST", "true".into());
@@ -224,7 +228,11 @@ async fn every_source_with_every_distributor_on_linux_and_windows() {
             let expected_uri = if label.contains("-> managedimage") {
                 rid("Microsoft.Compute/images/webapp-image")
             } else if label.contains("-> sig") {
-                rid("Microsoft.Compute/galleries/gallery1/images/webapp") + "/versions/"
+                rid(&format!(
+                    "Microsoft.Compute/galleries/{}/images/{}/versions/",
+                    defaults::GALLERY,
+                    defaults::GALLERY_IMAGE
+                ))
             } else {
                 String::new()
             };

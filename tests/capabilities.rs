@@ -37,18 +37,33 @@ async fn bad_capability_inputs_fail_by_name_before_any_azure_write() {
     let build_subnet = rid(SUBNET_BUILD);
     let aci_subnet = rid(SUBNET_ACI);
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
-        (on_sig(&[("GALLERYIMAGEVERSION", "1.4")]), "galleryImageVersion"),
-        (on_sig(&[("GALLERYIMAGEVERSION", "latest:x")]), "galleryImageVersion"),
-        (with(&[("GALLERYIMAGEVERSION", "1.0.0")]), "galleryImageVersion"),
+        (
+            on_sig(&[("GALLERYIMAGEVERSION", "1.4")]),
+            "galleryImageVersion",
+        ),
+        (
+            on_sig(&[("GALLERYIMAGEVERSION", "latest:x")]),
+            "galleryImageVersion",
+        ),
+        (
+            with(&[("GALLERYIMAGEVERSION", "1.0.0")]),
+            "galleryImageVersion",
+        ),
         (
             on_sig(&[
                 ("GALLERYIMAGEVERSION", "source"),
                 ("IMAGESOURCE", "managedimage"),
-                ("CUSTOMIMAGERESOURCEID", &rid("Microsoft.Compute/images/base")),
+                (
+                    "CUSTOMIMAGERESOURCEID",
+                    &rid("Microsoft.Compute/images/base"),
+                ),
             ]),
             "galleryImageVersion",
         ),
-        (on_sig(&[("REPLICATIONREGIONS", "westeurope=0")]), "replicationRegions"),
+        (
+            on_sig(&[("REPLICATIONREGIONS", "westeurope=0")]),
+            "replicationRegions",
+        ),
         (
             on_sig(&[("REPLICATIONREGIONS", "westeurope=60, northeurope=41")]),
             "replicationRegions",
@@ -70,9 +85,15 @@ async fn bad_capability_inputs_fail_by_name_before_any_azure_write() {
             ]),
             "inlineScript",
         ),
-        (with(&[("SOURCEVALIDATIONONLY", "maybe")]), "sourceValidationOnly"),
+        (
+            with(&[("SOURCEVALIDATIONONLY", "maybe")]),
+            "sourceValidationOnly",
+        ),
         (with(&[("OPTIMIZEVMBOOT", "yes")]), "optimizeVmBoot"),
-        (with(&[("BUILDVMIDENTITIES", "build-vm")]), "buildVmIdentities"),
+        (
+            with(&[("BUILDVMIDENTITIES", "build-vm")]),
+            "buildVmIdentities",
+        ),
         (
             with(&[("CONTAINERINSTANCESUBNETID", &aci_subnet)]),
             "containerInstanceSubnetId",
@@ -85,9 +106,15 @@ async fn bad_capability_inputs_fail_by_name_before_any_azure_write() {
             ]),
             "proxyVmSize",
         ),
-        (with(&[("MANAGEDRESOURCETAGS", "novalue")]), "managedResourceTags"),
+        (
+            with(&[("MANAGEDRESOURCETAGS", "novalue")]),
+            "managedResourceTags",
+        ),
         (with(&[("ARTIFACTDELIVERY", "blob")]), "artifactDelivery"),
-        (with(&[("CUSTOMIZERSFILE", "missing.json")]), "customizersFile"),
+        (
+            with(&[("CUSTOMIZERSFILE", "missing.json")]),
+            "customizersFile",
+        ),
         (
             with(&[("CUSTOMIZERSFILE", "customizers.json")]),
             "customizersFile",
@@ -269,8 +296,14 @@ async fn validation_passes_and_shows_in_the_log() {
         .into_iter()
         .map(|e| e.event)
         .collect();
-    assert!(events.iter().any(|e| e == "runSubState=Validating"), "{events:?}");
-    assert!(events.iter().any(|e| e == "runSubState=Optimizing"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e == "runSubState=Validating"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e == "runSubState=Optimizing"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -285,7 +318,10 @@ async fn a_failed_validation_is_reported_as_such_and_may_still_distribute() {
         out,
         ..
     }) = sample_build(config.clone(), |_, _, vars| {
-        vars.insert("INPUT_VALIDATIONSCRIPT".into(), "test -x /opt/webapp/run".into());
+        vars.insert(
+            "INPUT_VALIDATIONSCRIPT".into(),
+            "test -x /opt/webapp/run".into(),
+        );
     })
     .await
     else {
@@ -301,7 +337,10 @@ async fn a_failed_validation_is_reported_as_such_and_may_still_distribute() {
 
     let Some(SampleBuild { output, out, .. }) = sample_build(config, |_, _, vars| {
         to_gallery(vars, &[]);
-        vars.insert("INPUT_VALIDATIONSCRIPT".into(), "test -x /opt/webapp/run".into());
+        vars.insert(
+            "INPUT_VALIDATIONSCRIPT".into(),
+            "test -x /opt/webapp/run".into(),
+        );
         vars.insert("INPUT_CONTINUEDISTRIBUTEONFAILURE".into(), "true".into());
     })
     .await
@@ -342,19 +381,22 @@ async fn abort_keeps_the_build_vm_and_its_template_and_says_how_to_remove_them()
         message.contains("The build VM was kept for debugging (onCustomizerError: abort)"),
         "{message}"
     );
-    assert!(message.contains("az image builder delete --name"), "{message}");
+    assert!(
+        message.contains("az image builder delete --name"),
+        "{message}"
+    );
     assert!(message.contains("az vm list --resource-group"), "{message}");
-    let name = &output_variables(&out)["templateName"];
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let template = stack
-        .emulator
-        .template(defaults::SUBSCRIPTION_ID, RG, name)
-        .expect("the template is kept");
+    let templates = stack.emulator.templates();
+    assert_eq!(templates.len(), 1, "the template is kept");
+    let template = &templates[0].1;
     let group = template["properties"]["exactStagingResourceGroup"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, resources) = stack.arm_get(&format!("{group}/resources"), "2021-04-01").await;
+    let (status, resources) = stack
+        .arm_get(&format!("{group}/resources"), "2021-04-01")
+        .await;
     assert_eq!(status, 200, "{resources}");
     let vm = resources["value"]
         .as_array()
@@ -376,7 +418,10 @@ async fn build_vm_identity_isolated_network_staging_tags_and_in_vm_delivery() {
             ("VNETSUBNETID", rid(SUBNET_BUILD)),
             ("CONTAINERINSTANCESUBNETID", rid(SUBNET_ACI)),
             ("BUILDVMIDENTITIES", identity.clone()),
-            ("MANAGEDRESOURCETAGS", "costCenter=1234\nowner=platform".into()),
+            (
+                "MANAGEDRESOURCETAGS",
+                "costCenter=1234\nowner=platform".into(),
+            ),
             ("ARTIFACTDELIVERY", "vm".into()),
             ("ONVALIDATIONERROR", "abort".into()),
             ("VALIDATIONSCRIPT", "test -x /opt/webapp/run".into()),
@@ -398,8 +443,14 @@ async fn build_vm_identity_isolated_network_staging_tags_and_in_vm_delivery() {
         .expect("a template PUT");
     let body = sent.body.expect("a JSON body");
     let p = &body["properties"];
-    assert_eq!(p["vmProfile"]["userAssignedIdentities"][0], identity.as_str());
-    assert_eq!(p["vmProfile"]["vnetConfig"]["subnetId"], rid(SUBNET_BUILD).as_str());
+    assert_eq!(
+        p["vmProfile"]["userAssignedIdentities"][0],
+        identity.as_str()
+    );
+    assert_eq!(
+        p["vmProfile"]["vnetConfig"]["subnetId"],
+        rid(SUBNET_BUILD).as_str()
+    );
     assert_eq!(
         p["vmProfile"]["vnetConfig"]["containerInstanceSubnetId"],
         rid(SUBNET_ACI).as_str()
@@ -416,7 +467,10 @@ async fn build_vm_identity_isolated_network_staging_tags_and_in_vm_delivery() {
             .all(|c| c["type"] != "File")
     );
     let downloads = stack.emulator.downloads();
-    assert!(!downloads.is_empty(), "the emulator's VM fetched the archive");
+    assert!(
+        !downloads.is_empty(),
+        "the emulator's VM fetched the archive"
+    );
 }
 
 #[tokio::test]
@@ -440,9 +494,13 @@ async fn a_customizers_file_runs_after_the_inline_script() {
         return;
     };
     assert!(output.status.success(), "{out}");
-    let inline = out.find("aib-task-inline-script").expect("the inline step in the log");
+    let inline = out
+        .find("aib-task-inline-script")
+        .expect("the inline step in the log");
     let motd = out.rfind("motd").expect("the file's first step in the log");
-    let harden = out.rfind("harden").expect("the file's second step in the log");
+    let harden = out
+        .rfind("harden")
+        .expect("the file's second step in the log");
     assert!(inline < motd && motd < harden, "{out}");
     let _ = stack;
 }
@@ -470,4 +528,44 @@ async fn a_secret_in_the_inline_script_is_named_and_masked() {
     // Announced before anything could print it, and printed nowhere else.
     let announced = assert_announced_secrets_not_printed(&out);
     assert!(announced.iter().any(|s| s == SECRET), "{announced:?}");
+}
+
+#[tokio::test]
+async fn source_validation_only_uploads_nothing_and_customizes_nothing() {
+    let Some(SampleBuild {
+        stack, output, out, ..
+    }) = sample_build(Config::default(), |_, _, vars| {
+        vars.insert("INPUT_INLINESCRIPT".into(), String::new());
+        vars.insert("INPUT_SOURCEVALIDATIONONLY".into(), "true".into());
+        vars.insert("INPUT_VALIDATIONSCRIPT".into(), "test -d /etc".into());
+    })
+    .await
+    else {
+        return;
+    };
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("sourceValidationOnly is true"), "{out}");
+    let sent = stack
+        .emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
+        .and_then(|r| r.body)
+        .expect("a template PUT");
+    assert!(sent["properties"].get("customize").is_none(), "{sent}");
+    assert_eq!(sent["properties"]["validate"]["sourceValidationOnly"], true);
+    assert_eq!(
+        stack.artifact_container_listing().await.unwrap_or_default(),
+        [] as [String; 0]
+    );
+    let events: Vec<String> = stack
+        .emulator
+        .template_events()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(
+        !events.iter().any(|e| e == "runSubState=Customizing"),
+        "{events:?}"
+    );
 }

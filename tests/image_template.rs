@@ -28,7 +28,10 @@ use aib_task::image_template::{
     self, ArtifactRef, Customizer, ImageTemplate, ProvisioningState, RunOutput, Source,
     TemplateOptions, build_template, build_template_with, step,
 };
-use aib_task::plan::{self, BuildPlan, Customization, Distribution, Os};
+use aib_task::plan::{
+    self, ArtifactDelivery, BuildPlan, BuildVm, Customization, Distribution, ErrorHandling,
+    GalleryVersion, OnError, Os, Replica, Validation,
+};
 use aib_task::resource_id::{Kind, ResourceId, parse};
 use sha2::Digest as _;
 
@@ -76,6 +79,13 @@ fn base_plan(os: Os, source: plan::Source, distribution: Distribution) -> BuildP
         keep_template_on_failure: true,
         wait_for_template_deletion: false,
         stream_build_log: true,
+        validation: None,
+        error_handling: Default::default(),
+        optimize_vm_boot: false,
+        build_vm: Default::default(),
+        managed_resource_tags: Vec::new(),
+        artifact_delivery: Default::default(),
+        extra_customizers: Vec::new(),
     }
 }
 
@@ -102,6 +112,20 @@ fn sources() -> Vec<plan::Source> {
     ]
 }
 
+fn replica(region: &str, count: u32) -> Replica {
+    Replica {
+        region: region.into(),
+        count,
+    }
+}
+
+fn subnet(name: &str) -> ResourceId {
+    id(
+        Kind::Subnet,
+        &format!("rg/providers/Microsoft.Network/virtualNetworks/v/subnets/{name}"),
+    )
+}
+
 fn distributions() -> Vec<Distribution> {
     vec![
         Distribution::ManagedImage {
@@ -116,7 +140,8 @@ fn distributions() -> Vec<Distribution> {
                 Kind::GalleryImage,
                 "rg/providers/Microsoft.Compute/galleries/g/images/i",
             ),
-            regions: vec!["westeurope".into(), "eastus2".into()],
+            regions: vec![replica("westeurope", 2), replica("eastus2", 1)],
+            version: GalleryVersion::Exact("1.4.0".into()),
             exclude_from_latest: true,
             storage_account_type: Some("Standard_ZRS".into()),
         },
@@ -125,9 +150,30 @@ fn distributions() -> Vec<Distribution> {
                 Kind::GalleryImage,
                 "rg/providers/Microsoft.Compute/galleries/g/images/i",
             ),
-            regions: vec!["westeurope".into()],
+            regions: vec![replica("westeurope", 1)],
+            version: GalleryVersion::Default,
             exclude_from_latest: false,
             storage_account_type: None,
+        },
+        Distribution::SharedImage {
+            gallery_image_id: id(
+                Kind::GalleryImage,
+                "rg/providers/Microsoft.Compute/galleries/g/images/i",
+            ),
+            regions: Vec::new(),
+            version: GalleryVersion::Latest { major: Some(2) },
+            exclude_from_latest: false,
+            storage_account_type: None,
+        },
+        Distribution::SharedImage {
+            gallery_image_id: id(
+                Kind::GalleryImage,
+                "rg/providers/Microsoft.Compute/galleries/g/images/i",
+            ),
+            regions: vec![replica("northeurope", 3)],
+            version: GalleryVersion::Source,
+            exclude_from_latest: false,
+            storage_account_type: Some("Premium_LRS".into()),
         },
         Distribution::Vhd,
     ]
@@ -222,6 +268,78 @@ fn variants() -> Vec<Variant> {
                 p.customization.windows_update = true;
             },
         },
+        Variant {
+            name: "linux, every capability: validation, abort, optimize, identities, isolated network, staging tags, in-VM delivery, customizers file",
+            os: Os::Linux,
+            size: 4096,
+            folder: "webapp",
+            apply: |p| {
+                p.customization.inline_script = vec!["sudo /tmp/webapp/install.sh".into()];
+                p.validation = Some(Validation {
+                    script: vec!["test -x /opt/webapp/run".into()],
+                    continue_distribute_on_failure: true,
+                    source_validation_only: false,
+                });
+                p.error_handling = ErrorHandling {
+                    on_customizer_error: OnError::Abort,
+                    on_validation_error: OnError::Abort,
+                };
+                p.optimize_vm_boot = true;
+                p.subnet = Some(subnet("build"));
+                p.build_vm = BuildVm {
+                    identities: vec![id(
+                        Kind::UserAssignedIdentity,
+                        "rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/build-vm",
+                    )],
+                    container_instance_subnet: Some(subnet("aci")),
+                    proxy_vm_size: None,
+                };
+                p.managed_resource_tags = vec![("costCenter".into(), "1234".into())];
+                p.artifact_delivery = ArtifactDelivery::Vm;
+                p.extra_customizers = serde_json::from_value(serde_json::json!([
+                    {"type": "Shell", "name": "harden", "scriptUri": "https://example.com/harden.sh",
+                     "sha256Checksum": "ab".repeat(32)},
+                    {"type": "File", "name": "motd", "sourceUri": "https://example.com/motd",
+                     "destination": "/tmp/motd"}
+                ]))
+                .unwrap();
+            },
+        },
+        Variant {
+            name: "windows, validation with a proxy VM, customizers file",
+            os: Os::Windows,
+            size: 4096,
+            folder: "webapp",
+            apply: |p| {
+                p.validation = Some(Validation {
+                    script: vec!["if (-not (Test-Path C:\\app)) { exit 1 }".into()],
+                    continue_distribute_on_failure: false,
+                    source_validation_only: false,
+                });
+                p.subnet = Some(subnet("build"));
+                p.build_vm.proxy_vm_size = Some("Standard_A2_v2".into());
+                p.extra_customizers = serde_json::from_value(serde_json::json!([
+                    {"type": "PowerShell", "name": "features", "inline": ["Install-WindowsFeature Web-Server"],
+                     "runElevated": true, "validExitCodes": [0, 3010]},
+                    {"type": "WindowsRestart", "restartTimeout": "10m"},
+                    {"type": "WindowsUpdate", "searchCriteria": "IsInstalled=0", "updateLimit": 40}
+                ]))
+                .unwrap();
+            },
+        },
+        Variant {
+            name: "linux, source validation only",
+            os: Os::Linux,
+            size: 4096,
+            folder: "webapp",
+            apply: |p| {
+                p.validation = Some(Validation {
+                    script: vec!["test -d /etc".into()],
+                    continue_distribute_on_failure: false,
+                    source_validation_only: true,
+                });
+            },
+        },
     ]
 }
 
@@ -254,7 +372,7 @@ fn every_combination_is_valid_against_the_swagger() {
                     size: variant.size,
                     folder: variant.folder,
                 };
-                let template = build_template(&plan, &artifact, &pipeline());
+                let template = build_template(&plan, Some(&artifact), &pipeline());
                 let body = serde_json::to_value(&template).unwrap();
                 if let Err(issues) = spec.validate_request_body("PUT", TEMPLATE_PATH, &body) {
                     problems.push(format!(
@@ -280,7 +398,7 @@ fn every_combination_is_valid_against_the_swagger() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
-    assert_eq!(checked, 3 * 4 * 5);
+    assert_eq!(checked, 3 * 6 * 8);
 
     // The validator is live: a wrong field is caught.
     let plan = base_plan(Os::Linux, sources().remove(0), Distribution::Vhd);
@@ -290,7 +408,8 @@ fn every_combination_is_valid_against_the_swagger() {
         size: 1,
         folder: "webapp",
     };
-    let mut body = serde_json::to_value(build_template(&plan, &artifact, &pipeline())).unwrap();
+    let mut body =
+        serde_json::to_value(build_template(&plan, Some(&artifact), &pipeline())).unwrap();
     body["properties"]["distribute"][0]["runOutputName"] = "not valid!".into();
     body["properties"]["customize"][0]["replicaCount"] = 1.into();
     let issues = spec
@@ -468,7 +587,7 @@ impl Fixture {
             size: self.zip.len() as u64,
             folder: self.folder,
         };
-        build_template_with(&plan, &artifact, &pipeline(), &options)
+        build_template_with(&plan, Some(&artifact), &pipeline(), &options)
     }
 
     /// Runs the step `name` as Packer does (its lines as one script file), with `shell -e`, on
@@ -894,7 +1013,7 @@ fn every_windows_step_parses_as_powershell() {
                             size: variant.size,
                             folder,
                         };
-                        let template = build_template(&plan, &artifact, &pipeline());
+                        let template = build_template(&plan, Some(&artifact), &pipeline());
                         for (name, script) in powershell_steps(&template) {
                             scripts += 1;
                             let errors = powershell_syntax_errors(&script);
@@ -947,7 +1066,7 @@ fn the_powershell_check_catches_broken_scripts() {
         size: 10,
         folder: "webapp",
     };
-    let template = build_template(&plan, &artifact, &pipeline());
+    let template = build_template(&plan, Some(&artifact), &pipeline());
     let (_, download) = &powershell_steps(&template)[0];
     assert_eq!(powershell_syntax_errors(download), Vec::<String>::new());
     let brace = download.rfind('}').unwrap();
@@ -1076,7 +1195,7 @@ async fn the_emulators_answer_reads_back() {
         size: 1000,
         folder: "webapp",
     };
-    let template = build_template(&plan, &artifact, &pipeline());
+    let template = build_template(&plan, Some(&artifact), &pipeline());
     let path = format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.VirtualMachineImages/imageTemplates/t_roundtrip",
         defaults::SUBSCRIPTION_ID,
@@ -1134,7 +1253,7 @@ fn the_emulator_finds_the_download_and_its_checksum_in_each_layout() {
             size,
             folder,
         };
-        let template = build_template(&plan, &artifact, &pipeline());
+        let template = build_template(&plan, Some(&artifact), &pipeline());
         let body = serde_json::to_value(&template).unwrap();
         let customize = body["properties"]["customize"].as_array().unwrap();
         assert_eq!(customize[0]["type"], kind);
@@ -1187,5 +1306,163 @@ fn failed_downloads_are_retried_with_growing_waits_then_given_up() {
             assert!(!f.vm_zip().exists());
         }
         assert_eq!(server.requests.lock().unwrap().len(), failures.min(4) + 1);
+    }
+}
+
+#[test]
+fn capabilities_map_to_their_template_fields() {
+    let artifact = ArtifactRef {
+        download_url: SAS_URL,
+        sha256_hex: &"ab".repeat(32),
+        size: 4096,
+        folder: "webapp",
+    };
+    let every = variants()
+        .into_iter()
+        .find(|v| v.name.starts_with("linux, every capability"))
+        .unwrap();
+    let mut plan = base_plan(Os::Linux, sources().remove(0), distributions().remove(1));
+    (every.apply)(&mut plan);
+    let body = serde_json::to_value(build_template(&plan, Some(&artifact), &pipeline())).unwrap();
+    let p = &body["properties"];
+    let distributor = &p["distribute"][0];
+    assert!(
+        distributor["galleryImageId"]
+            .as_str()
+            .unwrap()
+            .ends_with("/galleries/g/images/i/versions/1.4.0"),
+        "{distributor}"
+    );
+    assert_eq!(
+        distributor["targetRegions"],
+        serde_json::json!([
+            {"name": "westeurope", "replicaCount": 2, "storageAccountType": "Standard_ZRS"},
+            {"name": "eastus2", "replicaCount": 1, "storageAccountType": "Standard_ZRS"}
+        ])
+    );
+    assert!(distributor.get("versioning").is_none(), "{distributor}");
+    assert_eq!(
+        p["validate"],
+        serde_json::json!({
+            "continueDistributeOnFailure": true,
+            "sourceValidationOnly": false,
+            "inVMValidations": [{"type": "Shell", "name": step::VALIDATION, "inline": ["test -x /opt/webapp/run"]}]
+        })
+    );
+    assert_eq!(
+        p["errorHandling"],
+        serde_json::json!({"onCustomizerError": "abort", "onValidationError": "abort"})
+    );
+    assert_eq!(
+        p["optimize"],
+        serde_json::json!({"vmBoot": {"state": "Enabled"}})
+    );
+    assert!(
+        p["vmProfile"]["userAssignedIdentities"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("/userAssignedIdentities/build-vm")
+    );
+    let vnet = &p["vmProfile"]["vnetConfig"];
+    assert!(
+        vnet["subnetId"]
+            .as_str()
+            .unwrap()
+            .ends_with("/subnets/build")
+    );
+    assert!(
+        vnet["containerInstanceSubnetId"]
+            .as_str()
+            .unwrap()
+            .ends_with("/subnets/aci")
+    );
+    assert!(vnet.get("proxyVmSize").is_none());
+    assert_eq!(
+        p["managedResourceTags"],
+        serde_json::json!({"costCenter": "1234"})
+    );
+    // In-VM delivery: a small Linux archive is downloaded by a Shell step, not a File
+    // customizer; the customizers file's steps follow the inline script.
+    let steps = p["customize"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            step::DOWNLOAD,
+            step::EXTRACT,
+            step::INLINE_SCRIPT,
+            "harden",
+            "motd"
+        ]
+    );
+    assert_eq!(steps[0]["type"], "Shell");
+    assert_eq!(steps[3]["scriptUri"], "https://example.com/harden.sh");
+    // The same plan with automatic delivery uses the File customizer again.
+    plan.artifact_delivery = ArtifactDelivery::Auto;
+    let t = build_template(&plan, Some(&artifact), &pipeline());
+    assert!(matches!(t.properties.customize[0], Customizer::File { .. }));
+
+    // Versioning schemes, and an empty region list until the gallery is read: the build's.
+    for (distribution, versioning) in [
+        (
+            distributions().remove(3),
+            serde_json::json!({"scheme": "Latest", "major": 2}),
+        ),
+        (
+            distributions().remove(4),
+            serde_json::json!({"scheme": "Source"}),
+        ),
+    ] {
+        let plan = base_plan(Os::Linux, sources().remove(0), distribution);
+        let body =
+            serde_json::to_value(build_template(&plan, Some(&artifact), &pipeline())).unwrap();
+        let d = &body["properties"]["distribute"][0];
+        assert_eq!(d["versioning"], versioning);
+        assert!(d["galleryImageId"].as_str().unwrap().ends_with("/images/i"));
+    }
+    let plan = base_plan(Os::Linux, sources().remove(0), distributions().remove(3));
+    let t = build_template(&plan, Some(&artifact), &pipeline());
+    let image_template::Distributor::SharedImage { target_regions, .. } =
+        &t.properties.distribute[0]
+    else {
+        panic!()
+    };
+    assert_eq!(target_regions[0].name, "westeurope");
+
+    // Windows validation runs in PowerShell; a proxy VM size goes to vnetConfig.
+    let windows = variants()
+        .into_iter()
+        .find(|v| v.name.starts_with("windows, validation"))
+        .unwrap();
+    let mut plan = base_plan(Os::Windows, sources().remove(0), Distribution::Vhd);
+    (windows.apply)(&mut plan);
+    let body = serde_json::to_value(build_template(&plan, Some(&artifact), &pipeline())).unwrap();
+    assert_eq!(
+        body["properties"]["validate"]["inVMValidations"][0]["type"],
+        "PowerShell"
+    );
+    assert_eq!(
+        body["properties"]["vmProfile"]["vnetConfig"]["proxyVmSize"],
+        "Standard_A2_v2"
+    );
+    assert!(body["properties"].get("errorHandling").is_none());
+
+    // Source validation only: nothing is customized, with or without an artifact.
+    let source_only = variants()
+        .into_iter()
+        .find(|v| v.name == "linux, source validation only")
+        .unwrap();
+    let mut plan = base_plan(Os::Linux, sources().remove(0), Distribution::Vhd);
+    (source_only.apply)(&mut plan);
+    for artifact in [None, Some(&artifact)] {
+        let t = build_template(&plan, artifact, &pipeline());
+        assert!(t.properties.customize.is_empty());
+        assert!(
+            t.properties
+                .validate
+                .as_ref()
+                .unwrap()
+                .source_validation_only
+        );
     }
 }

@@ -181,6 +181,27 @@ pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
 }
 
 impl Stack {
+    /// `GET` of an ARM path (`/subscriptions/…`) as the test's owner would: status and body.
+    pub async fn arm_get(&self, path: &str, api_version: &str) -> (u16, serde_json::Value) {
+        let token = self
+            .emulator
+            .mint_access_token(self.emulator.base_url().as_ref(), 600);
+        let url = format!(
+            "{}{}?api-version={api_version}",
+            self.emulator.base_url(),
+            path.trim_start_matches('/')
+        );
+        let response = self
+            .anonymous_client()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
     /// A client that trusts the emulator's CA and carries no credentials: what Image Builder has.
     pub fn anonymous_client(&self) -> reqwest::Client {
         client_trusting(self.emulator.ca().cert_pem())
