@@ -569,3 +569,45 @@ async fn source_validation_only_uploads_nothing_and_customizes_nothing() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn the_template_command_shows_every_capability_and_writes_nothing() {
+    let Some(stack) = start_stack(Config::default()).await else {
+        return;
+    };
+    let (temp, package) = sample_package();
+    let mut vars = pipeline(&stack, &package, temp.path());
+    to_gallery(
+        &mut vars,
+        &[
+            ("GALLERYIMAGEVERSION", "latest:2"),
+            ("REPLICATIONREGIONS", "eastus=3"),
+            ("VALIDATIONSCRIPT", "test -x /opt/webapp/run"),
+            ("ONCUSTOMIZERERROR", "abort"),
+            ("OPTIMIZEVMBOOT", "true"),
+            ("MANAGEDRESOURCETAGS", "costCenter=1234"),
+            ("ARTIFACTDELIVERY", "vm"),
+        ],
+    );
+    vars.insert("INPUT_VNETSUBNETID".into(), rid(SUBNET_BUILD));
+    vars.insert("INPUT_PROXYVMSIZE".into(), "Standard_A2_v2".into());
+    let (output, out) = run_task_async(&["template"], vars).await;
+    assert!(output.status.success(), "{out}");
+    let json_start = out.find("\n{").expect("the template JSON") + 1;
+    let template: serde_json::Value =
+        serde_json::from_str(&out[json_start..]).expect("valid JSON at the end");
+    let p = &template["properties"];
+    let d = &p["distribute"][0];
+    assert_eq!(d["versioning"], serde_json::json!({"scheme": "Latest", "major": 2}));
+    // The image definition's region was read and added, as the build would.
+    assert_eq!(d["targetRegions"][0]["name"], defaults::LOCATION, "{d}");
+    assert_eq!(d["targetRegions"][1]["replicaCount"], 3, "{d}");
+    assert_eq!(p["validate"]["inVMValidations"][0]["name"], "aib-task-validation");
+    assert_eq!(p["errorHandling"]["onCustomizerError"], "abort");
+    assert_eq!(p["optimize"]["vmBoot"]["state"], "Enabled");
+    assert_eq!(p["managedResourceTags"]["costCenter"], "1234");
+    assert_eq!(p["vmProfile"]["vnetConfig"]["proxyVmSize"], "Standard_A2_v2");
+    assert_eq!(p["customize"][0]["type"], "Shell");
+    assert_eq!(writes(&stack), Vec::<String>::new());
+    assert_eq!(stack.artifact_container_listing().await, None);
+}
