@@ -55,6 +55,16 @@ pub enum Command {
     Template(TaskArgs),
     /// Check every input and the service connection's variables, without signing in.
     Validate(TaskArgs),
+    /// Read Azure for what would fail the build (providers, groups, identity and roles, source,
+    /// gallery, network, storage firewall, VM size), changing nothing; `run` does the same
+    /// first. Exits non-zero when a check finds an error.
+    Preflight {
+        #[command(flatten)]
+        args: TaskArgs,
+        /// Print the report as JSON (after the log lines).
+        #[arg(long)]
+        json: bool,
+    },
     /// Sign in (with the service connection named by ibSubscription, else with the AZURE_*
     /// variables or the Azure CLI), report who signed in and how, and check that the
     /// subscription is reachable, without changing anything in Azure.
@@ -160,6 +170,9 @@ async fn execute(
         Command::Run(args) => run_command(&args, env, context, console).await,
         Command::Template(args) => template_command(&args, env, context, console).await,
         Command::Validate(args) => validate_command(&args, env, context, console).map(|_| ()),
+        Command::Preflight { args, json } => {
+            preflight_command(&args, json, env, context, console).await
+        }
         Command::SignIn { inputs, sign_in } => {
             sign_in_command(&inputs, &sign_in, env, context, console).await
         }
@@ -344,6 +357,26 @@ async fn run_command(
         cancel,
     };
     builder.run(&plan).await.map(|_| ())
+}
+
+async fn preflight_command(
+    args: &TaskArgs,
+    json: bool,
+    env: &Environment,
+    context: &PipelineContext,
+    console: &Arc<Console>,
+) -> Result<()> {
+    let plan = validate_command(args, env, context, console)?;
+    let (_http, _signed, arm) = connect(args, env, console).await?;
+    let report = crate::preflight::run(&arm, &plan).await;
+    report.print(console);
+    if json {
+        console.info(serde_json::to_string_pretty(&report).context("serialising the report")?);
+    }
+    match report.failure() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn template_command(

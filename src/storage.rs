@@ -51,6 +51,32 @@ pub struct StorageAccount {
     /// `primaryEndpoints.blob`, used as given (sovereign clouds, emulators).
     pub blob_endpoint: Url,
     pub allow_shared_key_access: Option<bool>,
+    /// Who may reach the account over the network.
+    pub network: NetworkAccess,
+}
+
+/// An account's network rules ("Configure Azure Storage firewalls and virtual networks").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkAccess {
+    /// `publicNetworkAccess`: `Enabled`, `Disabled` (private endpoints only) or unset.
+    pub public_network_access: Option<String>,
+    /// `networkAcls.defaultAction`: `Allow` or `Deny` (only the listed networks).
+    pub default_action: Option<String>,
+    /// The subnets `networkAcls.virtualNetworkRules` admits.
+    pub subnets: Vec<String>,
+}
+
+impl NetworkAccess {
+    /// Only chosen networks (or none) reach the account: Image Builder's service does not.
+    pub fn restricted(&self) -> bool {
+        self.public_network_access
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("Disabled"))
+            || self
+                .default_action
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case("Deny"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -67,6 +93,21 @@ struct AccountResource {
 struct AccountProperties {
     primary_endpoints: Option<Endpoints>,
     allow_shared_key_access: Option<bool>,
+    public_network_access: Option<String>,
+    network_acls: Option<NetworkAcls>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkAcls {
+    default_action: Option<String>,
+    #[serde(default)]
+    virtual_network_rules: Vec<VirtualNetworkRule>,
+}
+
+#[derive(Deserialize)]
+struct VirtualNetworkRule {
+    id: String,
 }
 
 #[derive(Default, Deserialize)]
@@ -158,6 +199,25 @@ impl AccountResource {
             name: account.name,
             blob_endpoint,
             allow_shared_key_access: account.properties.allow_shared_key_access,
+            network: NetworkAccess {
+                public_network_access: account.properties.public_network_access.clone(),
+                default_action: account
+                    .properties
+                    .network_acls
+                    .as_ref()
+                    .and_then(|a| a.default_action.clone()),
+                subnets: account
+                    .properties
+                    .network_acls
+                    .as_ref()
+                    .map(|a| {
+                        a.virtual_network_rules
+                            .iter()
+                            .map(|r| r.id.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
         })
     }
 }

@@ -230,7 +230,15 @@ impl Builder<'_> {
             distribution: describe_distribution(&plan.distribution),
             ..Default::default()
         };
-        let outcome = self.run_inner(plan, &mut summary, started).await;
+        // Reads only: what would fail the build is found before anything is written.
+        let report = crate::preflight::run(self.arm, plan).await;
+        report.print(self.console);
+        summary.preflight = Some(report.markdown());
+        summary.phases.push(("Preflight".into(), started.elapsed()));
+        let outcome = match report.failure() {
+            Some(e) => Err(e),
+            None => self.run_inner(plan, &mut summary, started).await,
+        };
         summary.total = started.elapsed();
         summary.succeeded = outcome.is_ok();
         if let Err(e) = &outcome {

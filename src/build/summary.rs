@@ -27,6 +27,8 @@ pub struct Summary {
     pub notes: Vec<String>,
     /// The build log's phases: `(title, time, outcome)`, each customizer among them.
     pub timeline: Vec<(String, Option<Duration>, String)>,
+    /// The preflight report's section (markdown), when preflight ran.
+    pub preflight: Option<String>,
 }
 
 fn cell(text: &str) -> String {
@@ -88,6 +90,9 @@ impl Summary {
             for (phase, d) in &self.phases {
                 let _ = writeln!(md, "| {} | {} |", cell(phase), elapsed(*d));
             }
+        }
+        if let Some(preflight) = &self.preflight {
+            let _ = writeln!(md, "\n{preflight}");
         }
         md
     }
