@@ -727,7 +727,7 @@ pub fn build_template_with(
             validate: plan
                 .validation
                 .as_ref()
-                .map(|v| validate(v, plan.customization.os)),
+                .map(|v| validate(v, &plan.customization)),
             distribute: vec![distributor(
                 &plan.distribution,
                 &plan.location,
@@ -756,14 +756,15 @@ pub fn build_template_with(
     }
 }
 
-/// `validate`: the validation script in the provisioner's shell.
-fn validate(validation: &plan::Validation, os: Os) -> Validate {
+/// `validate`: the validation script in the provisioner's shell, elevated like the inline
+/// script.
+fn validate(validation: &plan::Validation, custom: &plan::Customization) -> Validate {
     let name = step::VALIDATION.to_owned();
     let inline = validation.script.clone();
     Validate {
         continue_distribute_on_failure: validation.continue_distribute_on_failure,
         source_validation_only: validation.source_validation_only,
-        in_vm_validations: vec![match os {
+        in_vm_validations: vec![match custom.os {
             Os::Linux => Validator::Shell {
                 name,
                 inline,
@@ -775,8 +776,8 @@ fn validate(validation: &plan::Validation, os: Os) -> Validate {
                 inline,
                 script_uri: None,
                 sha256_checksum: None,
-                run_elevated: false,
-                run_as_system: false,
+                run_elevated: custom.run_elevated || custom.run_as_system,
+                run_as_system: custom.run_as_system,
                 valid_exit_codes: None,
             },
         }],

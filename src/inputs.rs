@@ -490,7 +490,7 @@ pub struct TaskInputs {
     )]
     pub on_customizer_error: Option<String>,
 
-    /// When validation fails: `cleanup` (remove the validation VM) or `abort` (keep it in the staging
+    /// When validation fails: `cleanup` (remove the VM) or `abort` (keep it in the staging
     /// resource group for debugging; the task keeps the template and says how to remove it).
     #[arg(
         id = "onValidationError",

@@ -243,7 +243,7 @@ async fn gallery_version_schemes_and_an_existing_version() {
     assert!(!output.status.success());
     let message = failure_message(&out).unwrap();
     assert!(
-        message.contains("input 'galleryImageVersion'") && message.contains("exists already"),
+        message.contains("galleryImageVersion") && message.contains("exists already"),
         "{message}"
     );
     assert_eq!(writes(&stack)[before..], [] as [String; 0]);
@@ -265,7 +265,7 @@ async fn a_missing_image_definition_fails_before_any_write() {
     assert!(!output.status.success());
     let message = failure_message(&out).unwrap();
     assert!(
-        message.contains("input 'galleryImageId'") && message.contains("does not exist"),
+        message.contains("galleryImageId") && message.contains("does not exist"),
         "{message}"
     );
     assert!(writes(&stack).is_empty(), "{:?}", writes(&stack));
@@ -494,15 +494,27 @@ async fn a_customizers_file_runs_after_the_inline_script() {
         return;
     };
     assert!(output.status.success(), "{out}");
-    let inline = out
-        .find("aib-task-inline-script")
-        .expect("the inline step in the log");
-    let motd = out.rfind("motd").expect("the file's first step in the log");
-    let harden = out
-        .rfind("harden")
-        .expect("the file's second step in the log");
-    assert!(inline < motd && motd < harden, "{out}");
-    let _ = stack;
+    // The file's steps follow the inline script, in the file's order, in the template sent…
+    let sent = stack
+        .emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
+        .and_then(|r| r.body)
+        .expect("a template PUT");
+    let names: Vec<&str> = sent["properties"]["customize"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names[names.len() - 3..],
+        ["aib-task-inline-script", "motd", "harden"],
+        "{names:?}"
+    );
+    // …and are reported in the build log.
+    assert!(out.contains("motd") && out.contains("harden"), "{out}");
 }
 
 #[tokio::test]

@@ -66,6 +66,7 @@ pub async fn check(
     source_version: Option<&str>,
 ) -> Result<Checked> {
     let build_region = plan.location.clone();
+    let source = plan.source.clone();
     let Distribution::SharedImage {
         gallery_image_id,
         version,
@@ -121,7 +122,12 @@ pub async fn check(
 
     let known = match version {
         GalleryVersion::Exact(v) => Some(v.clone()),
-        GalleryVersion::Source => match source_version {
+        GalleryVersion::Source => match source_version.or(match &source {
+            crate::plan::Source::SharedImageVersion { image_version_id } => {
+                Some(image_version_id.name())
+            }
+            _ => None,
+        }) {
             Some(v) if gallery::gallery_version_number(v) => Some(v.to_owned()),
             Some(v) => {
                 return Err(anyhow!(

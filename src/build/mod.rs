@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::agent::{Console, PipelineContext};
 use crate::arm::ArmClient;
 use crate::image_template::{
-    self, ArtifactRef, ImageTemplate, RunOutput, RunState, RunSubState, Source as TemplateSource,
+    self, ArtifactRef, ImageTemplate, RunState, RunSubState, Source as TemplateSource,
 };
 use crate::plan::{BuildPlan, Distribution, GalleryVersion, Source};
 use crate::staging::{self, Staged, StagingRequest};
@@ -557,45 +557,23 @@ impl Builder<'_> {
         let run_output_name = plan.distribution.run_output_name();
         self.console
             .info(format!("getting runOutput for  {run_output_name}"));
-        let output: Result<RunOutput> = self
-            .arm
-            .get(
-                "reading the build's output",
-                &format!("{path}/runOutputs/{run_output_name}"),
-                image_template::API_VERSION,
-            )
-            .await;
-        let output = match output {
-            Ok(output) => Some(output),
+        let image_uri = match outputs::distributed_image(self.arm, &path, &plan.distribution)
+            .await?
+        {
+            Some(image) => image,
             // Whether a source-only validation distributes anything is not documented ("No
             // separate build will be run"): without an output there is no image to name.
-            Err(e)
-                if plan.source_validation_only()
-                    && e.downcast_ref::<crate::arm::ArmError>()
-                        .is_some_and(|a| a.status == 404) =>
-            {
+            None if plan.source_validation_only() => {
                 self.console.info(format!(
                     "the source image passed validation; Image Builder distributed nothing (no run output {run_output_name}), so imageUri is empty"
                 ));
-                None
+                String::new()
             }
-            Err(e) => return Err(e),
-        };
-        let image_uri = match (&plan.distribution, output) {
-            (_, None) => String::new(),
-            // The user's own blob, exactly as given.
-            (Distribution::VhdAt { uri }, _) => uri.clone(),
-            (Distribution::Vhd, Some(output)) => output
-                .properties
-                .artifact_uri
-                .as_deref()
-                .map(vhd::output_url)
-                .ok_or_else(|| anyhow!("the build's output {run_output_name} names no VHD"))?,
-            (_, Some(output)) => output
-                .properties
-                .artifact_id
-                .or(output.properties.artifact_uri)
-                .ok_or_else(|| anyhow!("the build's output {run_output_name} names no image"))?,
+            None => {
+                return Err(anyhow!(
+                    "the build succeeded but has no output {run_output_name}"
+                ));
+            }
         };
         summary.image_uri = Some(image_uri.clone());
         let platform_image = match (&plan.source, &finished.properties.source) {
@@ -875,44 +853,47 @@ impl Builder<'_> {
                 self.console.info(live_log::inert(&line));
             }
         }
-        let mut phase = failure::failed_phase(status.run_sub_state, &summary.phases);
+        let mut phase = failure::failed_phase(
+            status.run_sub_state,
+            log_url.as_ref().map(|u| u.as_str()),
+            &summary.phases,
+        );
         let mut distributed = String::new();
+        let mut holds_image = false;
         if plan
             .validation
             .as_ref()
             .is_some_and(|v| v.continue_distribute_on_failure)
             && failure::passed_through(&summary.phases, RunSubState::Validating)
+            && let Ok(Some(image)) =
+                outputs::distributed_image(self.arm, path, &plan.distribution).await
         {
             // Template reference, `validate.continueDistributeOnFailure`: after a failed
             // validation "output image(s) will still be distributed" and the run is reported as
             // failed. A failed run whose image was distributed therefore failed in validation.
-            let name = plan.distribution.run_output_name();
-            let output: Result<RunOutput> = self
-                .arm
-                .get(
-                    "reading the build's output",
-                    &format!("{path}/runOutputs/{name}"),
-                    image_template::API_VERSION,
-                )
-                .await;
-            if let Some(image) = output
-                .ok()
-                .and_then(|o| o.properties.artifact_id.or(o.properties.artifact_uri))
-            {
-                phase = Some(RunSubState::Validating);
-                summary.image_uri = Some(image.clone());
-                distributed = format!(
-                    "\nThe image was distributed all the same (continueDistributeOnFailure is true): {image}. It failed validation: keep it out of use, or delete it."
-                );
-            }
+            phase = failure::Phase {
+                sub_state: Some(RunSubState::Validating),
+                certain: true,
+            };
+            holds_image = plan.distribution.vhd_in_staging_group();
+            summary.image_uri = Some(image.clone());
+            distributed = format!(
+                "\nThe image was distributed all the same (continueDistributeOnFailure is true): {image}. It failed validation: keep it out of use, or delete it."
+            );
         }
-        let validation_failed = phase == Some(RunSubState::Validating);
-        let kept_vm = failure::kept_vm(plan, phase);
+        let validation_failed = phase.sub_state == Some(RunSubState::Validating);
+        let kept_vm = failure::kept_vm(plan, state, phase);
         let kept = if let Some(vm) = &kept_vm {
             let group = staging_group(plan, Some(finished));
             let note = failure::kept_vm_note(vm, &staging, &removal_hint(plan), group.as_deref());
             summary.notes.push(note.clone());
             note
+        } else if holds_image {
+            // The VHD lives in the staging group: deleting the template would delete it.
+            format!(
+                "The template was kept: its {staging} holds the VHD, which deleting the template would delete. Copy the VHD out, then remove the template with: {}",
+                removal_hint(plan)
+            )
         } else if plan.keep_template_on_failure {
             let busy = if plan.staging_resource_group.is_some() {
                 " Until then your stagingResourceGroup stays in use by this template, and Image Builder refuses it for other templates (it must be empty and used by no other template)."

@@ -3,7 +3,52 @@
 //! and `templateId`; set as output variables and shown in the original task's banner, which
 //! users search their logs for.
 
+use anyhow::{Result, anyhow};
+
 use crate::agent::Console;
+use crate::arm::{ArmClient, ArmError};
+use crate::image_template::{self, RunOutput};
+use crate::plan::Distribution;
+
+/// The image a finished run distributed, as `imageUri` names it: the resource id, or the VHD's
+/// URL (the user's own `vhdUri` as given). `None` when the run has no output of that name.
+pub async fn distributed_image(
+    arm: &ArmClient,
+    template_path: &str,
+    distribution: &Distribution,
+) -> Result<Option<String>> {
+    let name = distribution.run_output_name();
+    let output: RunOutput = match arm
+        .get(
+            "reading the build's output",
+            &format!("{template_path}/runOutputs/{name}"),
+            image_template::API_VERSION,
+        )
+        .await
+    {
+        Ok(output) => output,
+        Err(e)
+            if e.downcast_ref::<ArmError>()
+                .is_some_and(|a| a.status == 404) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let p = output.properties;
+    Ok(Some(match distribution {
+        Distribution::VhdAt { uri } => uri.clone(),
+        Distribution::Vhd => p
+            .artifact_uri
+            .as_deref()
+            .map(super::vhd::output_url)
+            .ok_or_else(|| anyhow!("the build's output {name} names no VHD"))?,
+        _ => p
+            .artifact_id
+            .or(p.artifact_uri)
+            .ok_or_else(|| anyhow!("the build's output {name} names no image"))?,
+    }))
+}
 
 /// Values of the output variables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

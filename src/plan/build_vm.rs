@@ -77,8 +77,9 @@ pub fn read(raw: &TaskInputs, subnet: Option<&ResourceId>) -> Result<BuildVm, Ve
                     errors.push(InputError::new(
                         "containerInstanceSubnetId",
                         format!(
-                            "must be a subnet of vnetSubnetId's virtual network {} (Image Builder's rule), got one of {}",
-                            build.names[0], aci.names[0]
+                            "must be a subnet of vnetSubnetId's virtual network (Image Builder's rule): vnetSubnetId is in /subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/virtualNetworks/{}, this subnet in /subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/virtualNetworks/{}",
+                            build.subscription, build.resource_group, build.names[0],
+                            aci.subscription, aci.resource_group, aci.names[0]
                         ),
                     ));
                 } else if aci.as_str().eq_ignore_ascii_case(build.as_str()) {
@@ -210,7 +211,10 @@ mod tests {
             r.container_instance_subnet_id = Some(subnet("other", "aci"));
         })
         .unwrap_err();
-        assert!(e[0].contains("virtual network vnet"), "{e:?}");
+        assert!(
+            e[0].contains("virtualNetworks/vnet,") && e[0].contains("virtualNetworks/other"),
+            "{e:?}"
+        );
         let e = read_with(|r| {
             r.vnet_subnet_id = Some(subnet("vnet", "build"));
             r.container_instance_subnet_id = Some(subnet("vnet", "build"));

@@ -77,7 +77,7 @@ fn bad_gallery_versions_are_named() {
     i.image_source = Some("managedimage".into());
     i.custom_image_resource_id = Some(rid("Microsoft.Compute/images/base"));
     let e = errors(&i, dir.path());
-    assert!(problem_of(&e, "galleryImageVersion").contains("marketplace source"));
+    assert!(problem_of(&e, "galleryImageVersion").contains("a managed image has none"));
     let mut i = valid(dir.path());
     gallery(&mut i);
     i.gallery_image_version = Some("source".into());

@@ -15,7 +15,8 @@ pub enum GalleryVersion {
     /// `versioning: {scheme: Latest, major}`: above the highest existing version (of `major`).
     Latest { major: Option<u32> },
     /// `versioning: {scheme: Source}`: "Schema based upon the version number of the source
-    /// image"; the task allows it for marketplace sources only, whose versions are `X.Y.Z`.
+    /// image"; the task allows it for marketplace and gallery sources, whose versions are
+    /// `X.Y.Z` (a managed image has no version).
     Source,
 }
 

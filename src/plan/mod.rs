@@ -805,7 +805,9 @@ impl BuildPlan {
                 match crate::customizers_file::load(&path, os) {
                     Ok(steps) => Some(steps),
                     Err(e) => {
-                        c.fail("customizersFile", format!("{}: {e}", path.display()));
+                        // One line per problem; the file's path once.
+                        c.fail("customizersFile", format!("in {}:", path.display()));
+                        c.errors.extend(e.input_errors());
                         None
                     }
                 }
@@ -853,10 +855,14 @@ impl BuildPlan {
                     "galleryImageVersion",
                     format!("source takes the source's version, and baseImageVersion '{version}' is no gallery version number (X.Y.Z, each part at most 2147483647): set galleryImageVersion to X.Y.Z or latest"),
                 ),
-                Source::Marketplace { .. } => {}
-                _ => c.fail(
+                Source::SharedImageVersion { image_version_id } if !gallery::gallery_version_number(image_version_id.name()) => c.fail(
                     "galleryImageVersion",
-                    "source takes the version of a marketplace source image (imageSource marketplace); for a managed image or gallery source use X.Y.Z, latest or latest:<major>",
+                    format!("source takes the source image version's number, and imageVersionId names '{}': set galleryImageVersion to X.Y.Z or latest", image_version_id.name()),
+                ),
+                Source::Marketplace { .. } | Source::SharedImageVersion { .. } => {}
+                Source::ManagedImage { .. } => c.fail(
+                    "galleryImageVersion",
+                    "source takes the version of the source image, and a managed image has none: use X.Y.Z, latest or latest:<major>",
                 ),
             }
         }

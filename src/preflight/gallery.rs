@@ -65,7 +65,9 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
         Read::Missing => {
             return vec![Finding::error(
                 CHECK,
-                format!("the gallery image definition {gallery_image_id} does not exist"),
+                format!(
+                    "the gallery image definition {gallery_image_id} (galleryImageId) does not exist"
+                ),
                 format!(
                     "create it (az sig image-definition create --resource-group {} --gallery-name {} --gallery-image-definition {name} --publisher … --offer … --sku … --os-type {}) or correct galleryImageId",
                     gallery_image_id.resource_group,
@@ -160,7 +162,7 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
                 problems += 1;
                 findings.push(Finding::error(
                     CHECK,
-                    format!("version {v} of {name} exists already; Image Builder needs a version number no other version has"),
+                    format!("version {v} of {name} (galleryImageVersion) exists already; Image Builder needs a version number no other version has"),
                     "set galleryImageVersion to a higher number, or latest",
                 ));
             }
