@@ -55,6 +55,7 @@ pub mod jwt;
 pub mod oidc;
 pub mod packer_log;
 pub mod request_log;
+pub mod scenario;
 pub mod server;
 pub mod shared_key;
 pub mod state;
