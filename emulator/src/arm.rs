@@ -225,6 +225,7 @@ fn group_resources(s: &State, sub: &str, rg: &str) -> Value {
             )
         })
         .collect();
+    value.extend(crate::preflight::group_resources(s, sub, rg));
     let store = s.templates.lock().unwrap();
     if let Some(location) = store.staging_group_location(sub, rg) {
         let a = &s.config.staging_storage;
@@ -257,6 +258,7 @@ fn group_resources(s: &State, sub: &str, rg: &str) -> Value {
 
 /// `/subscriptions/…`
 pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
+    crate::preflight::latency(s).await;
     let Some(api_version) = req.param("api-version").map(str::to_owned) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -308,6 +310,9 @@ pub async fn dispatch(s: &Shared, req: &Req, seg: &[&str]) -> Response {
         unregistered_provider(s, &sub_id, seg).or_else(|| locked(s, req, &sub_id, seg))
     {
         return refusal;
+    }
+    if let Some(r) = crate::preflight::route(s, req, &sub_id, seg, &caller_oid) {
+        return r;
     }
     match &l[2..] {
         [] if get => ok(subscription_body(sub)),

@@ -530,6 +530,9 @@ pub struct Config {
     pub swagger_validation: bool,
     /// Faults active from the start.
     pub faults: Vec<Fault>,
+    /// The resources a build's preflight reads (see [`crate::scenario`]).
+    #[serde(default)]
+    pub scenario: crate::scenario::ScenarioConfig,
 }
 
 impl Default for Config {
@@ -581,7 +584,10 @@ impl Default for Config {
                     "Windows",
                 ),
             ],
-            gallery_images: vec![GalleryImageConfig::default()],
+            gallery_images: vec![
+                GalleryImageConfig::default(),
+                crate::scenario::source_gallery_image(),
+            ],
             devops: DevOpsConfig::default(),
             arm_audiences: vec![
                 "https://management.azure.com/".into(),
@@ -599,6 +605,7 @@ impl Default for Config {
             storage_page_size: 100,
             swagger_validation: true,
             faults: Vec::new(),
+            scenario: Default::default(),
         }
     }
 }

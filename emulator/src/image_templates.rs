@@ -812,6 +812,9 @@ fn put(s: &Shared, req: &Req, sub: &str, rg: &str, name: &str, api_version: &str
     if let Err(refusal) = check_properties(&body) {
         return *refusal;
     }
+    if let Err(refusal) = crate::preflight::check_template_put(s, sub, &body, &location) {
+        return *refusal;
+    }
     if let Some(source) = body.pointer("/properties/source")
         && source.get("type").and_then(Value::as_str) == Some("PlatformImage")
     {

@@ -40,11 +40,13 @@
 
 pub mod arm;
 pub mod artifacts;
+pub mod authorization;
 pub mod azurite;
 pub mod blobs;
 pub mod build_log;
 pub mod ca;
 pub mod compute;
+pub mod compute_skus;
 pub mod config;
 pub mod entra;
 pub mod faults;
@@ -52,9 +54,13 @@ pub mod gallery;
 pub mod image_templates;
 pub mod imds;
 pub mod jwt;
+pub mod network;
 pub mod oidc;
 pub mod packer_log;
+pub mod preflight;
+pub mod providers;
 pub mod request_log;
+pub mod scenario;
 pub mod server;
 pub mod shared_key;
 pub mod state;

@@ -106,7 +106,7 @@ pub fn list(s: &State, req: &Req, sub: &str, rg: Option<&str>, api_version: &str
             a.subscription_id.eq_ignore_ascii_case(sub)
                 && rg.is_none_or(|rg| a.resource_group.eq_ignore_ascii_case(rg))
         })
-        .map(|a| body(&a))
+        .map(|a| crate::preflight::storage_account(s, body(&a)))
         .collect();
     let page = s.config.storage_page_size.max(1);
     let skip: usize = req
@@ -133,7 +133,7 @@ pub fn list(s: &State, req: &Req, sub: &str, rg: Option<&str>, api_version: &str
 
 pub fn get(s: &State, sub: &str, rg: &str, name: &str) -> Response {
     match find(s, sub, rg, name) {
-        Some(a) => ok(body(&a)),
+        Some(a) => ok(crate::preflight::storage_account(s, body(&a))),
         None => arm::not_found("Microsoft.Storage/storageAccounts", name, rg),
     }
 }
