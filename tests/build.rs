@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aib_emulator::{Config, Fault, RunSubState, defaults};
+use aib_emulator::{Config, Fault, RunSubState, defaults, scenario};
 use common::pipeline::*;
 use common::*;
 
@@ -149,18 +149,33 @@ fn matrix_case(
             "MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition".into(),
         ),
         "marketplace" => {}
+        // Windows builds start from Windows images of the emulator's scenario.
         "managedimage" => {
             set("IMAGESOURCE", "managedimage".into());
             set(
                 "CUSTOMIMAGERESOURCEID",
-                rid("Microsoft.Compute/images/golden-base"),
+                rid(&format!(
+                    "Microsoft.Compute/images/{}",
+                    if windows {
+                        scenario::SOURCE_MANAGED_IMAGE_WINDOWS
+                    } else {
+                        scenario::SOURCE_MANAGED_IMAGE
+                    }
+                )),
             );
         }
         _ => {
             set("IMAGESOURCE", "sharedimageversion".into());
             set(
                 "IMAGEVERSIONID",
-                rid("Microsoft.Compute/galleries/gallery1/images/base/versions/1.0.3"),
+                rid(&format!(
+                    "Microsoft.Compute/galleries/gallery1/images/{}/versions/1.0.3",
+                    if windows {
+                        scenario::SOURCE_GALLERY_IMAGE_WINDOWS
+                    } else {
+                        scenario::SOURCE_GALLERY_IMAGE
+                    }
+                )),
             );
         }
     }
@@ -173,7 +188,11 @@ fn matrix_case(
                 rid(&format!(
                     "Microsoft.Compute/galleries/{}/images/{}",
                     defaults::GALLERY,
-                    defaults::GALLERY_IMAGE
+                    if windows {
+                        scenario::GALLERY_IMAGE_WINDOWS
+                    } else {
+                        defaults::GALLERY_IMAGE
+                    }
                 )),
             );
             set("REPLICATIONREGIONS", "westus2, eastus".into());
@@ -231,7 +250,11 @@ async fn every_source_with_every_distributor_on_linux_and_windows() {
                 rid(&format!(
                     "Microsoft.Compute/galleries/{}/images/{}/versions/",
                     defaults::GALLERY,
-                    defaults::GALLERY_IMAGE
+                    if label.contains("Windows") {
+                        scenario::GALLERY_IMAGE_WINDOWS
+                    } else {
+                        defaults::GALLERY_IMAGE
+                    }
                 ))
             } else {
                 String::new()

@@ -584,10 +584,13 @@ impl Default for Config {
                     "Windows",
                 ),
             ],
-            gallery_images: vec![
+            gallery_images: [
                 GalleryImageConfig::default(),
                 crate::scenario::source_gallery_image(),
-            ],
+            ]
+            .into_iter()
+            .chain(crate::scenario::windows_gallery_images())
+            .collect(),
             devops: DevOpsConfig::default(),
             arm_audiences: vec![
                 "https://management.azure.com/".into(),

@@ -24,6 +24,12 @@ pub const SOURCE_GALLERY: &str = "gallery1";
 pub const SOURCE_GALLERY_IMAGE: &str = "base";
 /// The source managed image of the task's end-to-end tests (`CUSTOMIMAGERESOURCEID`).
 pub const SOURCE_MANAGED_IMAGE: &str = "golden-base";
+/// Their Windows counterparts, for the Windows builds of the same tests: a managed image, a
+/// source gallery image (`gallery1/base-windows`, versions like `base`) and a gallery image
+/// definition to distribute to (`aibgallery/windows`).
+pub const SOURCE_MANAGED_IMAGE_WINDOWS: &str = "golden-base-windows";
+pub const SOURCE_GALLERY_IMAGE_WINDOWS: &str = "base-windows";
+pub const GALLERY_IMAGE_WINDOWS: &str = "windows";
 /// The virtual network of the default scenario (in [`defaults::RESOURCE_GROUP`], at
 /// [`defaults::LOCATION`]) and one in another region.
 pub const VNET: &str = "vnet";
@@ -414,7 +420,14 @@ impl Default for ScenarioConfig {
             role_assignments_forbidden: false,
             marketplace_terms: Vec::new(),
             marketplace_terms_accepted_by_default: true,
-            managed_images: vec![ManagedImageConfig::default()],
+            managed_images: vec![
+                ManagedImageConfig::default(),
+                ManagedImageConfig {
+                    name: SOURCE_MANAGED_IMAGE_WINDOWS.into(),
+                    os_type: "Windows".into(),
+                    ..ManagedImageConfig::default()
+                },
+            ],
             identities: vec![
                 IdentityConfig::default(),
                 IdentityConfig::new(
@@ -467,6 +480,23 @@ impl Default for ScenarioConfig {
 
 /// The source image definition of the task's tests: `gallery1/images/base` in the default group
 /// and location (Linux, V2, x64, trusted launch supported), holding version 1.0.3.
+/// The Windows source gallery image and Windows target definition (see
+/// [`SOURCE_GALLERY_IMAGE_WINDOWS`], [`GALLERY_IMAGE_WINDOWS`]).
+pub fn windows_gallery_images() -> Vec<GalleryImageConfig> {
+    vec![
+        GalleryImageConfig {
+            image: SOURCE_GALLERY_IMAGE_WINDOWS.into(),
+            os_type: "Windows".into(),
+            ..source_gallery_image()
+        },
+        GalleryImageConfig {
+            image: GALLERY_IMAGE_WINDOWS.into(),
+            os_type: "Windows".into(),
+            ..GalleryImageConfig::default()
+        },
+    ]
+}
+
 pub fn source_gallery_image() -> GalleryImageConfig {
     GalleryImageConfig {
         gallery: SOURCE_GALLERY.into(),
