@@ -16,6 +16,7 @@ pub mod image_template;
 pub mod inputs;
 pub mod names;
 pub mod plan;
+pub mod rehearse;
 pub mod resource_id;
 pub mod sas;
 pub mod staging;
