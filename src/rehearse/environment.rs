@@ -198,6 +198,10 @@ pub fn container_remove_args(name: &str) -> Vec<String> {
 
 /// Run by `unshare` as root, in the step's own namespaces: the kernel and device files the
 /// steps need, then `chroot` as `$2` into `$1`, a clean environment, `cd $3`, and the script `$4`.
+///
+/// This shell stays the namespace's first process (it does not `exec`): `--kill-child` sends it
+/// SIGKILL when `unshare` dies, and the kernel then kills every process of the step. A process
+/// that changed its user (as `chroot --userspec` does) would have lost that parent-death signal.
 const CHROOT_ENTER: &str = r#"set -e
 root=$1 user=$2 home=$3 script=$4
 mount -t proc proc "$root/proc"
@@ -208,7 +212,9 @@ done
 mkdir -p "$root/dev/shm"
 mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
 hostname aib-rehearsal
-exec chroot --userspec="$user:$user" "$root" /usr/bin/env -i HOME="$home" USER="$user" LOGNAME="$user" SHELL=/bin/sh LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c 'cd "$1" && exec "$2" 2>&1' sh "$home" "$script"
+status=0
+chroot --userspec="$user:$user" "$root" /usr/bin/env -i HOME="$home" USER="$user" LOGNAME="$user" SHELL=/bin/sh LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c 'cd "$1" && exec "$2" 2>&1' sh "$home" "$script" || status=$?
+exit "$status"
 "#;
 
 /// `unshare` arguments that run `script` (a path inside `root`) as `user` in `home`. With
@@ -688,6 +694,10 @@ mod tests {
         );
         assert!(CHROOT_ENTER.contains("--userspec=\"$user:$user\""));
         assert!(CHROOT_ENTER.contains("env -i"));
+        assert!(
+            !CHROOT_ENTER.contains("exec chroot"),
+            "the namespace's first process must stay root to keep its parent-death signal"
+        );
     }
 
     #[test]
