@@ -233,6 +233,7 @@ async fn connect(target: &Target) -> Result<(BlobStore, UploadSettings, Arc<Cons
         name: target.account.clone(),
         blob_endpoint: endpoint,
         allow_shared_key_access: Some(true),
+        network: Default::default(),
     };
     let store = BlobStore::new(
         account,

@@ -17,7 +17,7 @@ use crate::inputs::TaskInputs;
 use crate::plan::{self, BuildPlan};
 use crate::transport::{self, TransportSettings};
 use crate::upload::UploadSettings;
-use crate::{archive, build, image_template, inputs, storage};
+use crate::{archive, build, image_template, inputs, rehearse, storage};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,6 +65,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rehearse the customization on this machine: the template's steps (artifact download and
+    /// extraction, the inline script, the customizers file's Shell steps) in a container or
+    /// chroot resembling the base image, writing nothing to Azure (it signs in only to read a
+    /// gallery image definition). See README "Rehearsals".
+    Rehearse(TaskArgs),
     /// Sign in (with the service connection named by ibSubscription, else with the AZURE_*
     /// variables or the Azure CLI), report who signed in and how, and check that the
     /// subscription is reachable, without changing anything in Azure.
@@ -172,6 +177,10 @@ async fn execute(
         Command::Validate(args) => validate_command(&args, env, context, console).map(|_| ()),
         Command::Preflight { args, json } => {
             preflight_command(&args, json, env, context, console).await
+        }
+        Command::Rehearse(args) => {
+            let plan = validate_command(&args, env, context, console)?;
+            rehearse_plan(&args, &plan, env, context, console).await
         }
         Command::SignIn { inputs, sign_in } => {
             sign_in_command(&inputs, &sign_in, env, context, console).await
@@ -290,6 +299,7 @@ fn validate_command(
                 list.join("; ")
             )
         })?;
+    rehearse_settings(args, env)?;
     console.info(format!("found build at:  {}", plan.package_path.display()));
     for warning in plan.warnings() {
         console.warning(warning);
@@ -303,6 +313,34 @@ fn validate_command(
     }
     console.info("end reading parameters");
     Ok(plan)
+}
+
+fn rehearse_settings(args: &TaskArgs, env: &Environment) -> Result<rehearse::Settings> {
+    rehearse::Settings::from_inputs(&args.inputs, env).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow!(list.join("; "))
+    })
+}
+
+/// Rehearses the plan (src/rehearse/), signing in only to read a gallery image definition.
+async fn rehearse_plan(
+    args: &TaskArgs,
+    plan: &BuildPlan,
+    env: &Environment,
+    context: &PipelineContext,
+    console: &Arc<Console>,
+) -> Result<()> {
+    let settings = rehearse_settings(args, env)?;
+    let (http, arm) = if rehearse::needs_azure(plan, &settings) {
+        let (http, _signed, arm) = connect(args, env, console).await?;
+        (http, Some(arm))
+    } else {
+        let http = transport::build_client(&TransportSettings::from_env(env)?, console)?;
+        (http, None)
+    };
+    rehearse::rehearse(plan, &settings, arm.as_ref(), http, context, console)
+        .await
+        .map(|_| ())
 }
 
 /// Signs in and sets up the ARM client for a build.
@@ -345,6 +383,9 @@ async fn run_command(
     // mid-way without asking Image Builder to stop.
     let cancel = build::cancellation();
     let plan = validate_command(args, env, context, console)?;
+    if rehearse_settings(args, env)?.before_build {
+        rehearse_plan(args, &plan, env, context, console).await?;
+    }
     let (http, signed, arm) = connect(args, env, console).await?;
     let mut builder = build::Builder {
         arm: &arm,

@@ -535,6 +535,29 @@ pub struct TaskInputs {
         value_name = "SIZE"
     )]
     pub proxy_vm_size: Option<String>,
+
+    /// Rehearse the customization on the agent before the build (`true`/`false`): the same
+    /// steps in a container or chroot resembling the base image; a failing step stops the task
+    /// before any Azure write.
+    #[arg(
+        id = "rehearseBeforeBuild",
+        long = "rehearse-before-build",
+        env = "INPUT_REHEARSEBEFOREBUILD",
+        hide_env_values = true,
+        value_name = "BOOL"
+    )]
+    pub rehearse_before_build: Option<String>,
+
+    /// Container image the rehearsal runs in instead of the one mapped from the base image, e.g.
+    /// `ubuntu:22.04`.
+    #[arg(
+        id = "rehearsalImage",
+        long = "rehearsal-image",
+        env = "INPUT_REHEARSALIMAGE",
+        hide_env_values = true,
+        value_name = "IMAGE"
+    )]
+    pub rehearsal_image: Option<String>,
 }
 
 /// One input as the command line declares it.
@@ -604,6 +627,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("sourceValidationOnly", "false"),
     ("onCustomizerError", "cleanup"),
     ("onValidationError", "cleanup"),
+    ("rehearseBeforeBuild", "false"),
 ];
 
 /// A bad input value, named as the user wrote it in YAML.
@@ -752,7 +776,7 @@ mod tests {
     #[test]
     fn every_input_is_a_flag_and_an_input_variable() {
         let specs = input_specs();
-        assert_eq!(specs.len(), 50);
+        assert_eq!(specs.len(), 52);
         for spec in &specs {
             assert_eq!(
                 spec.env,

@@ -17,6 +17,7 @@ pub mod inputs;
 pub mod names;
 pub mod plan;
 pub mod preflight;
+pub mod rehearse;
 pub mod resource_id;
 pub mod sas;
 pub mod staging;
