@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use anyhow::anyhow;
 
-use crate::agent::{Console, Environment, PipelineContext, ServiceConnection, TaskResult};
+use crate::agent::{Console, Environment, Host, PipelineContext, ServiceConnection, TaskResult};
 use crate::arm::ArmClient;
 use crate::auth;
 use crate::inputs::TaskInputs;
@@ -104,7 +104,9 @@ impl SignInFlags {
 /// Runs the command line against a captured environment; the binary's whole life.
 pub fn main_with(env: Environment, args: Vec<std::ffi::OsString>) -> ExitCode {
     let context = PipelineContext::from_env(&env);
-    let console = Console::stdout(context.debug);
+    // Azure Pipelines, GitHub Actions or a terminal: decided once, rendered by the console.
+    let host = Host::detect(&env, std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let console = Console::for_host(host, Box::new(std::io::stdout()), context.debug);
     crate::init_tracing(&console);
 
     let cli = match Cli::try_parse_from(args) {
@@ -116,7 +118,7 @@ pub fn main_with(env: Environment, args: Vec<std::ffi::OsString>) -> ExitCode {
         }
         Err(e) => {
             let _ = e.print();
-            if context.in_pipeline {
+            if !console.host().is_terminal() {
                 fail(&console, &e.kind().to_string());
             }
             return ExitCode::from(2);

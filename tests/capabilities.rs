@@ -598,15 +598,24 @@ async fn the_template_command_shows_every_capability_and_writes_nothing() {
         serde_json::from_str(&out[json_start..]).expect("valid JSON at the end");
     let p = &template["properties"];
     let d = &p["distribute"][0];
-    assert_eq!(d["versioning"], serde_json::json!({"scheme": "Latest", "major": 2}));
+    assert_eq!(
+        d["versioning"],
+        serde_json::json!({"scheme": "Latest", "major": 2})
+    );
     // The image definition's region was read and added, as the build would.
     assert_eq!(d["targetRegions"][0]["name"], defaults::LOCATION, "{d}");
     assert_eq!(d["targetRegions"][1]["replicaCount"], 3, "{d}");
-    assert_eq!(p["validate"]["inVMValidations"][0]["name"], "aib-task-validation");
+    assert_eq!(
+        p["validate"]["inVMValidations"][0]["name"],
+        "aib-task-validation"
+    );
     assert_eq!(p["errorHandling"]["onCustomizerError"], "abort");
     assert_eq!(p["optimize"]["vmBoot"]["state"], "Enabled");
     assert_eq!(p["managedResourceTags"]["costCenter"], "1234");
-    assert_eq!(p["vmProfile"]["vnetConfig"]["proxyVmSize"], "Standard_A2_v2");
+    assert_eq!(
+        p["vmProfile"]["vnetConfig"]["proxyVmSize"],
+        "Standard_A2_v2"
+    );
     assert_eq!(p["customize"][0]["type"], "Shell");
     assert_eq!(writes(&stack), Vec::<String>::new());
     assert_eq!(stack.artifact_container_listing().await, None);
