@@ -38,6 +38,7 @@ fn options(emulator: &Emulator) -> LocalOptions {
     LocalOptions {
         subscription: Some(defaults::SUBSCRIPTION_ID.into()),
         resource_manager_url: Some(emulator.base_url().to_string()),
+        ..Default::default()
     }
 }
 

@@ -14,6 +14,9 @@ const SECRET_NAMES: &[&str] = &[
     "AGENT_PROXYPASSWORD",
     "AZURE_CLIENT_SECRET",
     "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    // GitHub Actions: what asks the runner for OIDC tokens, and the runner's own token.
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
 ];
 
 /// An immutable snapshot of environment variables.
@@ -259,6 +262,7 @@ mod tests {
             "AGENT_PROXYPASSWORD",
             "SECUREFILE_TICKET_1",
             "AZURE_CLIENT_SECRET",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
         ] {
             assert!(is_secret_variable(name), "{name}");
         }
