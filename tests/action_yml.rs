@@ -89,7 +89,10 @@ fn render(task: &Value) -> String {
         // Conditionally required inputs (a visibleRule) are not required in general.
         let required = input["required"] == true && input["visibleRule"].is_null();
         out.push_str(&format!("  {name}:\n"));
-        out.push_str(&format!("    description: {}\n", quoted(&description(input))));
+        out.push_str(&format!(
+            "    description: {}\n",
+            quoted(&description(input))
+        ));
         out.push_str(&format!("    required: {required}\n"));
         if let Some(default) = default_text(input) {
             out.push_str(&format!("    default: {}\n", quoted(&default)));
@@ -168,15 +171,24 @@ fn the_action_offers_every_input_the_binary_reads_and_the_task_s_outputs() {
         "templateName",
         "templateId",
     ] {
-        assert!(text.contains(&format!("\n  {name}:\n    description: ")), "{name}");
+        assert!(
+            text.contains(&format!("\n  {name}:\n    description: ")),
+            "{name}"
+        );
     }
     assert!(text.contains("  using: \"node24\"\n  main: \"run.js\"\n"));
     // The defaults are the binary's own.
     assert!(text.contains("  environment:\n"));
-    for (name, default) in [("baseImageVersion", "latest"), ("environment", "AzureCloud")] {
+    for (name, default) in [
+        ("baseImageVersion", "latest"),
+        ("environment", "AzureCloud"),
+    ] {
         assert_eq!(aib_task::inputs::default_value(name), Some(default));
         let block = text.split(&format!("\n  {name}:\n")).nth(1).unwrap();
         let block: String = block.lines().take(3).collect::<Vec<_>>().join("\n");
-        assert!(block.contains(&format!("default: \"{default}\"")), "{name}: {block}");
+        assert!(
+            block.contains(&format!("default: \"{default}\"")),
+            "{name}: {block}"
+        );
     }
 }

@@ -142,7 +142,7 @@ pub fn sign_in(
         subscription_id,
         subscription_name: None,
         source: if variable.starts_with("GitHub") {
-            format!("{variable} for client '{client}' in tenant '{tenant}'")
+            variable.to_owned()
         } else {
             format!("environment variables (AZURE_TENANT_ID, AZURE_CLIENT_ID, {variable})")
         },
