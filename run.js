@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The task's entry point for the agent's Node handlers (Node20_1, Node24): a dependency-free
-// launcher for the native binary. It must not load azure-pipelines-task-lib, which deletes the
+// The entry point for the agent's Node handlers (Node20_1, Node24) and for the GitHub Action
+// (action.yml, `runs.using: node24`): a dependency-free launcher for the native binary. It must not load azure-pipelines-task-lib, which deletes the
 // INPUT_*, SECRET_*, ENDPOINT_AUTH_* and SECUREFILE_TICKET_* variables the binary reads.
 //
 // It picks bin/<platform>-<arch>/aib-task[.exe] beside this file, sets the run bit (tfx packs no
@@ -32,10 +32,29 @@ function escapeMessage(text) {
     .replace(/;/g, '%3B');
 }
 
+/** Escapes a GitHub workflow command's data: % first, then CR and LF. */
+function escapeGitHubData(text) {
+  return String(text).replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
+}
+
+/** True when a GitHub Actions runner started us (and no Azure Pipelines agent did). */
+function onGitHub(env = process.env) {
+  return !/^true$/i.test(env.TF_BUILD || '') && /^true$/i.test(env.GITHUB_ACTIONS || '');
+}
+
 function fail(message) {
-  process.stdout.write(`##vso[task.logissue type=error]${escapeMessage(message)}\n`);
-  process.stdout.write(`##vso[task.complete result=Failed]${escapeMessage(message)}\n`);
+  if (onGitHub()) {
+    process.stdout.write(`::error::${escapeGitHubData(message)}\n`);
+  } else {
+    process.stdout.write(`##vso[task.logissue type=error]${escapeMessage(message)}\n`);
+    process.stdout.write(`##vso[task.complete result=Failed]${escapeMessage(message)}\n`);
+  }
   process.exitCode = 1;
+}
+
+/** "task" in Azure Pipelines, "action" on GitHub. */
+function what() {
+  return onGitHub() ? 'action' : 'task';
 }
 
 /** The binary for this machine, or null with the reason. */
@@ -55,13 +74,17 @@ function findBinary(taskDir, platform, arch) {
   };
   const reason = (what) =>
     `${what}. This package has binaries for: ${available().join(', ') || 'no platform'}. ` +
-    'Run the task on one of those agents, or install a package built for this platform.';
+    (onGitHub()
+      ? 'Use the action from a release tag (uses: <owner>/aib-task@v1), whose commit carries ' +
+        'bin/<platform>/aib-task for every platform; a branch of the source repository has none ' +
+        '(README: "GitHub Actions", scripts/action-release). Or run on a runner of a listed platform.'
+      : 'Run the task on one of those agents, or install a package built for this platform.');
   if (!folder) {
-    return { error: reason(`The Azure VM Image Builder task does not support ${key} (Node's platform-arch)`) };
+    return { error: reason(`The Azure VM Image Builder ${what()} does not support ${key} (Node's platform-arch)`) };
   }
   const file = path.join(taskDir, 'bin', folder, exe);
   if (!fs.existsSync(file)) {
-    return { error: reason(`The Azure VM Image Builder task has no binary for ${key}: ${file} is missing`) };
+    return { error: reason(`The Azure VM Image Builder ${what()} has no binary for ${key}: ${file} is missing`) };
   }
   return { file };
 }
@@ -129,4 +152,4 @@ if (require.main === module) {
   main();
 }
 
-module.exports = { PLATFORMS, findBinary, escapeMessage };
+module.exports = { PLATFORMS, findBinary, escapeMessage, escapeGitHubData, onGitHub };

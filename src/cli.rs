@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use anyhow::anyhow;
 
-use crate::agent::{Console, Environment, PipelineContext, ServiceConnection, TaskResult};
+use crate::agent::{Console, Environment, Host, PipelineContext, ServiceConnection, TaskResult};
 use crate::arm::ArmClient;
 use crate::auth;
 use crate::inputs::TaskInputs;
@@ -112,14 +112,37 @@ impl SignInFlags {
                 .resource_manager_url
                 .clone()
                 .or_else(|| env.get("AZURE_RESOURCE_MANAGER_URL").map(str::to_owned)),
+            ..Default::default()
         }
+    }
+
+    /// [`SignInFlags::options`] with the sign-in inputs (`clientId`, `tenantId`,
+    /// `subscriptionId`, `environment`); a flag wins over an input, an input over `AZURE_*`.
+    fn options_for(&self, inputs: &TaskInputs, env: &Environment) -> auth::LocalOptions {
+        let input = |raw: &Option<String>| inputs::value(raw).map(str::to_owned);
+        let mut options = self.options(env);
+        if self.subscription.is_none()
+            && let Some(id) = input(&inputs.subscription_id)
+        {
+            options.subscription = Some(id);
+        }
+        options.client_id = input(&inputs.client_id);
+        options.tenant_id = input(&inputs.tenant_id);
+        options.environment = input(&inputs.environment);
+        options
     }
 }
 
 /// Runs the command line against a captured environment; the binary's whole life.
 pub fn main_with(env: Environment, args: Vec<std::ffi::OsString>) -> ExitCode {
     let context = PipelineContext::from_env(&env);
-    let console = Console::stdout(context.debug);
+    // Azure Pipelines, GitHub Actions or a terminal: decided once, rendered by the console.
+    let host = Host::detect(&env, std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let console = Console::for_host(host, Box::new(std::io::stdout()), context.debug);
+    // GitHub's OIDC request token is a secret of the job: masked before anything could print it.
+    if let Some(token) = env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN") {
+        console.set_secret(token);
+    }
     crate::init_tracing(&console);
 
     let cli = match Cli::try_parse_from(args) {
@@ -131,7 +154,7 @@ pub fn main_with(env: Environment, args: Vec<std::ffi::OsString>) -> ExitCode {
         }
         Err(e) => {
             let _ = e.print();
-            if context.in_pipeline {
+            if !console.host().is_terminal() {
                 fail(&console, &e.kind().to_string());
             }
             return ExitCode::from(2);
@@ -202,7 +225,7 @@ async fn sign_in_command(
     let signed = auth::sign_in(
         env,
         inputs.ib_subscription.as_deref(),
-        &flags.options(env),
+        &flags.options_for(inputs, env),
         http.clone(),
         console,
     )
@@ -260,7 +283,7 @@ async fn sign_in_command(
 /// The subscription the build works in, known without signing in: the service connection's
 /// `SUBSCRIPTIONID`, else `--subscription` / `AZURE_SUBSCRIPTION_ID`.
 fn subscription_for(args: &TaskArgs, env: &Environment) -> Result<String> {
-    let local = args.sign_in.options(env).subscription;
+    let local = args.sign_in.options_for(&args.inputs, env).subscription;
     if let Some(id) = inputs::value(&args.inputs.ib_subscription) {
         let connection = ServiceConnection::from_env(env, id, "ibSubscription")?;
         return connection.subscription_id.or(local).ok_or_else(|| {
@@ -353,7 +376,7 @@ async fn connect(
     let signed = auth::sign_in(
         env,
         args.inputs.ib_subscription.as_deref(),
-        &args.sign_in.options(env),
+        &args.sign_in.options_for(&args.inputs, env),
         http.clone(),
         console,
     )

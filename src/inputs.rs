@@ -558,6 +558,52 @@ pub struct TaskInputs {
         value_name = "IMAGE"
     )]
     pub rehearsal_image: Option<String>,
+    /// Sign-in without a service connection (GitHub Actions, a terminal): the client
+    /// (application) id of the Entra ID app or user-assigned identity; default `AZURE_CLIENT_ID`.
+    /// With GitHub's OIDC token (`permissions: id-token: write`) the app needs a federated
+    /// credential for the workflow, e.g. subject `repo:contoso/app:ref:refs/heads/main`.
+    #[arg(
+        id = "clientId",
+        long = "client-id",
+        env = "INPUT_CLIENTID",
+        hide_env_values = true,
+        value_name = "GUID"
+    )]
+    pub client_id: Option<String>,
+
+    /// Sign-in without a service connection: the Entra ID tenant (directory) id; default
+    /// `AZURE_TENANT_ID`.
+    #[arg(
+        id = "tenantId",
+        long = "tenant-id",
+        env = "INPUT_TENANTID",
+        hide_env_values = true,
+        value_name = "GUID"
+    )]
+    pub tenant_id: Option<String>,
+
+    /// Sign-in without a service connection: the subscription to build in; default
+    /// `AZURE_SUBSCRIPTION_ID` (`--subscription` wins over both).
+    #[arg(
+        id = "subscriptionId",
+        long = "subscription-id",
+        env = "INPUT_SUBSCRIPTIONID",
+        hide_env_values = true,
+        value_name = "GUID"
+    )]
+    pub subscription_id: Option<String>,
+
+    /// Sign-in without a service connection: the cloud, `AzureCloud`, `AzureUSGovernment` or
+    /// `AzureChinaCloud` (as azure/login names them); `AZURE_AUTHORITY_HOST` and
+    /// `AZURE_RESOURCE_MANAGER_URL` override it.
+    #[arg(
+        id = "environment",
+        long = "environment",
+        env = "INPUT_ENVIRONMENT",
+        hide_env_values = true,
+        value_name = "CLOUD"
+    )]
+    pub environment: Option<String>,
 }
 
 /// One input as the command line declares it.
@@ -628,6 +674,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("onCustomizerError", "cleanup"),
     ("onValidationError", "cleanup"),
     ("rehearseBeforeBuild", "false"),
+    ("environment", "AzureCloud"),
 ];
 
 /// A bad input value, named as the user wrote it in YAML.
@@ -776,7 +823,7 @@ mod tests {
     #[test]
     fn every_input_is_a_flag_and_an_input_variable() {
         let specs = input_specs();
-        assert_eq!(specs.len(), 52);
+        assert_eq!(specs.len(), 56);
         for spec in &specs {
             assert_eq!(
                 spec.env,

@@ -260,7 +260,7 @@ fn inputs_after_vm_size_are_in_a_group_and_every_input_has_help_with_an_example(
         .iter()
         .map(|g| g["name"].as_str().unwrap())
         .collect();
-    assert_eq!(groups, ["advanced", "validation", "buildVm"]);
+    assert_eq!(groups, ["advanced", "validation", "buildVm", "signIn"]);
     let mut after_vm_size = false;
     for input in task_inputs(&task) {
         let name = input["name"].as_str().unwrap();

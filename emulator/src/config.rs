@@ -58,6 +58,14 @@ pub mod defaults {
     /// rewritten shorter halfway, as [`crate::Config::log_rewrite`] does for every run.
     pub const LOG_REWRITE_TAG: &str = "aib-emulator-log-rewrite";
     pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
+    /// GitHub Actions' OIDC issuer (GitHub's docs, "About security hardening with OpenID
+    /// Connect": the `iss` claim of every token a workflow job asks for).
+    pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+    /// The repository whose workflow the GitHub scenario runs (`owner/name`).
+    pub const GITHUB_REPOSITORY: &str = "aib-test-owner/webapp";
+    pub const GITHUB_REF: &str = "refs/heads/main";
+    /// The runner's `ACTIONS_ID_TOKEN_REQUEST_TOKEN` the OIDC endpoint accepts.
+    pub const GITHUB_REQUEST_TOKEN: &str = "aib-emulator-github-request-token-0123456789";
     /// The Azure Compute Gallery of the default scenario, in [`RESOURCE_GROUP`] at [`LOCATION`].
     pub const GALLERY: &str = "aibgallery";
     /// Its image definition, holding the versions of the template reference's `versioning`
@@ -88,7 +96,10 @@ impl Default for ServicePrincipalConfig {
             display_name: "aib-test-service-principal".into(),
             client_secrets: vec![defaults::CLIENT_SECRET.into()],
             certificates: Vec::new(),
-            federated_credentials: vec![FederatedCredential::default()],
+            federated_credentials: vec![
+                FederatedCredential::default(),
+                FederatedCredential::github(defaults::GITHUB_REPOSITORY, defaults::GITHUB_REF),
+            ],
         }
     }
 }
@@ -119,6 +130,65 @@ impl Default for FederatedCredential {
             ),
             audiences: vec![defaults::FEDERATED_AUDIENCE.into()],
         }
+    }
+}
+
+impl FederatedCredential {
+    /// A credential for the workflows of `repository` (`owner/name`) running on `git_ref`:
+    /// issuer `https://token.actions.githubusercontent.com`, subject
+    /// `repo:<owner>/<name>:ref:<ref>`, audience `api://AzureADTokenExchange`, as Entra's
+    /// "Configure an app to trust an external identity provider" (workload identity federation)
+    /// sets one up for GitHub Actions.
+    pub fn github(repository: &str, git_ref: &str) -> FederatedCredential {
+        FederatedCredential {
+            name: "aib-test-github".into(),
+            issuer: defaults::GITHUB_ISSUER.into(),
+            subject: format!("repo:{repository}:ref:{git_ref}"),
+            audiences: vec![defaults::FEDERATED_AUDIENCE.into()],
+        }
+    }
+}
+
+/// The GitHub Actions side of workload identity federation: the runner's OIDC token endpoint
+/// (`ACTIONS_ID_TOKEN_REQUEST_URL`) for one workflow job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GitHubConfig {
+    /// Request tokens (`ACTIONS_ID_TOKEN_REQUEST_TOKEN`) the endpoint accepts.
+    pub request_tokens: Vec<String>,
+    /// `owner/name` of the repository whose job asks.
+    pub repository: String,
+    /// The job's git ref, e.g. `refs/heads/main`.
+    pub git_ref: String,
+    /// The run id and attempt put in the claims.
+    pub run_id: String,
+    pub run_attempt: String,
+    /// Lifetime of minted tokens.
+    #[serde(with = "duration_secs")]
+    pub oidc_token_lifetime: Duration,
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        Self {
+            request_tokens: vec![defaults::GITHUB_REQUEST_TOKEN.into()],
+            repository: defaults::GITHUB_REPOSITORY.into(),
+            git_ref: defaults::GITHUB_REF.into(),
+            run_id: "9876543210".into(),
+            run_attempt: "1".into(),
+            oidc_token_lifetime: Duration::from_secs(300),
+        }
+    }
+}
+
+impl GitHubConfig {
+    /// The `sub` claim of a job on a branch: `repo:<owner>/<name>:ref:<ref>`.
+    pub fn subject(&self) -> String {
+        format!("repo:{}:ref:{}", self.repository, self.git_ref)
+    }
+
+    pub fn owner(&self) -> &str {
+        self.repository.split('/').next().unwrap_or_default()
     }
 }
 
@@ -491,6 +561,7 @@ pub struct Config {
     /// Gallery image definitions with their region and existing versions.
     pub gallery_images: Vec<GalleryImageConfig>,
     pub devops: DevOpsConfig,
+    pub github: GitHubConfig,
     /// Audiences ARM accepts; the emulator's own base URL is always added.
     pub arm_audiences: Vec<String>,
     /// Lifetime of access tokens (Entra and IMDS). JSON: seconds.
@@ -592,6 +663,7 @@ impl Default for Config {
             .chain(crate::scenario::windows_gallery_images())
             .collect(),
             devops: DevOpsConfig::default(),
+            github: GitHubConfig::default(),
             arm_audiences: vec![
                 "https://management.azure.com/".into(),
                 "https://management.core.windows.net/".into(),

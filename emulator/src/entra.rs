@@ -12,7 +12,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 
 use crate::{
-    config::ServicePrincipalConfig,
+    config::{ServicePrincipalConfig, defaults::GITHUB_ISSUER},
     jwt::Jwt,
     server::Req,
     state::{State, now},
@@ -354,7 +354,9 @@ fn check_assertion(
             ),
         )));
     }
-    if iss != s.config.devops.issuer() || !s.oidc_key.verify(&jwt) {
+    // The emulator signs both issuers' tokens with one key (Azure DevOps' and GitHub's).
+    let known_issuer = iss == s.config.devops.issuer() || iss == GITHUB_ISSUER;
+    if !known_issuer || !s.oidc_key.verify(&jwt) {
         return Err(Box::new(unauthorized(
             s,
             50013,

@@ -206,6 +206,17 @@ impl Emulator {
             .expect("valid URL")
     }
 
+    /// The value of `ACTIONS_ID_TOKEN_REQUEST_URL` for a GitHub Actions job (the runner's shape:
+    /// `…/_apis/distributedtask/hubs/Actions/plans/<plan>/jobs/<job>/idtoken?api-version=2.0`).
+    pub fn github_id_token_request_url(&self, plan_id: &str, job_id: &str) -> Url {
+        self.state
+            .base_url
+            .join(&format!(
+                "github/00000000-0000-0000-0000-000000000000/_apis/distributedtask/hubs/Actions/plans/{plan_id}/jobs/{job_id}/idtoken?api-version=2.0"
+            ))
+            .expect("valid URL")
+    }
+
     /// Mints an access token for the first service principal as the token endpoint would, for
     /// `audience`, valid for `lifetime_secs` from now (negative: already expired).
     pub fn mint_access_token(&self, audience: &str, lifetime_secs: i64) -> String {

@@ -1,6 +1,11 @@
-//! The Azure DevOps OIDC endpoint a pipeline job calls for workload identity federation
-//! (`SYSTEM_OIDCREQUESTURI`): checks the job access token and the service connection, and mints
-//! a fresh ID token per call, signed with the issuer key Entra later verifies it with.
+//! The OIDC endpoints a job calls for workload identity federation, each minting a fresh ID token
+//! per call, signed with the issuer key Entra later verifies it with:
+//! - Azure DevOps (`SYSTEM_OIDCREQUESTURI`): checks the job access token and the service
+//!   connection;
+//! - GitHub Actions (`ACTIONS_ID_TOKEN_REQUEST_URL`): checks the bearer request token
+//!   (`ACTIONS_ID_TOKEN_REQUEST_TOKEN`) and takes the `audience` parameter, as GitHub's docs
+//!   "About security hardening with OpenID Connect" describe; issuer
+//!   `https://token.actions.githubusercontent.com`, subject `repo:<owner>/<repo>:ref:<ref>`.
 
 use axum::{
     Json,
@@ -10,7 +15,7 @@ use axum::{
 use serde_json::json;
 
 use crate::{
-    config::defaults::FEDERATED_AUDIENCE,
+    config::defaults::{FEDERATED_AUDIENCE, GITHUB_ISSUER},
     server::Req,
     state::{State, now},
 };
@@ -112,4 +117,53 @@ pub fn token(s: &State, req: &Req, seg: &[&str]) -> Response {
         "exp": now + d.oidc_token_lifetime.as_secs() as i64,
     });
     Json(json!({"oidcToken": s.oidc_key.sign(&claims)})).into_response()
+}
+
+/// `GET …/_apis/distributedtask/hubs/Actions/plans/{plan}/jobs/{job}/idtoken?api-version=2.0`
+/// `&audience=…` with `Authorization: bearer <request token>` → `{"value": "<jwt>"}`. Without
+/// `audience` the token's audience is the repository owner's URL (GitHub's default), which
+/// Entra then refuses, as it would in Azure.
+pub fn github_token(s: &State, req: &Req) -> Response {
+    let g = &s.config.github;
+    if req.method != axum::http::Method::GET && req.method != axum::http::Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Json(json!({"message": "The requested resource does not support http method."})),
+        )
+            .into_response();
+    }
+    let bearer = req.header("authorization").and_then(|h| {
+        let (scheme, token) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    if !bearer.is_some_and(|t| g.request_tokens.iter().any(|a| a == t)) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Unable to get ACTIONS_ID_TOKEN_REQUEST_URL env variable or the request token is not valid."})),
+        )
+            .into_response();
+    }
+    let audience = req
+        .param("audience")
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("https://github.com/{}", g.owner()));
+    let now = now().unix_timestamp();
+    let claims = json!({
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "sub": g.subject(),
+        "aud": audience,
+        "ref": g.git_ref,
+        "ref_type": "branch",
+        "repository": g.repository,
+        "repository_owner": g.owner(),
+        "run_id": g.run_id,
+        "run_attempt": g.run_attempt,
+        "event_name": "push",
+        "iss": GITHUB_ISSUER,
+        "nbf": now,
+        "iat": now,
+        "exp": now + g.oidc_token_lifetime.as_secs() as i64,
+    });
+    Json(json!({"count": 1, "value": s.oidc_key.sign(&claims)})).into_response()
 }

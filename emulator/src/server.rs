@@ -347,6 +347,7 @@ async fn route(s: &Shared, req: &Req) -> Response {
         }
         [_, "discovery", "v2.0", "keys"] | [_, "discovery", "keys"] => entra::keys(s),
         [_, _, "_apis", "distributedtask", "hubs", _, "plans", _, "jobs", _, "oidctoken"] => oidc::token(s, req, &seg),
+        ["github", _, "_apis", "distributedtask", "hubs", "actions", "plans", _, "jobs", _, "idtoken"] => oidc::github_token(s, req),
         _ => (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "NotFound", "message": format!("aib-emulator serves no route {} {}", req.method, req.path)}}))).into_response(),
     }
 }

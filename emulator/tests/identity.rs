@@ -335,13 +335,72 @@ async fn workload_identity_federation() {
     let (status, body) = exchange(stranger.sign(&claims)).await;
     assert_eq!(status, 400);
     assert_aad_error(&body, "invalid_request", 700213);
-    // Unknown issuer.
-    claims["iss"] = json!("https://token.actions.githubusercontent.com");
+    // Unknown issuer (GitHub's is known: the default app trusts one GitHub workflow).
+    claims["iss"] = json!("https://issuer.example.test");
     let (_, body) = exchange(stranger.sign(&claims)).await;
     assert_aad_error(&body, "invalid_request", 70021);
     // Right claims, wrong signature.
     let (_, body) = exchange(stranger.sign(&Value::Object(a.claims.clone()))).await;
     assert_eq!(body["error"], "invalid_client", "{body}");
+}
+
+/// GitHub Actions' OIDC endpoint (`ACTIONS_ID_TOKEN_REQUEST_URL`): the bearer request token and
+/// the audience are checked; its token is accepted by the app's GitHub federated credential.
+#[tokio::test]
+async fn github_actions_oidc_tokens_are_exchanged() {
+    let env = Env::start(Config::default()).await;
+    let url = env.emulator.github_id_token_request_url("plan-1", "job-1");
+    let ask = |token: &'static str, audience: Option<&'static str>| {
+        let mut target = url.clone();
+        if let Some(audience) = audience {
+            target.query_pairs_mut().append_pair("audience", audience);
+        }
+        env.client
+            .get(target)
+            .header("authorization", format!("bearer {token}"))
+            .send()
+    };
+    let r = ask("wrong-token", Some("api://AzureADTokenExchange"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let value = |r: reqwest::Response| async move {
+        r.json::<Value>().await.unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let token = value(
+        ask(
+            defaults::GITHUB_REQUEST_TOKEN,
+            Some("api://AzureADTokenExchange"),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let jwt = Jwt::decode(&token).unwrap();
+    assert_eq!(jwt.claim_str("iss"), Some(defaults::GITHUB_ISSUER));
+    assert_eq!(
+        jwt.claim_str("sub").unwrap(),
+        format!(
+            "repo:{}:ref:{}",
+            defaults::GITHUB_REPOSITORY,
+            defaults::GITHUB_REF
+        )
+    );
+    assert_eq!(jwt.claim_str("aud"), Some("api://AzureADTokenExchange"));
+    let (status, body) = assertion_request(&env, &token).await;
+    assert_eq!(status, 200, "{body}");
+    // Without an audience the token is for the repository owner, which Entra refuses.
+    let owners = value(ask(defaults::GITHUB_REQUEST_TOKEN, None).await.unwrap()).await;
+    assert_eq!(
+        Jwt::decode(&owners).unwrap().claim_str("aud"),
+        Some("https://github.com/aib-test-owner")
+    );
+    let (status, body) = assertion_request(&env, &owners).await;
+    assert_eq!(status, 400);
+    assert_aad_error(&body, "invalid_request", 700212);
 }
 
 #[tokio::test]

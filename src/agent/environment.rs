@@ -14,6 +14,9 @@ const SECRET_NAMES: &[&str] = &[
     "AGENT_PROXYPASSWORD",
     "AZURE_CLIENT_SECRET",
     "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    // GitHub Actions: what asks the runner for OIDC tokens, and the runner's own token.
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
 ];
 
 /// An immutable snapshot of environment variables.
@@ -127,7 +130,12 @@ pub struct PipelineContext {
 }
 
 impl PipelineContext {
+    /// The agent's variables; under GitHub Actions (`GITHUB_ACTIONS=true` and no `TF_BUILD`)
+    /// the runner's, mapped onto the same fields ([`PipelineContext::from_github`]).
     pub fn from_env(env: &Environment) -> PipelineContext {
+        if !env.flag("TF_BUILD") && env.flag("GITHUB_ACTIONS") {
+            return PipelineContext::from_github(env);
+        }
         let owned = |name: &str| env.get(name).map(str::to_owned);
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         PipelineContext {
@@ -158,6 +166,43 @@ impl PipelineContext {
             job_id: owned("SYSTEM_JOBID"),
             host_type: owned("SYSTEM_HOSTTYPE"),
             oidc_request_uri: owned("SYSTEM_OIDCREQUESTURI"),
+        }
+    }
+
+    /// A GitHub Actions job (REFERENCE §8): relative paths against `GITHUB_WORKSPACE`, scratch
+    /// files in `RUNNER_TEMP`, the run id and attempt (`GITHUB_RUN_ID`, `GITHUB_RUN_ATTEMPT`)
+    /// where a build's id and job attempt go, so blobs land in `<run id>-<attempt>/` and
+    /// templates are named `t_<run id>_…`; debug lines with `RUNNER_DEBUG=1`. The job's mark in
+    /// names comes from the job's name (`GITHUB_JOB`, shared by a matrix's jobs) and the
+    /// attempt; the random part of [`crate::names::Stamp`] tells a matrix's jobs apart.
+    pub fn from_github(env: &Environment) -> PipelineContext {
+        let owned = |name: &str| env.get(name).map(str::to_owned);
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let repository_url = match (env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY")) {
+            (Some(server), Some(repo)) => Some(format!("{}/{repo}", server.trim_end_matches('/'))),
+            _ => None,
+        };
+        PipelineContext {
+            in_pipeline: false,
+            debug: env.get("RUNNER_DEBUG").is_some_and(|v| v.trim() == "1"),
+            working_directory: env
+                .get("GITHUB_WORKSPACE")
+                .map(PathBuf::from)
+                .unwrap_or(cwd),
+            temp_directory: env
+                .get("RUNNER_TEMP")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            build_id: owned("GITHUB_RUN_ID"),
+            build_number: owned("GITHUB_RUN_NUMBER"),
+            job_attempt: owned("GITHUB_RUN_ATTEMPT"),
+            collection_uri: repository_url,
+            team_project: owned("GITHUB_REPOSITORY_OWNER"),
+            definition_name: owned("GITHUB_WORKFLOW"),
+            repository: owned("GITHUB_REPOSITORY"),
+            source_version: owned("GITHUB_SHA"),
+            job_id: owned("GITHUB_JOB"),
+            ..PipelineContext::default()
         }
     }
 
@@ -217,6 +262,7 @@ mod tests {
             "AGENT_PROXYPASSWORD",
             "SECUREFILE_TICKET_1",
             "AZURE_CLIENT_SECRET",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
         ] {
             assert!(is_secret_variable(name), "{name}");
         }
@@ -257,5 +303,43 @@ mod tests {
             .collect();
         keys.sort();
         assert_eq!(keys, ["ENVIRONMENT", "SUBSCRIPTIONID"]);
+    }
+
+    #[test]
+    fn a_github_job_maps_onto_the_same_fields() {
+        let env = Environment::from_pairs([
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_WORKSPACE", "/home/runner/work/app/app"),
+            ("RUNNER_TEMP", "/home/runner/work/_temp"),
+            ("GITHUB_RUN_ID", "9876543210"),
+            ("GITHUB_RUN_ATTEMPT", "2"),
+            ("GITHUB_JOB", "image"),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "contoso/app"),
+            ("GITHUB_SHA", "0123abcd"),
+            ("RUNNER_DEBUG", "1"),
+            ("SYSTEM_DEBUG", "false"),
+        ]);
+        let ctx = PipelineContext::from_env(&env);
+        assert!(!ctx.in_pipeline);
+        assert!(ctx.debug);
+        assert_eq!(
+            ctx.working_directory,
+            PathBuf::from("/home/runner/work/app/app")
+        );
+        assert_eq!(ctx.temp_directory, PathBuf::from("/home/runner/work/_temp"));
+        assert_eq!(ctx.run_id(), Some("9876543210"));
+        assert_eq!(ctx.attempt(), "2");
+        assert_eq!(
+            ctx.collection_uri.as_deref(),
+            Some("https://github.com/contoso/app")
+        );
+        assert_eq!(ctx.source_version.as_deref(), Some("0123abcd"));
+        // The agent's variables win when both are set (an agent inside a runner, say).
+        let mut pairs: Vec<(&str, &str)> = vec![("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ID", "1")];
+        pairs.extend([("TF_BUILD", "True"), ("BUILD_BUILDID", "42")]);
+        let ctx = PipelineContext::from_env(&Environment::from_pairs(pairs));
+        assert!(ctx.in_pipeline);
+        assert_eq!(ctx.run_id(), Some("42"));
     }
 }

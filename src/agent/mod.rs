@@ -6,8 +6,10 @@ pub mod command;
 pub mod console;
 pub mod endpoint;
 pub mod environment;
+pub mod host;
 
 pub use command::TaskResult;
 pub use console::Console;
 pub use endpoint::{Cloud, Credentials, ServiceConnection};
 pub use environment::{Environment, PipelineContext};
+pub use host::Host;

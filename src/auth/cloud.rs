@@ -109,10 +109,38 @@ const KNOWN_CLOUDS: [(&str, &str); 3] = [
 /// manager of that cloud, or `resource_manager` when given (`--resource-manager-url` /
 /// `AZURE_RESOURCE_MANAGER_URL`, needed for other clouds).
 pub fn local(env: &Environment, resource_manager: Option<&str>) -> Result<Cloud> {
-    let authority_text = env
-        .get("AZURE_AUTHORITY_HOST")
-        .unwrap_or("https://login.microsoftonline.com/")
-        .trim();
+    local_in(env, None, resource_manager)
+}
+
+/// The clouds the `environment` input names, as azure/login names them: `(name, login host)`.
+pub const ENVIRONMENTS: [(&str, &str); 3] = [
+    ("AzureCloud", "https://login.microsoftonline.com/"),
+    ("AzureUSGovernment", "https://login.microsoftonline.us/"),
+    ("AzureChinaCloud", "https://login.chinacloudapi.cn/"),
+];
+
+/// Like [`local`], with the cloud named by the `environment` input (default `AzureCloud`);
+/// `AZURE_AUTHORITY_HOST` and `resource_manager` still win over it.
+pub fn local_in(
+    env: &Environment,
+    environment: Option<&str>,
+    resource_manager: Option<&str>,
+) -> Result<Cloud> {
+    let named = match environment.map(str::trim).filter(|e| !e.is_empty()) {
+        None => ENVIRONMENTS[0].1,
+        Some(name) => ENVIRONMENTS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, login)| *login)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ENVIRONMENTS.iter().map(|(n, _)| *n).collect();
+                anyhow!(
+                    "input 'environment': expected one of {}, got '{name}' (other clouds: set AZURE_AUTHORITY_HOST and AZURE_RESOURCE_MANAGER_URL)",
+                    names.join(", ")
+                )
+            })?,
+    };
+    let authority_text = env.get("AZURE_AUTHORITY_HOST").unwrap_or(named).trim();
     let mut authority = Url::parse(authority_text)
         .with_context(|| format!("AZURE_AUTHORITY_HOST is not a URL: '{authority_text}'"))?;
     if !authority.path().ends_with('/') {
@@ -189,5 +217,44 @@ mod tests {
         assert!(err.contains("--resource-manager-url"), "{err}");
         let cloud = local(&env, Some("https://arm.example.test")).unwrap();
         assert_eq!(cloud.arm_scope(), "https://arm.example.test//.default");
+    }
+
+    #[test]
+    fn the_environment_input_names_the_cloud_unless_overridden() {
+        let none = Environment::default();
+        let gov = local_in(&none, Some("azureusgovernment"), None).unwrap();
+        assert_eq!(
+            gov.resource_manager.as_str(),
+            "https://management.usgovcloudapi.net/"
+        );
+        assert_eq!(
+            gov.authority.unwrap().as_str(),
+            "https://login.microsoftonline.us/"
+        );
+        let china = local_in(&none, Some("AzureChinaCloud"), None).unwrap();
+        assert_eq!(
+            china.resource_manager.as_str(),
+            "https://management.chinacloudapi.cn/"
+        );
+        let err = local_in(&none, Some("AzureGermanCloud"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("input 'environment'") && err.contains("AzureUSGovernment"),
+            "{err}"
+        );
+        let env =
+            Environment::from_pairs([("AZURE_AUTHORITY_HOST", "https://login.example.test/")]);
+        let cloud = local_in(
+            &env,
+            Some("AzureUSGovernment"),
+            Some("https://arm.example.test/"),
+        )
+        .unwrap();
+        assert_eq!(
+            cloud.authority.unwrap().as_str(),
+            "https://login.example.test/"
+        );
+        assert_eq!(cloud.resource_manager.as_str(), "https://arm.example.test/");
     }
 }

@@ -2,7 +2,8 @@
 //! In a pipeline it is an OIDC token from Azure DevOps (`SYSTEM_OIDCREQUESTURI`, or the job's
 //! URL built from the collection, project, plan and job variables), asked for with the job access
 //! token; outside one it is the file `AZURE_FEDERATED_TOKEN_FILE` names. A fresh token is
-//! fetched for every exchange and announced as a secret the moment it arrives.
+//! fetched for every exchange and announced as a secret the moment it arrives. On GitHub Actions
+//! the token comes from the runner's OIDC endpoint ([`GitHubOidcRequest`]).
 //!
 //! `azure_identity::AzurePipelinesCredential` is not used: it reads `SYSTEM_OIDCREQUESTURI` from
 //! the process environment only (no fallback URL, no captured environment), never announces the
@@ -26,6 +27,8 @@ pub const OIDC_API_VERSION: &str = "7.1";
 /// Where a federated token comes from.
 pub enum FederatedToken {
     AzureDevOps(OidcRequest),
+    /// GitHub Actions' OIDC token for the job (`permissions: id-token: write`).
+    GitHub(GitHubOidcRequest),
     /// A file rewritten by someone else (Kubernetes), read afresh for every exchange.
     File(PathBuf),
     /// A fixed token, for tests of the exchange.
@@ -37,6 +40,7 @@ impl FederatedToken {
     pub async fn token(&self) -> Result<String> {
         match self {
             FederatedToken::AzureDevOps(request) => request.token().await,
+            FederatedToken::GitHub(request) => request.token().await,
             FederatedToken::File(path) => {
                 let text = tokio::fs::read_to_string(path).await.with_context(|| {
                     format!(
@@ -149,6 +153,114 @@ impl OidcRequest {
     }
 }
 
+/// The audience Entra ID expects in a federated token (GitHub's docs, "Configuring OpenID
+/// Connect in Azure"; the same as Azure DevOps').
+pub const AZURE_AD_TOKEN_EXCHANGE: &str = "api://AzureADTokenExchange";
+
+/// The request for a GitHub Actions OIDC token: `GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=…`
+/// with `Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN`, answered with
+/// `{"value": "<jwt>"}` (GitHub's docs, "About security hardening with OpenID Connect" and
+/// "Configuring OpenID Connect in cloud providers"). The token lives minutes: a fresh one is
+/// asked for every exchange.
+pub struct GitHubOidcRequest {
+    /// With the `audience` parameter.
+    pub url: Url,
+    request_token: Secret,
+    http: reqwest::Client,
+    console: Arc<Console>,
+    pub retry: RetryPolicy,
+}
+
+impl GitHubOidcRequest {
+    /// `None` when the job has no OIDC token to give (no `permissions: id-token: write`, or not
+    /// on GitHub). The request token is announced as a secret before anything else happens.
+    pub fn from_env(
+        env: &Environment,
+        http: reqwest::Client,
+        console: Arc<Console>,
+        retry: RetryPolicy,
+    ) -> Option<Result<GitHubOidcRequest>> {
+        let (url, token) = (
+            env.get("ACTIONS_ID_TOKEN_REQUEST_URL")?,
+            env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")?,
+        );
+        console.set_secret(token);
+        Some(github_request_url(url).map(|url| GitHubOidcRequest {
+            url,
+            request_token: Secret::new(token.to_owned()),
+            http,
+            console,
+            retry,
+        }))
+    }
+
+    /// A fresh OIDC token, retried a few times when GitHub fails or cannot be reached.
+    pub async fn token(&self) -> Result<String> {
+        with_retries(
+            &self.retry,
+            &self.console,
+            "asking GitHub for an OIDC token",
+            || self.attempt(),
+        )
+        .await
+    }
+
+    async fn attempt(&self) -> Result<String, Failure> {
+        let response = self
+            .http
+            .get(self.url.clone())
+            .header(
+                "authorization",
+                format!("bearer {}", self.request_token.secret()),
+            )
+            .header("accept", "application/json; api-version=2.0")
+            .send()
+            .await
+            .map_err(|e| Failure::from_send(e, "GitHub's OIDC token endpoint"))?;
+        let (status, headers, body) = read_answer(response, "GitHub's answer").await?;
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status.is_success() {
+            let token = json["value"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    Failure::Fatal(anyhow!("GitHub answered {status} without a token (value)"))
+                })?;
+            self.console.set_secret(token);
+            return Ok(token.to_owned());
+        }
+        let message = json["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+        let hint = match status.as_u16() {
+            401 | 403 => {
+                " The request token was refused: give the job `permissions: id-token: write` (and keep the token from an earlier job out of this one)."
+            }
+            _ => "",
+        };
+        let error = anyhow!("GitHub refused the OIDC token request ({status}): {message}{hint}");
+        Err(Failure::from_status(status, &headers, error, &[]))
+    }
+}
+
+/// `ACTIONS_ID_TOKEN_REQUEST_URL` with `audience=api://AzureADTokenExchange` added (the URL
+/// already carries a query, hence GitHub's `&audience=` in its docs).
+pub fn github_request_url(raw: &str) -> Result<Url> {
+    let mut url = Url::parse(raw.trim())
+        .with_context(|| format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: '{raw}'"))?;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "audience")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("audience", AZURE_AD_TOKEN_EXCHANGE);
+    Ok(url)
+}
+
 /// `SYSTEM_OIDCREQUESTURI`, or when the agent does not set it (older agents, classic releases)
 /// `{collection}{projectId}/_apis/distributedtask/hubs/{build|release}/plans/{planId}/jobs/{jobId}/oidctoken`,
 /// with `?api-version=7.1&serviceConnectionId=<id>`.
@@ -199,6 +311,21 @@ pub fn oidc_request_url(context: &PipelineContext, connection_id: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn github_s_request_url_gets_the_entra_audience() {
+        let url = github_request_url(
+            "https://pipelines.actions.githubusercontent.com/abc/idtoken?api-version=2.0",
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://pipelines.actions.githubusercontent.com/abc/idtoken?api-version=2.0&audience=api%3A%2F%2FAzureADTokenExchange"
+        );
+        let again = github_request_url(url.as_str()).unwrap();
+        assert_eq!(again, url, "one audience, never two");
+        assert!(github_request_url("not a url").is_err());
+    }
 
     #[test]
     fn the_agent_s_uri_is_used_as_given() {

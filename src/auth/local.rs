@@ -1,5 +1,6 @@
-//! Signing in outside a pipeline, the way the Azure SDKs do: a service principal from
-//! environment variables (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID` with `AZURE_CLIENT_SECRET`,
+//! Signing in outside a pipeline, the way azure/login and the Azure SDKs do: on GitHub Actions
+//! with `id-token: write`, the job's OIDC token exchanged for the app `clientId` names; else a
+//! service principal from environment variables (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID` with `AZURE_CLIENT_SECRET`,
 //! `AZURE_CLIENT_CERTIFICATE_PATH` or `AZURE_FEDERATED_TOKEN_FILE`; `AZURE_AUTHORITY_HOST` for
 //! another cloud), else the account the Azure CLI is logged in with
 //! (`azure_identity::AzureCliCredential`). The subscription comes from `--subscription` /
@@ -14,7 +15,7 @@ use azure_identity::{AzureCliCredential, AzureCliCredentialOptions};
 
 use super::certificate::ClientCertificate;
 use super::entra::Proof;
-use super::federation::FederatedToken;
+use super::federation::{FederatedToken, GitHubOidcRequest};
 use super::retry::sign_in_policy;
 use super::{Acquirer, LocalOptions, SignedIn, TokenSource, client_credentials};
 use crate::agent::{Console, Environment};
@@ -25,16 +26,44 @@ pub fn sign_in(
     http: reqwest::Client,
     console: &Arc<Console>,
 ) -> Result<SignedIn> {
-    let cloud = super::cloud::local(env, options.resource_manager_url.as_deref())?;
+    let cloud = super::cloud::local_in(
+        env,
+        options.environment.as_deref(),
+        options.resource_manager_url.as_deref(),
+    )?;
     let subscription_id = options
         .subscription
         .clone()
         .or_else(|| env.get("AZURE_SUBSCRIPTION_ID").map(str::to_owned))
         .map(|s| s.trim().to_owned());
-    let tenant = env.get("AZURE_TENANT_ID").map(str::trim);
-    let client = env.get("AZURE_CLIENT_ID").map(str::trim);
+    let given = |input: &Option<String>| {
+        input
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let tenant = given(&options.tenant_id)
+        .or_else(|| env.get("AZURE_TENANT_ID").map(|v| v.trim().to_owned()));
+    let client = given(&options.client_id)
+        .or_else(|| env.get("AZURE_CLIENT_ID").map(|v| v.trim().to_owned()));
+    let (tenant, client) = (tenant.as_deref(), client.as_deref());
 
-    let proof = if let Some(secret) = env.get("AZURE_CLIENT_SECRET") {
+    // GitHub's OIDC token first (azure/login's order): the job offers one only when the workflow
+    // grants `id-token: write`, and it is only of use for an app (client id) to exchange it for.
+    let github = match client {
+        Some(_) => {
+            GitHubOidcRequest::from_env(env, http.clone(), Arc::clone(console), sign_in_policy())
+                .transpose()?
+        }
+        None => None,
+    };
+    let proof = if let Some(request) = github {
+        Some((
+            Proof::Federated(FederatedToken::GitHub(request)),
+            "GitHub's OIDC token (ACTIONS_ID_TOKEN_REQUEST_URL)",
+        ))
+    } else if let Some(secret) = env.get("AZURE_CLIENT_SECRET") {
         console.set_secret(secret);
         Some((
             Proof::Secret(Secret::new(secret.to_owned())),
@@ -76,11 +105,14 @@ pub fn sign_in(
         });
     };
     let (Some(tenant), Some(client)) = (tenant, client) else {
-        let missing: Vec<&str> = [("AZURE_TENANT_ID", tenant), ("AZURE_CLIENT_ID", client)]
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(name, _)| *name)
-            .collect();
+        let missing: Vec<&str> = [
+            ("input 'tenantId' (or AZURE_TENANT_ID)", tenant),
+            ("input 'clientId' (or AZURE_CLIENT_ID)", client),
+        ]
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(name, _)| *name)
+        .collect();
         bail!(
             "{variable} is set, but {} is not: a service principal needs its tenant and client (application) id too",
             missing.join(" and ")
@@ -109,7 +141,11 @@ pub fn sign_in(
         cloud,
         subscription_id,
         subscription_name: None,
-        source: format!("environment variables (AZURE_TENANT_ID, AZURE_CLIENT_ID, {variable})"),
+        source: if variable.starts_with("GitHub") {
+            variable.to_owned()
+        } else {
+            format!("environment variables (AZURE_TENANT_ID, AZURE_CLIENT_ID, {variable})")
+        },
     })
 }
 

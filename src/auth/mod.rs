@@ -4,8 +4,8 @@
 //!
 //! Map: [`sign_in`] picks the way in and the cloud ([`cloud`]); the ways are the client
 //! credentials grant of [`entra`] (a secret, a [`certificate`] assertion, or a [`federation`]
-//! token from Azure DevOps), [`managed_identity`] (IMDS), and [`local`] (environment variables,
-//! then `azure_identity`'s Azure CLI credential). Every request goes through the transport's
+//! token from Azure DevOps or GitHub Actions), [`managed_identity`] (IMDS), and [`local`]
+//! (GitHub's OIDC token, environment variables, then `azure_identity`'s Azure CLI credential). Every request goes through the transport's
 //! client (the agent's proxy and trusted roots) except IMDS, with the bounded retries of
 //! [`retry`]. [`TokenSource`] keeps one cached token per resource and renews it ahead of expiry,
 //! so a build that runs for hours never presents an expired token.
@@ -314,10 +314,17 @@ pub struct SignedIn {
 /// Sign-in settings for use outside a pipeline (flags of the command line).
 #[derive(Clone, Debug, Default)]
 pub struct LocalOptions {
-    /// `--subscription` / `AZURE_SUBSCRIPTION_ID`.
+    /// `--subscription` / input `subscriptionId` / `AZURE_SUBSCRIPTION_ID`.
     pub subscription: Option<String>,
     /// `--resource-manager-url` / `AZURE_RESOURCE_MANAGER_URL`.
     pub resource_manager_url: Option<String>,
+    /// Input `clientId`; `AZURE_CLIENT_ID` when unset.
+    pub client_id: Option<String>,
+    /// Input `tenantId`; `AZURE_TENANT_ID` when unset.
+    pub tenant_id: Option<String>,
+    /// Input `environment` (`AzureCloud`, `AzureUSGovernment`, `AzureChinaCloud`), overridden
+    /// by `AZURE_AUTHORITY_HOST` / the resource manager URL.
+    pub environment: Option<String>,
 }
 
 /// Signs in with the service connection `connection_id` when given (the `ibSubscription`

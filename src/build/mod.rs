@@ -254,10 +254,9 @@ impl Builder<'_> {
             .temp_directory
             .join(format!("aib-task-summary-{}.md", summary.template_name));
         match std::fs::write(&path, self.console.mask(&summary.markdown())) {
-            Ok(()) if self.context.in_pipeline => self.console.upload_summary(&path),
-            Ok(()) => self
-                .console
-                .debug(format!("run summary written to {}", path.display())),
+            // The host shows it: Azure Pipelines' summary tab, GitHub's step summary, or a
+            // line naming the file in a terminal.
+            Ok(()) => self.console.upload_summary(&path),
             Err(e) => self.console.warning(format!(
                 "could not write the run summary {}: {e}",
                 path.display()

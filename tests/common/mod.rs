@@ -115,6 +115,32 @@ pub fn assert_no_secret_leaks(output: &str, secrets: &[&str]) {
     }
 }
 
+/// A run in a terminal (no `TF_BUILD`, no `GITHUB_ACTIONS`): plain output, so no logging or
+/// workflow command at all, and no secret (nor anything shaped like a token) on any line.
+pub fn assert_terminal_output_clean(output: &str, secrets: &[&str]) {
+    let jwt = regex::Regex::new(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.").unwrap();
+    for line in output.lines() {
+        assert!(
+            !line.contains("##vso[") && !line.starts_with("##["),
+            "an agent command in a terminal: {line:?}"
+        );
+        assert!(
+            !line.trim_start().starts_with("::"),
+            "a workflow command in a terminal: {line:?}"
+        );
+        assert!(
+            !jwt.is_match(line),
+            "a token shows in output line: {line:?}"
+        );
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            assert!(
+                !line.contains(secret),
+                "secret leaked in output line: {line:?}"
+            );
+        }
+    }
+}
+
 /// The messages of every `##vso[task.setsecret]` line.
 pub fn announced_secrets(output: &str) -> Vec<String> {
     output

@@ -11,7 +11,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const RUN_JS = path.join(__dirname, '..', '..', 'run.js');
-const { PLATFORMS, findBinary, escapeMessage } = require(RUN_JS);
+const { PLATFORMS, findBinary, escapeMessage, escapeGitHubData, onGitHub } = require(RUN_JS);
 const FOLDER = PLATFORMS[`${process.platform}-${process.arch}`];
 const unix = process.platform !== 'win32';
 
@@ -30,9 +30,13 @@ function taskFolder(script) {
 /** Runs `node run.js` in `dir`; resolves with its exit code, signal and output. */
 function launch(dir, env = {}, onSpawn = () => {}) {
   return new Promise((resolve, reject) => {
+    // Neither host's marker leaks in from the machine running the tests (CI may be GitHub).
+    const base = { ...process.env };
+    delete base.GITHUB_ACTIONS;
+    delete base.TF_BUILD;
     const child = childProcess.spawn(process.execPath, [path.join(dir, 'run.js')], {
       cwd: dir,
-      env: { ...process.env, ...env },
+      env: { ...base, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -150,4 +154,42 @@ test('an unknown platform names the platforms the package has', () => {
 
 test('messages are escaped as logging commands require', () => {
   assert.equal(escapeMessage('100% done; a]b\r\nc'), '100%AZP25 done%3B a%5Db%0D%0Ac');
+});
+
+test('on a GitHub runner a missing binary is an ::error:: saying how to get one, and no ##vso line', async () => {
+  const dir = taskFolder();
+  const result = await launch(dir, { GITHUB_ACTIONS: 'true' });
+  assert.equal(result.code, 1);
+  const lines = result.stdout.trim().split('\n');
+  assert.equal(lines.length, 1, result.stdout);
+  assert.match(lines[0], /^::error::The Azure VM Image Builder action has no binary for /);
+  assert.match(lines[0], /uses: <owner>\/aib-task@v1/);
+  assert.match(lines[0], /scripts\/action-release/);
+  assert.doesNotMatch(result.stdout, /##vso\[/);
+});
+
+test('the INPUT_ variables of a GitHub runner and its files reach the binary', { skip: !unix }, async () => {
+  const dir = taskFolder('env > "$(dirname "$0")/env.txt"');
+  const env = {
+    GITHUB_ACTIONS: 'true',
+    INPUT_IBAZURERESOURCEGROUP: 'rg-images',
+    INPUT_INLINESCRIPT: 'echo one\necho two',
+    GITHUB_OUTPUT: path.join(dir, 'output'),
+    GITHUB_STEP_SUMMARY: path.join(dir, 'summary.md'),
+    ACTIONS_ID_TOKEN_REQUEST_TOKEN: 'request-token',
+    ACTIONS_ID_TOKEN_REQUEST_URL: 'https://example.test/idtoken?api-version=2.0',
+  };
+  const result = await launch(dir, env);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const seen = fs.readFileSync(path.join(dir, 'bin', FOLDER, 'env.txt'), 'utf8');
+  for (const [name, value] of Object.entries(env)) {
+    if (!value.includes('\n')) assert.ok(seen.split('\n').includes(`${name}=${value}`), `${name} passed unchanged`);
+  }
+});
+
+test('host detection and GitHub escaping', () => {
+  assert.equal(onGitHub({ GITHUB_ACTIONS: 'true' }), true);
+  assert.equal(onGitHub({ GITHUB_ACTIONS: 'true', TF_BUILD: 'True' }), false);
+  assert.equal(onGitHub({}), false);
+  assert.equal(escapeGitHubData('100% done\r\nnext'), '100%25 done%0D%0Anext');
 });
