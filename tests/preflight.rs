@@ -123,7 +123,9 @@ async fn broken_inputs_are_errors_of_their_check() {
     };
     let (temp, package) = sample_package();
     let other_identity = rid("Microsoft.ManagedIdentity/userAssignedIdentities/nobody");
-    let cases: Vec<(Vec<(&str, String)>, &str, &str)> = vec![
+    /// `(inputs, check, what its error says)`.
+    type Case<'a> = (Vec<(&'a str, String)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("IBAZURERESOURCEGROUP", "rg-missing".into())],
             "resourceGroup",

@@ -101,7 +101,7 @@ pub struct Report {
 impl Report {
     fn new(mut findings: Vec<Finding>, elapsed: Duration) -> Report {
         // Errors first, then warnings, each in check order: what stops the build on top.
-        findings.sort_by(|a, b| b.status.cmp(&a.status));
+        findings.sort_by_key(|f| std::cmp::Reverse(f.status));
         let verdict = match findings.iter().map(|f| f.status).max() {
             Some(Status::Error) => "failed",
             Some(Status::Warning) => "passed with warnings",
