@@ -90,9 +90,7 @@ def main() -> None:
             run = subprocess.run(["./target/debug/aib-task", "preflight", "--json"],
                                  env=env, capture_output=True, text=True)
             wall = (time.monotonic() - started) * 1000
-            out = run.stdout
-            start = out.rfind("\n{") + 1
-            report = json.loads(out[start:out.rfind("}") + 1])
+            report = json.loads(run.stdout)  # the report alone; the log is on stderr
             walls.append(wall)
             checks.append(report["elapsed_ms"])
             print(f"run {n + 1}: exit {run.returncode}, verdict {report['verdict']}, "

@@ -138,7 +138,14 @@ pub fn main_with(env: Environment, args: Vec<std::ffi::OsString>) -> ExitCode {
     let context = PipelineContext::from_env(&env);
     // Azure Pipelines, GitHub Actions or a terminal: decided once, rendered by the console.
     let host = Host::detect(&env, std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    let console = Console::for_host(host, Box::new(std::io::stdout()), context.debug);
+    // `preflight --json`: the report alone on standard output, the log on standard error.
+    let json_only = args.iter().any(|a| a == "preflight") && args.iter().any(|a| a == "--json");
+    let out: Box<dyn std::io::Write + Send> = if json_only {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let console = Console::for_host(host, out, context.debug);
     // GitHub's OIDC request token is a secret of the job: masked before anything could print it.
     if let Some(token) = env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN") {
         console.set_secret(token);
@@ -435,7 +442,8 @@ async fn preflight_command(
     let report = crate::preflight::run(&arm, &plan).await;
     report.print(console);
     if json {
-        console.info(serde_json::to_string_pretty(&report).context("serialising the report")?);
+        let text = serde_json::to_string_pretty(&report).context("serialising the report")?;
+        println!("{}", console.mask(&text));
     }
     match report.failure() {
         Some(e) => Err(e),

@@ -52,14 +52,13 @@ fn full_inputs(vars: &mut BTreeMap<String, String>) {
     }
 }
 
-/// Runs `aib-task preflight --json`: its output and the report.
+/// Runs `aib-task preflight --json`: whether it passed, its log (standard error) and the report
+/// (standard output holds the report alone).
 async fn preflight(vars: BTreeMap<String, String>) -> (bool, String, Value) {
     let (output, out) = run_task_async(&["preflight", "--json"], vars).await;
-    let start = out.rfind("\n{").expect("the JSON report") + 1;
-    let end = out.rfind('}').unwrap() + 1;
-    let report: Value =
-        serde_json::from_str(&out[start..end]).unwrap_or_else(|e| panic!("{e}: {}", &out[start..]));
-    (output.status.success(), out, report)
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{log}"));
+    (output.status.success(), log, report)
 }
 
 /// The findings of `check` with `status`.
@@ -112,6 +111,10 @@ async fn every_check_passes_on_a_sound_scenario_and_writes_nothing() {
         );
     }
     assert!(out.contains("##[group]Preflight"), "{out}");
+    // The default pipeline distributes to a managed image: its group exists, its name is free.
+    let (ok, out, report) = preflight(pipeline(&stack, &package, temp.path())).await;
+    assert!(ok, "{out}");
+    assert_finding(&report, "managedImage", "ok", "is free");
     assert_eq!(writes(&stack), Vec::<String>::new());
     assert_eq!(stack.artifact_container_listing().await, None);
 }
@@ -164,6 +167,41 @@ async fn broken_inputs_are_errors_of_their_check() {
             vec![("PROVISIONER", "powershell".into())],
             "source",
             "set provisioner to shell",
+        ),
+        (
+            vec![
+                ("IBLOCATION", "eastus".into()),
+                ("IMAGESOURCE", "sharedimageversion".into()),
+                (
+                    "IMAGEVERSIONID",
+                    rid("Microsoft.Compute/galleries/gallery1/images/base/versions/1.0.3"),
+                ),
+            ],
+            "source",
+            "not in the build's region eastus",
+        ),
+        (
+            vec![
+                ("IBLOCATION", "eastus".into()),
+                ("IMAGESOURCE", "managedimage".into()),
+                (
+                    "CUSTOMIMAGERESOURCEID",
+                    rid("Microsoft.Compute/images/golden-base"),
+                ),
+            ],
+            "source",
+            "needs it in the build's region",
+        ),
+        (
+            vec![
+                (
+                    "IMAGEIDFORDISTRIBUTE",
+                    rid("Microsoft.Compute/images/golden-base"),
+                ),
+                ("MANAGEDIMAGELOCATION", "eastus".into()),
+            ],
+            "managedImage",
+            "already exists in",
         ),
         (
             vec![
@@ -295,6 +333,27 @@ async fn broken_scenarios_are_errors_or_warnings_of_their_check() {
             "managedIdentity",
             "warning",
             "holds no role",
+        ),
+        (
+            |c, _| {
+                for a in &mut c.scenario.role_assignments {
+                    a.role_definition = aib_emulator::scenario::roles::READER.into();
+                }
+            },
+            "managedIdentity",
+            "warning",
+            "which does not allow Microsoft.Compute/images/write",
+        ),
+        (
+            |_, v| {
+                v.insert(
+                    "INPUT_IMAGEIDFORDISTRIBUTE".into(),
+                    rid("Microsoft.Compute/images/golden-base"),
+                );
+            },
+            "managedImage",
+            "warning",
+            "the build replaces it",
         ),
         (
             |c, v| {
@@ -497,4 +556,33 @@ async fn a_taken_template_name_is_an_error() {
     let (ok, _, report) = preflight(vars).await;
     assert!(!ok);
     assert_finding(&report, "templateName", "error", "already exists");
+}
+
+#[tokio::test]
+async fn a_staging_group_another_template_uses_is_an_error() {
+    let config = Config {
+        fail_at: Some(aib_emulator::RunSubState::Customizing),
+        ..Config::default()
+    };
+    let Some(stack) = start_stack(config).await else {
+        return;
+    };
+    let (temp, package) = sample_package();
+    let staging = format!(
+        "/subscriptions/{}/resourceGroups/rg-aib-staging-shared",
+        defaults::SUBSCRIPTION_ID
+    );
+    let mut vars = pipeline(&stack, &package, temp.path());
+    vars.insert("INPUT_STAGINGRESOURCEGROUP".into(), staging.clone());
+    // A failed build keeps its template, which keeps the staging group in use.
+    let (output, out) = run_task_async(&[], vars.clone()).await;
+    assert!(!output.status.success(), "{out}");
+    let (ok, _, report) = preflight(vars).await;
+    assert!(!ok);
+    assert_finding(
+        &report,
+        "stagingResourceGroup",
+        "error",
+        "refuses a staging group used by another template",
+    );
 }

@@ -395,9 +395,17 @@ pub fn check_template_put(
         .and_then(Value::as_str)
         && let Some((vnet, subnet)) = network::find_subnet(s, subnet_id)
     {
-        if subnet
-            .private_link_service_network_policies
-            .eq_ignore_ascii_case("Enabled")
+        // The policies matter to the proxy VM's Private Link service, which an isolated build
+        // (a container instance subnet) does not deploy ("Azure VM Image Builder networking
+        // options": the policy applies to the build VM's subnet of a proxy-VM build).
+        let isolated = props
+            .pointer("/vmProfile/vnetConfig/containerInstanceSubnetId")
+            .and_then(Value::as_str)
+            .is_some_and(|id| !id.is_empty());
+        if !isolated
+            && subnet
+                .private_link_service_network_policies
+                .eq_ignore_ascii_case("Enabled")
         {
             return Err(Box::new(validation_failed(
                 "vmProfile.vnetConfig",

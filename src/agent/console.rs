@@ -228,6 +228,15 @@ impl Drop for Group {
 }
 
 impl Inner {
+    /// A warning about a runner file, rendered by the host (escaped), printed only.
+    fn warn_plainly(&mut self, host: &Host, text: &str) {
+        for effect in host.render(&Line::Warning(text), "") {
+            if let Effect::Print(line) = effect {
+                let _ = writeln!(self.out, "{line}");
+            }
+        }
+    }
+
     /// Carries out one effect; a runner file that cannot be written is said on the output.
     fn apply(&mut self, host: &Host, effect: Effect) {
         match effect {
@@ -236,7 +245,7 @@ impl Inner {
             }
             Effect::Append(file, text) => {
                 if let Err(e) = append(host, file, text.as_bytes()) {
-                    let _ = writeln!(self.out, "::warning::{}", file_problem(file, &e));
+                    self.warn_plainly(host, &file_problem(file, &e));
                 }
             }
             Effect::AppendFileContents { from, to } => {
@@ -249,7 +258,7 @@ impl Inner {
                     append(host, to, text.as_bytes())
                 });
                 if let Err(e) = result {
-                    let _ = writeln!(self.out, "::warning::{}", file_problem(to, &e));
+                    self.warn_plainly(host, &file_problem(to, &e));
                 }
             }
         }

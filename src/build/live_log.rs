@@ -78,16 +78,21 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A log line as the task prints it: behind a visible prefix (so no `##[` formatting starts the
-/// line), with every `##vso[` broken visibly to `##vso [` (the agent finds that prefix anywhere
-/// in a line: `Command.TryParse` in azure-pipelines-agent), and cut past [`LINE_LIMIT`].
+/// A log line as the task prints it: behind a visible prefix (so no `##[` formatting or GitHub
+/// `::command::` starts the line), with every `##vso[` broken visibly to `##vso [` (the agent
+/// finds that prefix anywhere in a line: `Command.TryParse` in azure-pipelines-agent) and every
+/// `##[` to `## [` (GitHub's runner still reads old-style `##[command]` anywhere in a line, such
+/// as `##[stop-commands]`, which would show later masks in clear), and cut past [`LINE_LIMIT`].
 pub fn inert(line: &str) -> String {
     let mut shown: String = line.chars().take(LINE_LIMIT).collect();
     let more = line.chars().count().saturating_sub(LINE_LIMIT);
     if more > 0 {
         shown.push_str(&format!(" … ({more} more characters in the attached log)"));
     }
-    format!("│ {}", shown.replace("##vso[", "##vso ["))
+    format!(
+        "│ {}",
+        shown.replace("##vso[", "##vso [").replace("##[", "## [")
+    )
 }
 
 /// Where the reading of one log blob stands.
@@ -628,13 +633,21 @@ mod tests {
             "output: ##vso[task.complete result=Succeeded]done",
             "##[group]not a real group",
             "##[error]fake",
+            // GitHub's runner reads old-style commands anywhere in a line.
+            "echo ##[stop-commands]token",
+            "##[set-output name=imageUri]https://evil.example/owned",
+            "::add-mask::nothing",
         ] {
             let shown = inert(hostile);
             assert!(!shown.contains("##vso["), "{shown}");
-            assert!(!shown.starts_with("##"), "{shown}");
+            assert!(!shown.contains("##["), "{shown}");
+            assert!(
+                !shown.starts_with("##") && !shown.starts_with("::"),
+                "{shown}"
+            );
             // What it said is still there to read.
             assert!(
-                shown.contains("##vso [") || shown.contains("##["),
+                shown.contains("##vso [") || shown.contains("## [") || shown.contains("::add-mask"),
                 "{shown}"
             );
         }

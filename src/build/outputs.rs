@@ -6,6 +6,7 @@
 use anyhow::{Result, anyhow};
 
 use crate::agent::Console;
+use crate::agent::host::Host;
 use crate::arm::{ArmClient, ArmError};
 use crate::image_template::{self, RunOutput};
 use crate::plan::Distribution;
@@ -77,14 +78,27 @@ impl Outputs {
         vars
     }
 
-    /// Sets each as an output variable, then prints the banner.
+    /// Sets each as an output variable, then prints the banner: the original task's on Azure
+    /// Pipelines (users search their logs for it), `name = value` lines on GitHub (where outputs
+    /// go to a file nobody sees), nothing more in a terminal (which prints each output already).
     pub fn emit(&self, console: &Console) {
         for (name, value) in self.variables() {
             console.set_variable(name, value, true);
         }
-        console.info("## task output variables ##");
-        for (name, value) in self.variables() {
-            console.info(format!("$({name}) =  {value}"));
+        match console.host() {
+            Host::AzurePipelines => {
+                console.info("## task output variables ##");
+                for (name, value) in self.variables() {
+                    console.info(format!("$({name}) =  {value}"));
+                }
+            }
+            Host::GitHubActions(_) => {
+                console.info("Outputs:");
+                for (name, value) in self.variables() {
+                    console.info(format!("  {name} = {value}"));
+                }
+            }
+            Host::Terminal { .. } => {}
         }
     }
 }

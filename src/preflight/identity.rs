@@ -33,12 +33,6 @@ struct IdentityProperties {
     principal_id: String,
 }
 
-#[derive(Deserialize)]
-struct Assignments {
-    #[serde(default)]
-    value: Vec<Assignment>,
-}
-
 #[derive(Clone, Deserialize)]
 struct Assignment {
     properties: AssignmentProperties,
@@ -60,6 +54,53 @@ struct RoleDefinition {
 #[serde(rename_all = "camelCase")]
 struct RoleProperties {
     role_name: String,
+    #[serde(default)]
+    permissions: Vec<Permission>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Permission {
+    #[serde(default)]
+    actions: Vec<String>,
+    #[serde(default)]
+    not_actions: Vec<String>,
+}
+
+/// Whether an Azure RBAC action pattern (`*` matches anything, case-insensitive) covers
+/// `action` ("Understand Azure role definitions": `Actions` and `NotActions` wildcards).
+pub fn matches(pattern: &str, action: &str) -> bool {
+    let (pattern, action) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == action;
+    }
+    let mut rest = action.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(after) = rest.strip_prefix(part) else {
+                return false;
+            };
+            rest = after;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            let Some(at) = rest.find(part) else {
+                return false;
+            };
+            rest = &rest[at + part.len()..];
+        }
+    }
+    true
+}
+
+/// Whether a role's permissions allow `action`: some `actions` pattern covers it and no
+/// `notActions` pattern of the same block takes it away.
+fn grants(permissions: &[Permission], action: &str) -> bool {
+    permissions.iter().any(|p| {
+        p.actions.iter().any(|a| matches(a, action))
+            && !p.not_actions.iter().any(|n| matches(n, action))
+    })
 }
 
 /// An assignment at `scope` reaches `target` when `scope` is `target` or one of its parents.
@@ -119,14 +160,14 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
         r.subscription()
     );
     let assignments = match r
-        .get::<Assignments>(
+        .list::<Assignment>(
             "reading the identity's role assignments",
             &path,
             AUTHORIZATION_API,
         )
         .await
     {
-        Read::Found(a) => a.value,
+        Read::Found(a) => a,
         Read::Denied { action } => {
             findings.push(denied(
                 CHECK,
@@ -142,13 +183,14 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
         }
     };
 
-    // What the identity must reach: (what, scope, need).
-    let mut needs: Vec<(String, String, &str)> = Vec::new();
+    // What the identity must reach: (what, scope, need, the action it needs there).
+    let mut needs: Vec<(String, String, &str, &str)> = Vec::new();
     match &r.plan.distribution {
         Distribution::ManagedImage { image_id, .. } => needs.push((
             format!("the managed image target's resource group {}", image_id.resource_group),
             group_scope(&image_id.subscription, &image_id.resource_group),
             "write images there (Contributor, or a custom role with Microsoft.Compute/images/write, read and delete)",
+            "Microsoft.Compute/images/write",
         )),
         Distribution::SharedImage { gallery_image_id, .. } => needs.push((
             format!("the gallery {}", gallery_image_id.names[0]),
@@ -158,6 +200,7 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
                 gallery_image_id.names[0]
             ),
             "write image versions there (Contributor, or a custom role with Microsoft.Compute/galleries/images/versions/write and the gallery reads)",
+            "Microsoft.Compute/galleries/images/versions/write",
         )),
         Distribution::Vhd | Distribution::VhdAt { .. } => {}
     }
@@ -166,6 +209,7 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
             format!("the source image {}", image_id.name()),
             image_id.as_str().to_owned(),
             "read it (Reader, or Microsoft.Compute/images/read)",
+            "Microsoft.Compute/images/read",
         )),
         Source::SharedImageVersion { image_version_id } => needs.push((
             format!(
@@ -174,24 +218,42 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
             ),
             image_version_id.as_str().to_owned(),
             "read it (Reader, or Microsoft.Compute/galleries/images/versions/read)",
+            "Microsoft.Compute/galleries/images/versions/read",
         )),
         Source::Marketplace { .. } => {}
     }
-    for (what, scope, need) in needs {
+    for (what, scope, need, action) in needs {
         let roles: Vec<&Assignment> = assignments
             .iter()
             .filter(|a| covers(&a.properties.scope, &scope))
             .collect();
+        let fix = format!(
+            "az role assignment create --assignee-object-id {principal} --assignee-principal-type ServicePrincipal --role Contributor --scope {scope}"
+        );
         if roles.is_empty() {
             findings.push(
                 Finding::warning(
                     CHECK,
                     format!("managed identity {} holds no role on {what} that this subscription shows; it must {need}", id.name()),
                 )
-                .with_fix(format!("az role assignment create --assignee-object-id {principal} --assignee-principal-type ServicePrincipal --role Contributor --scope {scope}")),
+                .with_fix(fix),
+            );
+            continue;
+        }
+        let definitions = role_definitions(r, &roles).await;
+        let names: Vec<&str> = definitions.iter().map(|(name, _)| name.as_str()).collect();
+        let known: Vec<&Vec<Permission>> =
+            definitions.iter().filter_map(|(_, p)| p.as_ref()).collect();
+        // Only when every role could be read can it be said that none allows the action.
+        if known.len() == definitions.len() && !known.iter().any(|p| grants(p, action)) {
+            findings.push(
+                Finding::warning(
+                    CHECK,
+                    format!("managed identity {} holds {} on {what}, which does not allow {action}; it must {need}", id.name(), names.join(", ")),
+                )
+                .with_fix(fix),
             );
         } else {
-            let names = role_names(r, &roles).await;
             findings.push(Finding::ok(
                 CHECK,
                 format!(
@@ -203,13 +265,26 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
         }
     }
     for vm_identity in &r.plan.build_vm.identities {
-        let held = assignments.iter().any(|a| {
+        let roles: Vec<&Assignment> = assignments
+            .iter()
+            .filter(|a| covers(&a.properties.scope, vm_identity.as_str()))
+            .collect();
+        let operator = roles.iter().any(|a| {
             a.properties
                 .role_definition_id
                 .to_ascii_lowercase()
                 .ends_with(MANAGED_IDENTITY_OPERATOR)
-                && covers(&a.properties.scope, vm_identity.as_str())
         });
+        // Owner, Contributor or a custom role may allow the assignment as well.
+        let held = operator
+            || role_definitions(r, &roles).await.iter().any(|(_, p)| {
+                p.as_ref().is_some_and(|p| {
+                    grants(
+                        p,
+                        "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+                    )
+                })
+            });
         if !held {
             findings.push(
                 Finding::warning(
@@ -223,8 +298,12 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
     findings
 }
 
-/// The roles' names, or their ids where a definition cannot be read.
-async fn role_names(r: &Reader<'_>, roles: &[&Assignment]) -> Vec<String> {
+/// Each role's name and permissions, or its id (and no permissions) where its definition cannot
+/// be read.
+async fn role_definitions(
+    r: &Reader<'_>,
+    roles: &[&Assignment],
+) -> Vec<(String, Option<Vec<Permission>>)> {
     let mut ids: Vec<&str> = roles
         .iter()
         .map(|a| a.properties.role_definition_id.as_str())
@@ -236,8 +315,8 @@ async fn role_names(r: &Reader<'_>, roles: &[&Assignment]) -> Vec<String> {
             .get::<RoleDefinition>("reading a role definition", id, AUTHORIZATION_API)
             .await
         {
-            Read::Found(d) => d.properties.role_name,
-            _ => id.rsplit('/').next().unwrap_or(id).to_owned(),
+            Read::Found(d) => (d.properties.role_name, Some(d.properties.permissions)),
+            _ => (id.rsplit('/').next().unwrap_or(id).to_owned(), None),
         }
     }))
     .await
@@ -246,6 +325,46 @@ async fn role_names(r: &Reader<'_>, roles: &[&Assignment]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn action_patterns_follow_rbac_wildcards() {
+        assert!(matches("*", "Microsoft.Compute/images/write"));
+        assert!(matches(
+            "Microsoft.Compute/*",
+            "microsoft.compute/images/write"
+        ));
+        assert!(matches(
+            "Microsoft.Compute/images/*",
+            "Microsoft.Compute/images/write"
+        ));
+        assert!(matches("*/read", "Microsoft.Compute/images/read"));
+        assert!(!matches("*/read", "Microsoft.Compute/images/write"));
+        assert!(!matches(
+            "Microsoft.Compute/images/read",
+            "Microsoft.Compute/images/write"
+        ));
+        let contributor = vec![Permission {
+            actions: vec!["*".into()],
+            not_actions: vec!["Microsoft.Authorization/*/Write".into()],
+        }];
+        assert!(grants(
+            &contributor,
+            "Microsoft.Compute/galleries/images/versions/write"
+        ));
+        assert!(!grants(
+            &contributor,
+            "Microsoft.Authorization/roleAssignments/write"
+        ));
+        let reader = vec![Permission {
+            actions: vec!["*/read".into()],
+            not_actions: vec![],
+        }];
+        assert!(!grants(
+            &reader,
+            "Microsoft.Compute/galleries/images/versions/write"
+        ));
+        assert!(grants(&reader, "Microsoft.Compute/images/read"));
+    }
 
     #[test]
     fn scopes_cover_themselves_and_their_children() {

@@ -61,6 +61,25 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Every item of a paged list (`value`, following `nextLink`).
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+        api: &str,
+    ) -> Read<Vec<T>> {
+        match self.arm.list::<T>(what, path, api).await {
+            Ok(v) => Read::Found(v),
+            Err(e) => match e.downcast_ref::<ArmError>() {
+                Some(a) if a.status == 404 => Read::Missing,
+                Some(a) if a.status == 403 => Read::Denied {
+                    action: denied_action(&a.message),
+                },
+                _ => Read::Failed(format!("{e:#}")),
+            },
+        }
+    }
+
     /// The source image's facts, read once whichever check asks first.
     pub async fn source(&self) -> Option<&SourceFacts> {
         self.source

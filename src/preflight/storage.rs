@@ -13,6 +13,28 @@ use crate::image_template::FILE_CUSTOMIZER_MAX_BYTES;
 use crate::plan::{ArtifactDelivery, Os};
 
 const CHECK: &str = "storageAccount";
+/// Room for the zip's own headers above the files' bytes.
+const HEADROOM: u64 = 1024 * 1024;
+
+/// The bytes of every file under `root` (links not followed): an upper bound of the archive's
+/// compressed content.
+fn files_size(root: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => folders.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
 
 pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
     if r.plan.source_validation_only() {
@@ -72,17 +94,28 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
     } else {
         "its firewall denies networks it does not list"
     };
-    // Only a Linux archive small enough for the File customizer is fetched by the service;
-    // the size is not known before the archive is made, so `auto` on Linux may use it.
-    let service_fetch =
-        r.plan.artifact_delivery == ArtifactDelivery::Auto && r.plan.customization.os == Os::Linux;
-    if service_fetch {
-        findings.push(Finding::error(
-            CHECK,
-            format!("storage account {name}: {how}, and with artifactDelivery auto Image Builder's service fetches Linux archives up to {} MiB itself, which a storage firewall stops", FILE_CUSTOMIZER_MAX_BYTES / 1024 / 1024),
-            "set artifactDelivery to vm and vnetSubnetId to a subnet the account admits, or use a storage account without network restrictions for the build path",
-        ));
-        return findings;
+    // Only a Linux archive small enough for the File customizer is fetched by the service
+    // (`artifactDelivery: auto`); the archive is made later, so its size is judged from the
+    // build path's files: compressed, it is no larger (give or take headers).
+    if r.plan.artifact_delivery == ArtifactDelivery::Auto && r.plan.customization.os == Os::Linux {
+        let files = files_size(&r.plan.package_path);
+        let limit = FILE_CUSTOMIZER_MAX_BYTES / 1024 / 1024;
+        let fix = "set artifactDelivery to vm and vnetSubnetId to a subnet the account admits, or use a storage account without network restrictions for the build path";
+        if files + HEADROOM <= FILE_CUSTOMIZER_MAX_BYTES {
+            findings.push(Finding::error(
+                CHECK,
+                format!("storage account {name}: {how}, and with artifactDelivery auto Image Builder's service fetches this build path's archive (under {limit} MiB) itself, which a storage firewall stops"),
+                fix,
+            ));
+            return findings;
+        }
+        findings.push(
+            Finding::warning(
+                CHECK,
+                format!("storage account {name}: {how}; with artifactDelivery auto an archive over {limit} MiB is downloaded on the VM, a smaller one by Image Builder's service, which a storage firewall stops"),
+            )
+            .with_fix(fix),
+        );
     }
     match &r.plan.subnet {
         Some(subnet) if account.network.subnets.iter().any(|s| s.eq_ignore_ascii_case(subnet.as_str())) => {

@@ -12,12 +12,6 @@ const SKUS_API: &str = "2021-07-01";
 const CHECK: &str = "vmSize";
 
 #[derive(Deserialize)]
-struct Skus {
-    #[serde(default)]
-    value: Vec<Sku>,
-}
-
-#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Sku {
     #[serde(default)]
@@ -57,10 +51,10 @@ pub async fn check(r: &Reader<'_>) -> Vec<Finding> {
         r.subscription()
     );
     let skus = match r
-        .get::<Skus>("listing the region's VM sizes", &path, SKUS_API)
+        .list::<Sku>("listing the region's VM sizes", &path, SKUS_API)
         .await
     {
-        Read::Found(s) => s.value,
+        Read::Found(s) => s,
         Read::Denied { action } => {
             return vec![denied(
                 CHECK,

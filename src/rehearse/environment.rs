@@ -134,9 +134,15 @@ echo "aib-task: steps run as $(id packer)"
 // ---------------------------------------------------------------------------------------------
 // Argument lists (pure).
 
-/// `docker run`: the image kept alive with `sleep`, on the host's network (to reach the
-/// archive server on 127.0.0.1), labelled so a leftover can be found.
+/// How long a rehearsal container lives at most: it is removed when the rehearsal ends, and a
+/// task killed before that (a cancelled job) leaves it only until then (`--rm` on exit).
+pub const CONTAINER_LIFETIME_SECONDS: u64 = 4 * 3600;
+
+/// `docker run`: the image kept alive with `sleep` for [`CONTAINER_LIFETIME_SECONDS`], on the
+/// host's network (to reach the archive server on 127.0.0.1), labelled so a leftover can be
+/// found.
 pub fn container_run_args(image: &str, name: &str) -> Vec<String> {
+    let lifetime = CONTAINER_LIFETIME_SECONDS.to_string();
     [
         "run",
         "--detach",
@@ -150,7 +156,7 @@ pub fn container_run_args(image: &str, name: &str) -> Vec<String> {
         "--entrypoint",
         "sleep",
         image,
-        "infinity",
+        &lifetime,
     ]
     .map(str::to_owned)
     .to_vec()
@@ -661,7 +667,7 @@ mod tests {
         let run = container_run_args("ubuntu:22.04", "aib-rehearsal-x");
         assert_eq!(
             run.join(" "),
-            "run --detach --rm --name aib-rehearsal-x --network host --label aib-task.rehearsal=true --entrypoint sleep ubuntu:22.04 infinity"
+            "run --detach --rm --name aib-rehearsal-x --network host --label aib-task.rehearsal=true --entrypoint sleep ubuntu:22.04 14400"
         );
         let exec = container_exec_args("aib-rehearsal-x", USER, HOME, "/tmp/script_3.sh");
         assert_eq!(

@@ -105,10 +105,11 @@ impl Settings {
 
 /// Whether knowing the release needs Azure (a gallery image version without `rehearsalImage`).
 pub fn needs_azure(plan: &BuildPlan, settings: &Settings) -> bool {
-    matches!(
-        image::resolve(&plan.source, settings.image.as_deref()),
-        Ok(Resolution::GalleryDefinition(_))
-    )
+    runner::not_rehearsed(plan).is_none()
+        && matches!(
+            image::resolve(&plan.source, settings.image.as_deref()),
+            Ok(Resolution::GalleryDefinition(_))
+        )
 }
 
 #[derive(Deserialize)]
@@ -170,6 +171,17 @@ pub async fn rehearse(
     console: &Arc<Console>,
 ) -> Result<Report> {
     console.section("Rehearsing the customization on the agent (nothing is written to Azure)");
+    // Windows and source-only builds have nothing to rehearse: no image is looked for, so a
+    // source no image maps to does not stop a build that would work.
+    if let Some(why) = runner::not_rehearsed(plan) {
+        let report = Report {
+            target: "nothing".into(),
+            not_rehearsed: Some(why),
+            ..Default::default()
+        };
+        console.warning(report.headline());
+        return Ok(report);
+    }
     let target = target(plan, settings, arm).await?;
     let rehearsal = runner::Rehearsal {
         plan,

@@ -38,6 +38,17 @@ pub struct Rehearsal<'a> {
     pub mirror: Option<String>,
 }
 
+/// Why `plan` cannot be rehearsed at all, if so: decided before any image is looked for.
+pub fn not_rehearsed(plan: &crate::plan::BuildPlan) -> Option<String> {
+    if plan.customization.os == Os::Windows {
+        return Some(
+            "the build VM runs Windows, which a rehearsal cannot stand in for (PowerShell steps are not rehearsed)".into(),
+        );
+    }
+    plan.source_validation_only()
+        .then(|| "sourceValidationOnly is true: the build customizes nothing".into())
+}
+
 /// Runs the rehearsal and reports it; an `Err` is a rehearsal that could not be carried out
 /// (no environment), a failing step is a [`Report`] that did not pass.
 pub async fn run(r: &Rehearsal<'_>) -> Result<Report> {
@@ -47,15 +58,8 @@ pub async fn run(r: &Rehearsal<'_>) -> Result<Report> {
         target: r.target.label.clone(),
         ..Default::default()
     };
-    if r.plan.customization.os == Os::Windows {
-        report.not_rehearsed = Some(
-            "the build VM runs Windows, which a rehearsal cannot stand in for (PowerShell steps are not rehearsed)".into(),
-        );
-        return Ok(report);
-    }
-    if r.plan.source_validation_only() {
-        report.not_rehearsed =
-            Some("sourceValidationOnly is true: the build customizes nothing".into());
+    if let Some(why) = not_rehearsed(r.plan) {
+        report.not_rehearsed = Some(why);
         return Ok(report);
     }
     console.info(format!(
@@ -367,6 +371,17 @@ async fn execute(
 }
 
 async fn fetch(http: &reqwest::Client, uri: &str) -> Result<Vec<u8>> {
+    // The rehearsal's own archive server is on loopback: never through the agent's proxy.
+    let direct;
+    let http = if uri.starts_with("http://127.0.0.1:") {
+        direct = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .context("cannot make a direct HTTP client")?;
+        &direct
+    } else {
+        http
+    };
     let response = http
         .get(uri)
         .timeout(Duration::from_secs(60))
