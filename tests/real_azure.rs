@@ -147,6 +147,7 @@ async fn a_vhd_sent_to_vhd_uri_is_the_output_and_the_template_goes() {
 
 #[tokio::test]
 async fn an_unregistered_provider_is_named_with_its_fix_and_never_renamed() {
+    // Preflight reads the registration first and stops before any write.
     let config = Config {
         unregistered_providers: vec!["Microsoft.VirtualMachineImages".into()],
         ..Config::default()
@@ -156,10 +157,28 @@ async fn an_unregistered_provider_is_named_with_its_fix_and_never_renamed() {
         output,
         out,
         temp: _temp,
-    }) = sample_build(config, |_, _, _| {}).await
+    }) = sample_build(config.clone(), |_, _, _| {}).await
     else {
         return;
     };
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let message = failure_message(&out).unwrap();
+    assert!(
+        message.contains("az provider register --namespace Microsoft.VirtualMachineImages"),
+        "{message}"
+    );
+    assert_eq!(writes(&stack), Vec::<String>::new());
+
+    // An identity that may not read providers gets past preflight (a warning): the PUT's 409
+    // MissingSubscriptionRegistration is then named with its fix, not taken for a name clash.
+    let Some(stack) = start_stack(config).await else {
+        return;
+    };
+    stack
+        .emulator
+        .add_fault(Fault::status("GET", r"^/subscriptions/[^/]+/providers/[^/]+$", 403).times(100));
+    let (temp, package) = sample_package();
+    let (output, out) = run_task_async(&[], pipeline(&stack, &package, temp.path())).await;
     assert_eq!(output.status.code(), Some(1), "{out}");
     let message = failure_message(&out).unwrap();
     assert!(
