@@ -86,6 +86,14 @@ impl Finding {
         self.fix = Some(fix.into());
         self
     }
+
+    /// `message Fix: fix`, as every rendering of the report shows it.
+    pub fn text(&self) -> String {
+        match &self.fix {
+            Some(fix) => format!("{} Fix: {fix}", self.message),
+            None => self.message.clone(),
+        }
+    }
 }
 
 /// Everything preflight found.
@@ -131,12 +139,7 @@ impl Report {
                     Status::Warning => "warning",
                     Status::Error => "error",
                 };
-                let fix = f
-                    .fix
-                    .as_deref()
-                    .map(|x| format!(" Fix: {x}"))
-                    .unwrap_or_default();
-                (f.status, format!("[{tag}] {}: {}{fix}", f.check, f.message))
+                (f.status, format!("[{tag}] {}: {}", f.check, f.text()))
             })
             .collect()
     }
@@ -171,17 +174,10 @@ impl Report {
                 Status::Warning => "⚠️",
                 Status::Error => "❌",
             };
-            let fix = f
-                .fix
-                .as_deref()
-                .map(|x| format!(" Fix: {x}"))
-                .unwrap_or_default();
             md.push_str(&format!(
                 "| {icon} | {} | {} |\n",
                 f.check,
-                format!("{}{fix}", f.message)
-                    .replace('|', "\\|")
-                    .replace(['\r', '\n'], " ")
+                f.text().replace('|', "\\|").replace(['\r', '\n'], " ")
             ));
         }
         md
@@ -195,17 +191,7 @@ impl Report {
         }
         let list: Vec<String> = errors
             .iter()
-            .map(|f| {
-                format!(
-                    "{}: {}{}",
-                    f.check,
-                    f.message,
-                    f.fix
-                        .as_deref()
-                        .map(|x| format!(" Fix: {x}"))
-                        .unwrap_or_default()
-                )
-            })
+            .map(|f| format!("{}: {}", f.check, f.text()))
             .collect();
         Some(anyhow::anyhow!(
             "preflight found {} problem{} that would fail the image build; nothing was written to Azure:\n{}",
