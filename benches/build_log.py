@@ -46,10 +46,14 @@ def build() -> None:
 
 
 def start_emulator(work: str, filler: int) -> tuple[subprocess.Popen, dict]:
-    config = {
+    return start_emulator_with(work, {
         "log_filler": filler,
         "timing": {"customizing": 20000, "log_steps": 8},
-    }
+    })
+
+
+def start_emulator_with(work: str, config: dict) -> tuple[subprocess.Popen, dict]:
+    """Starts the emulator (with Azurite) on `config`; its process and its startup facts."""
     path = os.path.join(work, "config.json")
     with open(path, "w") as f:
         json.dump(config, f)

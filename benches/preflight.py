@@ -29,32 +29,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from build_log import pipeline_env, stop  # noqa: E402
+from build_log import pipeline_env, start_emulator_with, stop  # noqa: E402
 
 GOAL_MS = 5000
 
 
 def start_emulator(work: str, latency_ms: int) -> tuple[subprocess.Popen, dict]:
-    path = os.path.join(work, "config.json")
-    with open(path, "w") as f:
-        json.dump({"scenario": {"latency_ms": latency_ms}}, f)
-    out = open(os.path.join(work, "emulator.out"), "w+")
-    err = open(os.path.join(work, "emulator.err"), "w")
-    proc = subprocess.Popen(
-        ["./target/debug/aib-emulator", "--start-azurite", "--azurite-oauth",
-         "--ca-out", os.path.join(work, "ca.pem"), "--config", path],
-        stdout=out, stderr=err, start_new_session=True,
-    )
-    for _ in range(300):
-        out.seek(0)
-        lines = out.read().splitlines()
-        if len(lines) >= 2:
-            return proc, json.loads(lines[1])
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    stop(proc)
-    sys.exit("the emulator did not start: " + open(os.path.join(work, "emulator.err")).read())
+    return start_emulator_with(work, {"scenario": {"latency_ms": latency_ms}})
 
 
 def main() -> None:

@@ -404,47 +404,10 @@ pub struct Validate {
         default,
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub in_vm_validations: Vec<Validator>,
-}
-
-/// One in-VM validation: the Shell, PowerShell and File shapes of the customizers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all_fields = "camelCase")]
-pub enum Validator {
-    Shell {
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        name: String,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        inline: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        script_uri: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sha256_checksum: Option<String>,
-    },
-    PowerShell {
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        name: String,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        inline: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        script_uri: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sha256_checksum: Option<String>,
-        #[serde(default)]
-        run_elevated: bool,
-        #[serde(default)]
-        run_as_system: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        valid_exit_codes: Option<Vec<i32>>,
-    },
-    File {
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        name: String,
-        source_uri: String,
-        destination: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sha256_checksum: Option<String>,
-    },
+    /// In-VM validations: the swagger's Shell, PowerShell and File validators have exactly the
+    /// shapes of those customizers (`ImageTemplate*Validator`), so they share the model; the
+    /// task makes only Shell and PowerShell ones.
+    pub in_vm_validations: Vec<Customizer>,
 }
 
 /// `errorHandling`: `cleanup` (the default) or `abort` for each kind of failure.
@@ -765,13 +728,13 @@ fn validate(validation: &plan::Validation, custom: &plan::Customization) -> Vali
         continue_distribute_on_failure: validation.continue_distribute_on_failure,
         source_validation_only: validation.source_validation_only,
         in_vm_validations: vec![match custom.os {
-            Os::Linux => Validator::Shell {
+            Os::Linux => Customizer::Shell {
                 name,
                 inline,
                 script_uri: None,
                 sha256_checksum: None,
             },
-            Os::Windows => Validator::PowerShell {
+            Os::Windows => Customizer::PowerShell {
                 name,
                 inline,
                 script_uri: None,

@@ -3,7 +3,7 @@
 //! template is built by [`crate::image_template::build_template`] with the local archive URL,
 //! so the download and extraction lines are exactly those the build VM would run.
 
-use crate::image_template::{Customizer, ImageTemplate, Validator};
+use crate::image_template::{Customizer, ImageTemplate};
 
 /// One step, named as Image Builder's `customization.log` names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn from_template(template: &ImageTemplate) -> Vec<Step> {
         .map(from_customizer)
         .collect();
     if let Some(validate) = &template.properties.validate {
-        steps.extend(validate.in_vm_validations.iter().map(from_validator));
+        steps.extend(validate.in_vm_validations.iter().map(from_customizer));
     }
     steps
 }
@@ -126,28 +126,6 @@ fn from_customizer(customizer: &Customizer) -> Step {
         Customizer::WindowsUpdate { name, .. } => Step {
             name: named(name, "(unnamed WindowsUpdate step)"),
             kind: "WindowsUpdate",
-            action: Action::Skip(NO_WINDOWS.into()),
-        },
-    }
-}
-
-fn from_validator(validator: &Validator) -> Step {
-    match validator {
-        Validator::Shell {
-            name,
-            inline,
-            script_uri,
-            sha256_checksum,
-        } => shell(name, inline, script_uri, sha256_checksum),
-        Validator::File {
-            name,
-            source_uri,
-            destination,
-            sha256_checksum,
-        } => file(name, source_uri, destination, sha256_checksum),
-        Validator::PowerShell { name, .. } => Step {
-            name: named(name, "(unnamed PowerShell validation)"),
-            kind: "PowerShell",
             action: Action::Skip(NO_WINDOWS.into()),
         },
     }
