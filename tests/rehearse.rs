@@ -101,6 +101,8 @@ fn add_rehearsal_env(vars: &mut BTreeMap<String, String>, rootfs: &Path, temp: &
     for (name, value) in [
         ("AIB_REHEARSAL_ROOTFS_DIR", rootfs.display().to_string()),
         ("AIB_REHEARSAL_ENVIRONMENT", "chroot".to_owned()),
+        // As the agent runs the task: its output is then the pipeline's logging commands.
+        ("TF_BUILD", "True".to_owned()),
         ("AGENT_TEMPDIRECTORY", temp.display().to_string()),
         ("SYSTEM_DEFAULTWORKINGDIRECTORY", temp.display().to_string()),
         ("PATH", std::env::var("PATH").unwrap_or_default()),
