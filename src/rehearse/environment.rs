@@ -450,6 +450,7 @@ impl Sandbox {
         match &self.kind {
             Kind::Chroot { root, uid, gid, .. } => {
                 let path = inside(root, destination)?;
+                no_link_on_the_way(root, &path)?;
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
@@ -535,6 +536,31 @@ impl Drop for Sandbox {
 }
 
 /// `destination` under `root`, refusing `..` (a path from a customizers file).
+/// Refuses a path whose folders under `root` include a symbolic link: the task writes as the
+/// host's root, and a link a step left (`/tmp -> /etc`) would lead the write out of the chroot.
+fn no_link_on_the_way(root: &Path, path: &Path) -> Result<()> {
+    let Ok(relative) = path.strip_prefix(root) else {
+        bail!("'{}' is not inside the root filesystem", path.display());
+    };
+    let mut at = root.to_owned();
+    let parts: Vec<_> = relative.components().collect();
+    for (n, part) in parts.iter().enumerate() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            // The file itself may be a link: it is removed, not followed.
+            Ok(m) if m.file_type().is_symlink() && n + 1 < parts.len() => bail!(
+                "'{}' is a symbolic link made inside the rehearsal; the task does not write through it",
+                at.strip_prefix(root)
+                    .map(|p| format!("/{}", p.display()))
+                    .unwrap_or_default()
+            ),
+            Ok(_) => {}
+            Err(_) => break, // not there yet: created as a plain folder
+        }
+    }
+    Ok(())
+}
+
 fn inside(root: &Path, destination: &str) -> Result<PathBuf> {
     let relative = destination.trim_start_matches('/');
     if relative.split('/').any(|part| part == "..") {
@@ -762,6 +788,25 @@ mod tests {
             script.contains(ROOTFS_PACKAGES),
             "scripts/test must debootstrap with --include={ROOTFS_PACKAGES}"
         );
+    }
+
+    #[test]
+    fn writes_never_follow_a_link_a_step_made() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("opt")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("tmp")).unwrap();
+        let through = inside(root.path(), "/tmp/webapp.zip").unwrap();
+        let e = no_link_on_the_way(root.path(), &through)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'/tmp' is a symbolic link"), "{e}");
+        let plain = inside(root.path(), "/opt/app/new/file").unwrap();
+        assert!(no_link_on_the_way(root.path(), &plain).is_ok());
+        // A link as the file itself is replaced, not followed.
+        std::os::unix::fs::symlink(outside.path(), root.path().join("opt/link")).unwrap();
+        let file = inside(root.path(), "/opt/link").unwrap();
+        assert!(no_link_on_the_way(root.path(), &file).is_ok());
     }
 
     #[test]
