@@ -414,7 +414,18 @@ async fn run_command(
     let cancel = build::cancellation();
     let plan = validate_command(args, env, context, console)?;
     if rehearse_settings(args, env)?.before_build {
-        rehearse_plan(args, &plan, env, context, console).await?;
+        // A cancelled job stops the rehearsal at once: dropping it kills its steps (they are
+        // spawned kill-on-drop) and removes its environment.
+        let mut stop = cancel.clone();
+        tokio::select! {
+            rehearsed = rehearse_plan(args, &plan, env, context, console) => rehearsed?,
+            _ = stop.wait_for(|c| *c) => {
+                return Err(build::Cancelled(
+                    "cancelled during the rehearsal; nothing was written to Azure".into(),
+                )
+                .into());
+            }
+        }
     }
     let (http, signed, arm) = connect(args, env, console).await?;
     let mut builder = build::Builder {
