@@ -39,11 +39,23 @@ fn default_text(input: &Value) -> Option<String> {
     }
 }
 
+/// task.json's help in a workflow's words where it speaks of Azure Pipelines.
+fn for_github(text: &str) -> String {
+    [
+        (
+            "`$(System.DefaultWorkingDirectory)/_webapp/drop`. Relative paths resolve against the pipeline's default working directory.",
+            "`dist/webapp`. Relative paths resolve against `GITHUB_WORKSPACE`.",
+        ),
+        ("in the connection's subscription", "in the subscription"),
+        ("`webapp-$(Build.BuildId)`", "`webapp-<run id>`"),
+        ("`t_<release or build id>_", "`t_<run id>_"),
+    ]
+    .iter()
+    .fold(text.to_owned(), |text, (azure, github)| text.replace(azure, github))
+}
+
 fn description(input: &Value) -> String {
-    let mut text = input["helpMarkDown"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let mut text = for_github(input["helpMarkDown"].as_str().unwrap_or_default());
     if let Some(options) = input["options"].as_object() {
         let names: Vec<String> = options.keys().map(|k| format!("`{k}`")).collect();
         let editable = input["properties"]["EditableOptions"] == "True";
