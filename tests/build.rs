@@ -600,13 +600,8 @@ async fn images_sold_with_a_purchase_plan_carry_it() {
         out.contains("az vm image terms accept --plan cis-ubuntu2204-l1"),
         "{out}"
     );
-    let put = stack
-        .emulator
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
-        .unwrap();
-    let plan = &put.body.as_ref().unwrap()["properties"]["source"]["planInfo"];
+    let put = template_sent(&stack);
+    let plan = &put["properties"]["source"]["planInfo"];
     assert_eq!(plan["planName"], "cis-ubuntu2204-l1");
     assert_eq!(plan["planProduct"], "cis-ubuntu-linux-2204-l1");
     assert_eq!(plan["planPublisher"], "center-for-internet-security-inc");

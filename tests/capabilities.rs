@@ -435,13 +435,7 @@ async fn build_vm_identity_isolated_network_staging_tags_and_in_vm_delivery() {
     };
     assert!(output.status.success(), "{out}");
     // The template as sent.
-    let sent = stack
-        .emulator
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
-        .expect("a template PUT");
-    let body = sent.body.expect("a JSON body");
+    let body = template_sent(&stack);
     let p = &body["properties"];
     assert_eq!(
         p["vmProfile"]["userAssignedIdentities"][0],
@@ -495,13 +489,7 @@ async fn a_customizers_file_runs_after_the_inline_script() {
     };
     assert!(output.status.success(), "{out}");
     // The file's steps follow the inline script, in the file's order, in the template sent…
-    let sent = stack
-        .emulator
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
-        .and_then(|r| r.body)
-        .expect("a template PUT");
+    let sent = template_sent(&stack);
     let names: Vec<&str> = sent["properties"]["customize"]
         .as_array()
         .unwrap()
@@ -557,13 +545,7 @@ async fn source_validation_only_uploads_nothing_and_customizes_nothing() {
     };
     assert!(output.status.success(), "{out}");
     assert!(out.contains("sourceValidationOnly is true"), "{out}");
-    let sent = stack
-        .emulator
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
-        .and_then(|r| r.body)
-        .expect("a template PUT");
+    let sent = template_sent(&stack);
     assert!(sent["properties"].get("customize").is_none(), "{sent}");
     assert_eq!(sent["properties"]["validate"]["sourceValidationOnly"], true);
     assert_eq!(

@@ -538,47 +538,43 @@ async fn a_read_the_identity_may_not_make_is_a_warning_and_the_build_goes_on() {
     assert!(out.contains("preflight passed with warnings"), "{out}");
 }
 
-#[tokio::test]
-async fn a_taken_template_name_is_an_error() {
+/// Preflight after a failed build that kept its template (keepTemplateOnFailure defaults to
+/// true) with the same inputs, `input` set to `value`: the report, or `None` without a stack.
+async fn preflight_after_a_kept_template(input: &str, value: &str) -> Option<Value> {
     let config = Config {
         fail_at: Some(aib_emulator::RunSubState::Customizing),
         ..Config::default()
     };
-    let Some(stack) = start_stack(config).await else {
-        return;
-    };
+    let stack = start_stack(config).await?;
     let (temp, package) = sample_package();
     let mut vars = pipeline(&stack, &package, temp.path());
-    vars.insert("INPUT_TEMPLATENAME".into(), "t-taken".into());
-    // A failed build keeps its template (keepTemplateOnFailure defaults to true).
+    vars.insert(format!("INPUT_{input}"), value.to_owned());
     let (output, out) = run_task_async(&[], vars.clone()).await;
     assert!(!output.status.success(), "{out}");
     let (ok, _, report) = preflight(vars).await;
-    assert!(!ok);
+    assert!(!ok, "{report:#}");
+    Some(report)
+}
+
+#[tokio::test]
+async fn a_taken_template_name_is_an_error() {
+    let Some(report) = preflight_after_a_kept_template("TEMPLATENAME", "t-taken").await else {
+        return;
+    };
     assert_finding(&report, "templateName", "error", "already exists");
 }
 
 #[tokio::test]
 async fn a_staging_group_another_template_uses_is_an_error() {
-    let config = Config {
-        fail_at: Some(aib_emulator::RunSubState::Customizing),
-        ..Config::default()
-    };
-    let Some(stack) = start_stack(config).await else {
-        return;
-    };
-    let (temp, package) = sample_package();
     let staging = format!(
         "/subscriptions/{}/resourceGroups/rg-aib-staging-shared",
         defaults::SUBSCRIPTION_ID
     );
-    let mut vars = pipeline(&stack, &package, temp.path());
-    vars.insert("INPUT_STAGINGRESOURCEGROUP".into(), staging.clone());
-    // A failed build keeps its template, which keeps the staging group in use.
-    let (output, out) = run_task_async(&[], vars.clone()).await;
-    assert!(!output.status.success(), "{out}");
-    let (ok, _, report) = preflight(vars).await;
-    assert!(!ok);
+    // The kept template keeps the staging group in use.
+    let Some(report) = preflight_after_a_kept_template("STAGINGRESOURCEGROUP", &staging).await
+    else {
+        return;
+    };
     assert_finding(
         &report,
         "stagingResourceGroup",

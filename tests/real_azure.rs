@@ -126,13 +126,7 @@ async fn a_vhd_sent_to_vhd_uri_is_the_output_and_the_template_goes() {
     let vars = output_variables(&out);
     assert_eq!(vars["imageUri"], destination);
     // The distributor carried the uri.
-    let put = stack
-        .emulator
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
-        .unwrap();
-    let body = put.body.expect("the PUT's body");
+    let body = template_sent(&stack);
     assert_eq!(
         body["properties"]["distribute"][0]["uri"],
         destination.as_str()

@@ -248,3 +248,14 @@ pub async fn sample_build(
         out,
     })
 }
+
+/// The body of the first template PUT the emulator received.
+pub fn template_sent(stack: &Stack) -> serde_json::Value {
+    stack
+        .emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && r.path.contains("/imageTemplates/"))
+        .and_then(|r| r.body)
+        .expect("a template PUT with a JSON body")
+}
