@@ -121,23 +121,11 @@ impl OidcRequest {
             .await
             .map_err(|e| Failure::from_send(e, "Azure DevOps"))?;
         let (status, headers, body) = read_answer(response, "Azure DevOps' answer").await?;
-        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if status.is_success() {
-            let token = json["oidcToken"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| {
-                    Failure::Fatal(anyhow!(
-                        "Azure DevOps answered {status} without an oidcToken"
-                    ))
-                })?;
-            self.console.set_secret(token);
-            return Ok(token.to_owned());
-        }
-        let message = json["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+        let message =
+            match token_or_message(&self.console, status, &body, "oidcToken", "Azure DevOps")? {
+                Ok(token) => return Ok(token),
+                Err(message) => message,
+            };
         let hint = match status.as_u16() {
             401 | 403 => {
                 " The job access token was refused: check that the pipeline's job authorization scope lets the job use the project."
@@ -151,6 +139,35 @@ impl OidcRequest {
             anyhow!("Azure DevOps refused the OIDC token request ({status}): {message}{hint}");
         Err(Failure::from_status(status, &headers, error, &[]))
     }
+}
+
+/// An OIDC endpoint's answer: the token in `field` of a success, announced as a secret before
+/// it goes anywhere (`Ok(Ok)`); a success without one is fatal; an error answer's `message` (or
+/// the start of its body) for the caller to explain (`Ok(Err)`).
+fn token_or_message(
+    console: &Console,
+    status: reqwest::StatusCode,
+    body: &[u8],
+    field: &str,
+    who: &str,
+) -> Result<Result<String, String>, Failure> {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if status.is_success() {
+        let token = json[field]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Failure::Fatal(anyhow!("{who} answered {status} without a token ({field})"))
+            })?;
+        console.set_secret(token);
+        return Ok(Ok(token.to_owned()));
+    }
+    Ok(Err(json["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(body).chars().take(300).collect()
+        })))
 }
 
 /// The audience Entra ID expects in a federated token (GitHub's docs, "Configuring OpenID
@@ -218,21 +235,10 @@ impl GitHubOidcRequest {
             .await
             .map_err(|e| Failure::from_send(e, "GitHub's OIDC token endpoint"))?;
         let (status, headers, body) = read_answer(response, "GitHub's answer").await?;
-        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if status.is_success() {
-            let token = json["value"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| {
-                    Failure::Fatal(anyhow!("GitHub answered {status} without a token (value)"))
-                })?;
-            self.console.set_secret(token);
-            return Ok(token.to_owned());
-        }
-        let message = json["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+        let message = match token_or_message(&self.console, status, &body, "value", "GitHub")? {
+            Ok(token) => return Ok(token),
+            Err(message) => message,
+        };
         let hint = match status.as_u16() {
             401 | 403 => {
                 " The request token was refused: give the job `permissions: id-token: write` (and keep the token from an earlier job out of this one)."
