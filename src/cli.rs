@@ -468,40 +468,14 @@ async fn template_command(
     context: &PipelineContext,
     console: &Arc<Console>,
 ) -> Result<()> {
-    let mut plan = validate_command(args, env, context, console)?;
+    let plan = validate_command(args, env, context, console)?;
     let (_http, _signed, arm) = connect(args, env, console).await?;
-    let mut purchase_plan = None;
-    let mut source_version = None;
-    if let plan::Source::Marketplace {
-        publisher,
-        offer,
-        sku,
-        version,
-    } = &plan.source
-    {
-        let image = (publisher.as_str(), offer.as_str(), sku.as_str());
-        let exact = build::source::exact_version(
-            &arm,
-            &plan.subscription_id,
-            &plan.location,
-            image,
-            version,
-        )
-        .await?;
-        console.info(format!(
-            "{publisher}:{offer}:{sku}:{version} is version {exact} today"
-        ));
-        purchase_plan = build::source::purchase_plan(
-            &arm,
-            &plan.subscription_id,
-            &plan.location,
-            image,
-            &exact,
-        )
-        .await?;
-        source_version = Some(exact);
-    }
-    build::gallery::check(&arm, console, &mut plan, source_version.as_deref()).await?;
+    // The reads `run` makes before any write, so the template is the one `run` would send.
+    let build::prepare::Prepared {
+        plan,
+        purchase_plan,
+        ..
+    } = build::prepare::prepare(&arm, console, &plan).await?;
     let template = if plan.source_validation_only() {
         console.info("sourceValidationOnly is true: nothing is customized and the build path is not uploaded");
         image_template::build_template(&plan, None, context)

@@ -11,6 +11,7 @@ pub mod live_log;
 pub mod log;
 pub mod log_phases;
 pub mod outputs;
+pub mod prepare;
 pub mod progress;
 pub mod source;
 pub mod start;
@@ -271,58 +272,14 @@ impl Builder<'_> {
         started: Instant,
     ) -> Result<Outputs> {
         // Reads first: nothing is written to Azure until the base image is known to exist.
-        let exact_version = match &plan.source {
-            Source::Marketplace {
-                publisher,
-                offer,
-                sku,
-                version,
-            } => Some(
-                source::exact_version(
-                    self.arm,
-                    &plan.subscription_id,
-                    &plan.location,
-                    (publisher, offer, sku),
-                    version,
-                )
-                .await?,
-            ),
-            _ => None,
-        };
-        summary.source = describe_source(&plan.source, exact_version.as_deref());
-        let purchase_plan = match (&plan.source, &exact_version) {
-            (
-                Source::Marketplace {
-                    publisher,
-                    offer,
-                    sku,
-                    ..
-                },
-                Some(exact),
-            ) => {
-                source::purchase_plan(
-                    self.arm,
-                    &plan.subscription_id,
-                    &plan.location,
-                    (publisher, offer, sku),
-                    exact,
-                )
-                .await?
-            }
-            _ => None,
-        };
-        // The gallery: its image definition's region among the replicas, a version number
-        // known in advance still free. Reads only.
-        let mut plan = plan.clone();
-        gallery::check(self.arm, self.console, &mut plan, exact_version.as_deref()).await?;
+        let prepare::Prepared {
+            plan,
+            exact_version,
+            purchase_plan,
+        } = prepare::prepare(self.arm, self.console, plan).await?;
         let plan = &plan;
+        summary.source = describe_source(&plan.source, exact_version.as_deref());
         summary.distribution = describe_distribution(&plan.distribution);
-        if let Some(p) = &purchase_plan {
-            self.console.info(format!(
-                "the base image is sold with purchase plan {} (product {}, publisher {}): its terms must be accepted in the subscription (az vm image terms accept --plan {} --offer {} --publisher {})",
-                p.plan_name, p.plan_product, p.plan_publisher, p.plan_name, p.plan_product, p.plan_publisher
-            ));
-        }
 
         if plan.source_validation_only() {
             self.console.info("sourceValidationOnly is true: Image Builder validates the source image as it is; nothing is customized and the build path is not uploaded");
