@@ -71,13 +71,17 @@ fn findings<'a>(report: &'a Value, check: &str, status: &str) -> Vec<&'a Value> 
         .collect()
 }
 
+/// Whether a finding of `check` with `status` says `text` in its message or its fix.
+fn says(report: &Value, check: &str, status: &str, text: &str) -> bool {
+    findings(report, check, status).iter().any(|f| {
+        f["message"].as_str().unwrap_or("").contains(text)
+            || f["fix"].as_str().unwrap_or("").contains(text)
+    })
+}
+
 fn assert_finding(report: &Value, check: &str, status: &str, text: &str) {
-    let found = findings(report, check, status);
     assert!(
-        found.iter().any(|f| {
-            f["message"].as_str().unwrap_or("").contains(text)
-                || f["fix"].as_str().unwrap_or("").contains(text)
-        }),
+        says(report, check, status, text),
         "no {status} of {check} saying {text:?} in {report:#}"
     );
 }
@@ -298,10 +302,7 @@ async fn broken_inputs_are_errors_of_their_check() {
             vars.insert(format!("INPUT_{k}"), v.clone());
         }
         let (ok, out, report) = preflight(vars).await;
-        let found = findings(&report, check, "error").iter().any(|f| {
-            f["message"].as_str().unwrap_or("").contains(text)
-                || f["fix"].as_str().unwrap_or("").contains(text)
-        });
+        let found = says(&report, check, "error", text);
         if ok || !found || report["verdict"] != "failed" {
             failures.push(format!(
                 "{inputs:?}: expected an error of {check} saying {text:?}, got {report:#}\n{out}"
